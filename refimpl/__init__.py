@@ -1,0 +1,7 @@
+"""refimpl: a NumPy ground truth for decoder-only transformers, GPT-2 to gpt-oss."""
+
+from .errors import ArgumentError, CheckpointError, ConfigError, RefimplError, TokenizerError
+
+__version__ = "0.1.0"
+
+__all__ = ["RefimplError", "ArgumentError", "ConfigError", "CheckpointError", "TokenizerError", "__version__"]

@@ -1,0 +1,1 @@
+"""Reference operations, one module per layer family."""
