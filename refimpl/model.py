@@ -1,0 +1,229 @@
+"""Forward passes composed from the reference ops.
+
+One forward pass serves every architecture in the family; the ModelConfig says
+which variant of each layer a model uses (see spec/model.md for the block
+diagram of each architecture and spec/trace.md for the names of the traced
+intermediates).
+
+    x   = tok_embed[ids] (+ pos_embed[positions] for learned positions)
+    per layer L (pre-norm):
+        x = x + attn(norm_attn(x))
+        x = x + mlp(norm_mlp(x))          mlp: GELU MLP, SwiGLU MLP, or MoE
+    per layer L (post-norm, the original Transformer / GPT-1 placement):
+        x = norm_attn(x + attn(x)); x = norm_mlp(x + mlp(x))
+    logits = lm_head @ final_norm(x)
+
+Precision: every op computes in the mode's compute dtype; in "bfloat16" mode the
+output of each op that the bf16 torch reference stores as a bf16 tensor is
+rounded to bf16 (spec/precision.md).
+"""
+
+import numpy as np
+
+from . import precision
+from .errors import ArgumentError
+from .ops import ops as reference_ops
+
+
+def _rounder(mode):
+    if mode == "bfloat16":
+        return precision.round_bf16
+    dt = precision.storage_dtype(mode)
+    return lambda a: np.asarray(a, dtype=dt)
+
+
+def _check_ids(cfg, ids):
+    a = np.asarray(ids)
+    if a.dtype.kind not in "iu" and not (a.size == 0 and a.dtype.kind == "f"):
+        raise ArgumentError(f"ids: expected integer token ids, found dtype {a.dtype}")
+    a = a.astype(np.int64)
+    if a.ndim not in (1, 2):
+        raise ArgumentError(f"ids: expected shape [T] or [B, T], found {a.shape}")
+    if a.shape[-1] == 0:
+        raise ArgumentError("ids: expected at least one token, found an empty sequence")
+    bad = (a < 0) | (a >= cfg.vocab_size)
+    if bad.any():
+        i = tuple(int(v) for v in np.argwhere(bad)[0])
+        raise ArgumentError(f"ids: expected ids in [0, {cfg.vocab_size}), found {int(a[i])} at index {i}")
+    return a
+
+
+def rope_tables(cfg, positions, *, ops=reference_ops):
+    """cos, sin [.., T, D/2] for absolute positions, with YaRN's concentration folded in."""
+    inv_freq, scaling = ops.rope_frequencies(cfg.head_dim, base=cfg.rope_theta, rope_scaling=cfg.rope_scaling)
+    return ops.rope_cos_sin(inv_freq, positions, attention_scaling=scaling)
+
+
+def forward(cfg, weights, ids, *, cache=None, mode="float32", trace=None, ops=reference_ops):
+    """Logits [.., T, vocab] for token ids [T] or [B, T].
+
+    cache: a KVCache; when given, the ids continue the cached sequence (their
+    positions start at cache.position) and their keys and values are appended.
+    trace: a dict to fill with the named intermediates of spec/trace.md.
+    """
+    precision.check_mode(mode)
+    ids = _check_ids(cfg, ids)
+    R = _rounder(mode)
+    W = weights
+    T = ids.shape[-1]
+    start = cache.position if cache is not None else 0
+    if start + T > cfg.max_position_embeddings and cfg.position == "learned":
+        raise ArgumentError(f"ids: expected at most {cfg.max_position_embeddings} positions (the learned "
+                            f"position table), found {start + T}")
+    positions = np.arange(start, start + T)  # [T]
+
+    def record(name, value):
+        if trace is not None:
+            trace[name] = np.asarray(value)
+
+    record.active = trace is not None
+    def norm(x, prefix):
+        if cfg.norm == "layer":
+            return R(ops.layer_norm(x, W[prefix + ".weight"], W[prefix + ".bias"], eps=cfg.norm_eps))
+        return R(ops.rms_norm(x, W[prefix + ".weight"], eps=cfg.norm_eps))
+
+    x = R(ops.embedding(ids, W["tok_embed"]))  # [.., T, d]
+    if cfg.position == "learned":
+        x = R(x + ops.embedding(positions, W["pos_embed"]))  # [.., T, d]
+    record("embed", x)
+    cos = sin = None
+    if cfg.position == "rope":
+        cos, sin = rope_tables(cfg, positions, ops=ops)  # [T, D/2]
+        if mode == "bfloat16":
+            cos, sin = R(cos), R(sin)
+
+    for L in range(cfg.num_layers):
+        p = f"layers.{L}"
+        if cfg.norm_placement == "pre":
+            h = norm(x, p + ".attn_norm")
+            record(p + ".attn_norm", h)
+            a = _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops)
+            x = R(x + a)
+            record(p + ".resid_mid", x)
+            h = norm(x, p + ".mlp_norm")
+            record(p + ".mlp_norm", h)
+            m = _mlp_block(cfg, W, h, L, R, record, ops)
+            x = R(x + m)
+        else:
+            a = _attention_block(cfg, W, x, L, cos, sin, cache, start, R, record, ops)
+            x = norm(R(x + a), p + ".attn_norm")
+            record(p + ".resid_mid", x)
+            m = _mlp_block(cfg, W, x, L, R, record, ops)
+            x = norm(R(x + m), p + ".mlp_norm")
+        record(p + ".out", x)
+
+    x = norm(x, "final_norm")
+    record("final_norm", x)
+    logits = ops.linear(x, W["lm_head"])  # [.., T, V]
+    logits = R(logits) if mode == "bfloat16" else logits
+    record("logits", logits)
+    return logits
+
+
+def _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops):
+    p = f"layers.{L}.attn"
+    Hq, Hkv, D = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    lead = h.shape[:-1]
+    q = R(ops.linear(h, W[p + ".q.weight"], W.get(p + ".q.bias"))).reshape(*lead, Hq, D)  # [.., T, Hq, D]
+    k = R(ops.linear(h, W[p + ".k.weight"], W.get(p + ".k.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
+    v = R(ops.linear(h, W[p + ".v.weight"], W.get(p + ".v.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
+    if cfg.qk_norm:
+        q = R(ops.rms_norm(q, W[p + ".q_norm.weight"], eps=cfg.norm_eps))
+        k = R(ops.rms_norm(k, W[p + ".k_norm.weight"], eps=cfg.norm_eps))
+    if cfg.position == "rope":
+        q = R(ops.apply_rope(q, cos, sin, pairing=cfg.rope_pairing))
+        k = R(ops.apply_rope(k, cos, sin, pairing=cfg.rope_pairing))
+    record(p + ".q", q)
+    record(p + ".k", k)
+    record(p + ".v", v)
+    if cache is not None:
+        k, v = cache.append(L, k, v)  # [.., start+T, Hkv, D]
+    window = cfg.layer_window(L)
+    sinks = W[p + ".sinks"] if cfg.attention_sinks else None
+    kw = dict(sinks=sinks, window=window, causal=True, q_offset=start)
+    if record.active:
+        record(p + ".probs", ops.attention_probs(q, k, v, **kw))
+    o = R(ops.attention(q, k, v, **kw))  # [.., T, Hq, D]
+    o = o.reshape(*lead, Hq * D)  # [.., T, Hq*D]
+    out = R(ops.linear(o, W[p + ".o.weight"], W.get(p + ".o.bias")))  # [.., T, d]
+    record(p + ".out", out)
+    return out
+
+
+def _mlp_block(cfg, W, h, L, R, record, ops):
+    p = f"layers.{L}"
+    if cfg.num_experts:
+        return _moe_block(cfg, W, h, L, R, record, ops)
+    if cfg.activation in ("gelu_tanh", "gelu_erf"):
+        approx = "tanh" if cfg.activation == "gelu_tanh" else "none"
+        m = ops.gelu_mlp(h, W[p + ".mlp.fc.weight"], W.get(p + ".mlp.fc.bias"),
+                         W[p + ".mlp.proj.weight"], W.get(p + ".mlp.proj.bias"), approximate=approx)
+    else:
+        m = ops.swiglu_mlp(h, W[p + ".mlp.gate.weight"], W[p + ".mlp.up.weight"], W[p + ".mlp.down.weight"])
+    m = R(m)  # [.., T, d]
+    record(p + ".mlp.out", m)
+    return m
+
+
+def _moe_block(cfg, W, h, L, R, record, ops):
+    p = f"layers.{L}.moe"
+    logits = R(ops.linear(h, W[p + ".router.weight"], W.get(p + ".router.bias")))  # [.., T, E]
+    k = cfg.experts_per_token
+    if cfg.router == "topk_softmax":
+        weights, idx = ops.router_topk_softmax(logits, k)  # [.., T, k]
+    else:
+        weights, idx = ops.router_softmax_topk(logits, k)  # [.., T, k]
+    weights = R(weights)
+    record(p + ".router_logits", logits)
+    record(p + ".experts", idx)
+    record(p + ".expert_weights", weights)
+
+    if cfg.arch == "gpt_oss":
+        w1, w2 = _expert_matrix(W, p + ".mlp1", R, ops), _expert_matrix(W, p + ".mlp2", R, ops)
+        b1, b2 = W[p + ".mlp1.bias"], W[p + ".mlp2.bias"]
+
+        def expert(e, t):
+            u = R(ops.linear(t, w1(e), b1[e]))  # [n, 2I]
+            a = R(ops.swiglu_oss(u, alpha=cfg.swiglu_alpha, limit=cfg.swiglu_limit))  # [n, I]
+            return R(ops.linear(a, w2(e), b2[e]))  # [n, d]
+    else:
+        gate, up, down = W[p + ".gate.weight"], W[p + ".up.weight"], W[p + ".down.weight"]
+
+        def expert(e, t):
+            return R(ops.swiglu_mlp(t, gate[e], up[e], down[e]))  # [n, d]
+
+    m = R(ops.moe_combine(h, weights, idx, expert))  # [.., T, d]
+    record(f"layers.{L}.mlp.out", m)
+    return m
+
+
+def _expert_matrix(W, prefix, R, ops):
+    """e -> the [out, in] matrix of expert e, decoding MXFP4 blocks only for experts in use."""
+    if prefix + ".weight" in W:
+        dense = W[prefix + ".weight"]
+        return lambda e: dense[e]
+    blocks, scales = W[prefix + ".blocks"], W[prefix + ".scales"]
+
+    def decode(e):
+        m = ops.decode_mxfp4(np.asarray(blocks[e]), np.asarray(scales[e]))  # [out, in]
+        return R(m)
+
+    return decode
+
+
+def prepare_weights(cfg, weights, mode):
+    """Cast every dense tensor once to the mode's storage; MXFP4 blocks and scales stay packed."""
+    precision.check_mode(mode)
+    R = _rounder(mode)
+    out = {}
+    for name, t in weights.items():
+        a = np.asarray(t)
+        if name.endswith(".blocks") or name.endswith(".scales"):
+            out[name] = t
+        elif a.dtype.kind == "f" or a.dtype == precision.bfloat16:
+            out[name] = R(a)
+        else:
+            out[name] = a
+    if cfg.tie_word_embeddings or "lm_head" not in out:
+        out["lm_head"] = out["tok_embed"]
+    return out
