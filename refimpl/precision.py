@@ -41,8 +41,13 @@ def storage_dtype(mode):
 
 
 def round_bf16(x):
-    """x rounded to the nearest bfloat16 (ties to even), returned as float32."""
-    return np.asarray(x, dtype=np.float32).astype(bfloat16).astype(np.float32)
+    """x rounded to the nearest bfloat16 (ties to even), returned as float32.
+
+    float64 input is first rounded to float32 (as ml_dtypes and torch's c10::BFloat16 do), so it
+    can round twice. Overflow gives +-inf and NaN stays NaN, silently (IEEE behaviour).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(x, dtype=np.float32).astype(bfloat16).astype(np.float32)
 
 
 def to_mode(x, mode):
@@ -51,5 +56,6 @@ def to_mode(x, mode):
     if mode == "float64":
         return np.asarray(x, dtype=np.float64)
     if mode == "float32":
-        return np.asarray(x, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            return np.asarray(x, dtype=np.float32)
     return round_bf16(x)

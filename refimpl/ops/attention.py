@@ -1,0 +1,276 @@
+"""Scaled dot-product attention: visibility, grouped kv heads, sliding window, sinks.
+
+Shapes: queries q [..., Tq, Hq, D], keys k [..., Tk, Hkv, D], values v [..., Tk, Hkv, Dv]
+(the leading batch dims of q, k, v are equal). Query head h reads kv head h // (Hq / Hkv).
+Positions: query i sits at absolute position p_i = q_offset + i, key j at position j.
+See spec/attention.md for the rules, the knobs and the sources they were checked against.
+"""
+
+import math
+
+import numpy as np
+
+from .._validate import as_float_array, positive_int, require
+from ..errors import ArgumentError
+from ..precision import compute_dtype
+
+__all__ = ["visibility_mask", "repeat_kv", "attention_probs", "attention", "attention_online"]
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_window(window):
+    if window is not None:
+        require(isinstance(window, (int, np.integer)) and not isinstance(window, bool) and window >= 1,
+                "window", "None or an integer >= 1 (keys visible, the query itself included)", repr(window))
+        window = int(window)
+    return window
+
+
+def _check_causal(causal):
+    require(isinstance(causal, (bool, np.bool_)), "causal", "True or False", repr(causal))
+    return bool(causal)
+
+
+def _resolve_offset(q_len, k_len, q_offset, causal, window):
+    """The absolute position of query 0."""
+    if q_offset is not None:
+        require(isinstance(q_offset, (int, np.integer)) and not isinstance(q_offset, bool) and q_offset >= 0,
+                "q_offset", "None or an integer >= 0 (absolute position of query 0)", repr(q_offset))
+        return int(q_offset)
+    off = k_len - q_len
+    if off < 0:
+        # Positions matter only for the causal bound and the window.
+        require(not causal and window is None, "q_offset",
+                "an explicit q_offset >= 0 when there are more queries than keys "
+                "(causal or windowed attention)",
+                f"default k_len - q_len = {k_len} - {q_len} = {off}")
+        return 0
+    return off
+
+
+def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
+    """Validate every argument; return (q, k, v, sinks, visible, scale, dtype, group)."""
+    q = as_float_array(q, "q", min_ndim=3)
+    k = as_float_array(k, "k", min_ndim=3)
+    require(k.ndim == q.ndim, "k", f"{q.ndim} dimensions like q [..., Tk, Hkv, D]", f"shape {k.shape}")
+    require(k.shape[:-3] == q.shape[:-3], "k", f"batch dims {q.shape[:-3]} (those of q)", f"shape {k.shape}")
+    tq, hq, d = q.shape[-3:]
+    tk, hkv, dk = k.shape[-3:]
+    require(tq >= 1 and hq >= 1 and d >= 1, "q", "[..., Tq, Hq, D] with Tq, Hq, D >= 1", f"shape {q.shape}")
+    require(tk >= 1 and hkv >= 1, "k", "[..., Tk, Hkv, D] with Tk, Hkv >= 1", f"shape {k.shape}")
+    require(dk == d, "k", f"head_dim {d} (last dimension of q)", f"shape {k.shape}")
+    require(hq % hkv == 0, "k", f"num_kv_heads (k.shape[-2]) dividing num_heads={hq} (q.shape[-2])",
+            f"num_kv_heads={hkv}")
+    if v is not None or need_v:
+        v = as_float_array(v, "v", min_ndim=3)
+        require(v.ndim == k.ndim and v.shape[:-1] == k.shape[:-1] and v.shape[-1] >= 1, "v",
+                f"[..., Tk, Hkv, Dv] = {k.shape[:-1]} + (Dv >= 1,) (those of k)", f"shape {v.shape}")
+    if sinks is not None:
+        sinks = as_float_array(sinks, "sinks")
+        require(sinks.shape == (hq,), "sinks", f"shape ({hq},) (one logit per query head)", f"shape {sinks.shape}")
+        s64 = sinks.astype(np.float64)
+        require(not np.any(np.isnan(s64) | (s64 == np.inf)), "sinks",
+                "finite logits or -inf (no sink)", f"{sinks.tolist()}")
+    window = _check_window(window)
+    causal = _check_causal(causal)
+    if scale is not None:
+        require(isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
+                and math.isfinite(float(scale)) and float(scale) > 0,
+                "scale", "None or a finite number > 0", repr(scale))
+    off = _resolve_offset(tq, tk, q_offset, causal, window)
+    batch_shape = q.shape[:-3] + (hq, tq, tk)
+    if mask is not None:
+        try:
+            m = np.asarray(mask)
+        except Exception as exc:
+            raise ArgumentError(f"mask: expected a bool array, found {type(mask).__name__} ({exc})") from None
+        require(m.dtype == np.bool_, "mask", "a bool array (True = visible)", str(m.dtype))
+        require(m.ndim >= 2 and m.shape[-2:] == (tq, tk), "mask", f"[..., Tq={tq}, Tk={tk}]", f"shape {m.shape}")
+        try:
+            np.broadcast_shapes(m.shape, batch_shape)
+        except ValueError:
+            raise ArgumentError(f"mask: expected a shape broadcastable to {batch_shape} "
+                                f"([..., Hq, Tq, Tk]), found shape {m.shape}") from None
+        mask = m
+
+    dt = compute_dtype(q, k, v, sinks)
+    q, k = q.astype(dt), k.astype(dt)
+    if v is not None:
+        v = v.astype(dt)
+    if sinks is not None:
+        sinks = sinks.astype(dt)
+    sc = dt.type(1.0 / math.sqrt(d) if scale is None else float(scale))
+    vis = visibility_mask(tq, tk, q_offset=off, window=window, causal=causal)  # [Tq, Tk]
+    if mask is not None:
+        vis = vis & mask  # [..., Tq, Tk]
+    return q, k, v, sinks, vis, sc, dt, hq // hkv
+
+
+def _scores(q, k, scale, group):
+    """s[..., h, i, j] = scale * sum_d q[..., i, h, d] k[..., j, h // group, d]."""
+    *b, tq, hq, d = q.shape
+    tk, hkv = k.shape[-3], k.shape[-2]
+    qg = q.reshape(*b, tq, hkv, group, d)  # [..., Tq, Hkv, G, D]
+    s = np.einsum("...qhgd,...khd->...hgqk", qg, k)  # [..., Hkv, G, Tq, Tk]
+    return s.reshape(*b, hq, tq, tk) * scale  # [..., Hq, Tq, Tk]
+
+
+def _weighted_values(p, v, group):
+    """o[..., i, h, :] = sum_j p[..., h, i, j] v[..., j, h // group, :]."""
+    *b, hq, tq, tk = p.shape
+    hkv, dv = v.shape[-2], v.shape[-1]
+    pg = p.reshape(*b, hkv, group, tq, tk)  # [..., Hkv, G, Tq, Tk]
+    o = np.einsum("...hgqk,...khd->...qhgd", pg, v)  # [..., Tq, Hkv, G, Dv]
+    return o.reshape(*b, tq, hq, dv)  # [..., Tq, Hq, Dv]
+
+
+def _probs(q, k, sinks, vis, sc, dt, group):
+    """The softmax of attention_probs on validated arrays."""
+    s = _scores(q, k, sc, group)  # [..., Hq, Tq, Tk]
+    s = np.where(vis, s, dt.type(-np.inf))
+    m = s.max(axis=-1)  # [..., Hq, Tq]
+    if sinks is not None:
+        snk = sinks[:, None]  # [Hq, 1]
+        m = np.maximum(m, snk)
+    # A row whose max is -inf has nothing visible and no sink: shift by 0 so exp gives exact zeros.
+    m = np.where(m == -np.inf, dt.type(0), m)
+    e = np.exp(s - m[..., None])  # [..., Hq, Tq, Tk]
+    den = e.sum(axis=-1)  # [..., Hq, Tq]
+    if sinks is not None:
+        den = den + np.exp(snk - m)
+    den = np.where(den == 0, dt.type(1), den)
+    return (e / den[..., None]).astype(dt, copy=False)
+
+
+# ----------------------------------------------------------------------------- public ops
+
+
+def visibility_mask(q_len, k_len, *, q_offset=None, window=None, causal=True):
+    """Which keys each query may attend to: bool [q_len, k_len], True = visible.
+
+    Query i has absolute position p = q_offset + i; key j has position j.
+    visible[i, j] = (j <= p if causal else True) and (p - window < j if window is not None else True).
+
+    - q_offset defaults to k_len - q_len: the queries are the last q_len positions of the keys
+      (prefill: q_len == k_len, offset 0; cached decoding: one query at position k_len - 1).
+      A negative default (q_len > k_len) is an error when causal or window is set; an explicit
+      q_offset < 0 is always an error. A q_offset past the keys (p >= k_len) is allowed.
+    - window counts the query itself: window=W sees the W keys p-W+1 .. p (FlashAttention
+      window_size left = W - 1). window=1 sees only j == p. window >= p + 1 changes nothing.
+    - causal=False drops the upper bound j <= p; the window's lower bound still applies.
+    A row can be all False (e.g. q_offset >= k_len + window - 1 with causal and window).
+    """
+    q_len = positive_int(q_len, "q_len")
+    k_len = positive_int(k_len, "k_len")
+    window = _check_window(window)
+    causal = _check_causal(causal)
+    off = _resolve_offset(q_len, k_len, q_offset, causal, window)
+    p = off + np.arange(q_len, dtype=np.int64)[:, None]  # [Tq, 1]
+    j = np.arange(k_len, dtype=np.int64)[None, :]  # [1, Tk]
+    vis = np.ones((q_len, k_len), dtype=bool)  # [Tq, Tk]
+    if causal:
+        vis &= j <= p
+    if window is not None:
+        vis &= j > p - window
+    return vis
+
+
+def repeat_kv(k, n_rep):
+    """Repeat each kv head n_rep times: [..., T, Hkv, D] -> [..., T, Hkv * n_rep, D].
+
+    out[..., t, h, :] = k[..., t, h // n_rep, :] (each kv head repeated as a contiguous group,
+    the GQA layout of gpt-oss, LLaMA and transformers' repeat_kv). Exact copy; dtype kept.
+    """
+    k = as_float_array(k, "k", min_ndim=2)
+    n_rep = positive_int(n_rep, "n_rep")
+    return np.repeat(k, n_rep, axis=-2)  # [..., T, Hkv * n_rep, D]
+
+
+def attention_probs(q, k, v=None, *, sinks=None, window=None, causal=True, q_offset=None, scale=None,
+                    mask=None):
+    """Attention probabilities p [..., Hq, Tq, Tk] (v is checked if given, not used).
+
+    With G = Hq / Hkv (Hkv must divide Hq), query head h reads kv head h // G:
+      s_ij = scale * sum_d q[i, h, d] * k[j, h // G, d]     (dot product first, then the scale;
+                                                            scale defaults to 1/sqrt(D))
+      s_ij = -inf where key j is not visible: visibility_mask(Tq, Tk, q_offset, window, causal)
+             AND mask (bool, broadcastable to [..., Hq, Tq, Tk], True = visible) if given.
+      m_i  = max(max_j s_ij, sink_h)                        (sink_h = -inf when sinks is None)
+      p_ij = exp(s_ij - m_i) / (sum_j' exp(s_ij' - m_i) + exp(sink_h - m_i))
+    The sink is one logit per query head, added to the denominator only: it is not multiplied by
+    the scale and has no value, so sum_j p_ij = 1 - exp(sink_h - m_i) / denominator < 1.
+    sinks = -inf is exactly "no sink". A row with every key masked gives p_i. = 0 (no NaN): with a
+    finite sink the sink takes all the mass; with no sink the row is defined as zeros.
+    Dtype: computes and returns compute_dtype(q, k, v, sinks) (float64 if any is float64, else
+    float32); the scale is rounded to that dtype. NaN/Inf in q, k propagate (IEEE).
+    """
+    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,
+                                                  need_v=False)
+    return _probs(q, k, sinks, vis, sc, dt, group)
+
+
+def attention(q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None):
+    """Attention output o [..., Tq, Hq, Dv]: o[i, h, :] = sum_j p_ij v[j, h // G, :].
+
+    p is attention_probs(q, k, sinks=..., window=..., causal=..., q_offset=..., scale=..., mask=...)
+    (see there for the exact softmax, masking, sink and dtype rules). Dv may differ from D.
+    Rows with no visible key give o = 0. Masked keys get p = 0 exactly; a NaN/Inf in a masked
+    key's value still reaches o through 0 * v (IEEE).
+    """
+    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,
+                                                  need_v=True)
+    p = _probs(q, k, sinks, vis, sc, dt, group)  # [..., Hq, Tq, Tk]
+    return _weighted_values(p, v, group)  # [..., Tq, Hq, Dv]
+
+
+def attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None,
+                     block_size=32):
+    """attention() computed FlashAttention-2 style: keys in tiles, online softmax.
+
+    Per query row i and head h (scores s_ij, masking, scale exactly as attention_probs),
+    the running state is initialised by the sink:
+        m = sink_h, l = 1, o = 0            (finite sink)
+        m = -inf,   l = 0, o = 0            (no sink, or sink_h = -inf)
+    Then for each key tile J = [t, t + block_size) in increasing order:
+        m_new = max(m, max_{j in J} s_ij)
+        if m_new == -inf: skip the tile (nothing visible yet, state unchanged)
+        a     = exp(m - m_new)              (0 when m = -inf)
+        P_j   = exp(s_ij - m_new)           (0 for masked keys)
+        l     = a * l + sum_{j in J} P_j
+        o     = a * o + sum_{j in J} P_j v_j
+        m     = m_new
+    Result: o / l, or 0 where l == 0 (no visible key and no sink). With a finite sink l >= 1 > 0
+    (a fully masked row gives 0 / 1 = 0). Equal to attention() up to float rounding for every
+    block_size >= 1 (the last tile may be shorter). Dtype as attention_probs.
+    """
+    block_size = positive_int(block_size, "block_size")
+    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,
+                                                  need_v=True)
+    *b, tq, hq, _ = q.shape
+    tk, dv = k.shape[-3], v.shape[-1]
+    full_vis = np.broadcast_to(vis, (*b, hq, tq, tk))  # [..., Hq, Tq, Tk]
+    neg_inf = dt.type(-np.inf)
+    if sinks is None:
+        m = np.full((*b, hq, tq), neg_inf, dtype=dt)  # [..., Hq, Tq]
+        l = np.zeros((*b, hq, tq), dtype=dt)  # [..., Hq, Tq]
+    else:
+        m = np.broadcast_to(sinks[:, None], (*b, hq, tq)).astype(dt)  # [..., Hq, Tq]
+        l = np.where(m == -np.inf, dt.type(0), dt.type(1)).astype(dt)  # [..., Hq, Tq]
+    o = np.zeros((*b, hq, tq, dv), dtype=dt)  # [..., Hq, Tq, Dv]
+    for t in range(0, tk, block_size):
+        e = min(t + block_size, tk)
+        s = _scores(q, k[..., t:e, :, :], sc, group)  # [..., Hq, Tq, B]
+        s = np.where(full_vis[..., t:e], s, neg_inf)
+        m_new = np.maximum(m, s.max(axis=-1))  # [..., Hq, Tq]
+        live = m_new != -np.inf
+        m_safe = np.where(live, m_new, dt.type(0))
+        a = np.where(live, np.exp(np.where(live, m, dt.type(0)) - m_safe), dt.type(1))  # exp(-inf) = 0
+        pj = np.exp(s - m_safe[..., None])  # [..., Hq, Tq, B]
+        l = a * l + pj.sum(axis=-1)
+        pv = _weighted_values(pj, v[..., t:e, :, :], group)  # [..., Tq, Hq, Dv]
+        o = a[..., None] * o + np.moveaxis(pv, -3, -2)  # [..., Hq, Tq, Dv]
+        m = np.where(live, m_new, m)
+    out = o / np.where(l == 0, dt.type(1), l)[..., None]  # [..., Hq, Tq, Dv]
+    return np.moveaxis(out, -2, -3).astype(dt, copy=False)  # [..., Tq, Hq, Dv]

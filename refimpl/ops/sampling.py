@@ -1,0 +1,180 @@
+"""Next-token selection: greedy, temperature, top-k, top-p (nucleus), and the random draw.
+
+Every function takes logits `[..., V]` (any leading batch dims, vocabulary last). The filters
+return logits of the same shape in `compute_dtype(logits)` with removed entries set to `-inf`;
+`greedy` and `sample` return token ids. See spec/sampling.md.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from .._validate import as_float_array, positive_int, require
+from ..precision import compute_dtype
+
+__all__ = ["softmax", "greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample"]
+
+
+def _logits(logits, *, allow_pos_inf=True, need_finite_max=False):
+    """Validated logits `[..., V]` in compute dtype: V >= 1, no NaN (optionally no +inf)."""
+    a = as_float_array(logits, "logits", min_ndim=1)
+    require(a.shape[-1] >= 1, "logits", "a vocabulary axis of length >= 1", f"shape {a.shape}")
+    x = a.astype(compute_dtype(a))
+    if np.isnan(x).any():
+        require(False, "logits", "no NaN", f"NaN at index {np.argwhere(np.isnan(x))[0].tolist()}")
+    if not allow_pos_inf and np.isposinf(x).any():
+        require(False, "logits", "no +inf", f"+inf at index {np.argwhere(np.isposinf(x))[0].tolist()}")
+    if need_finite_max:
+        bad = np.all(np.isneginf(x), axis=-1)  # [...]
+        if bad.any():
+            where = np.argwhere(bad)[0].tolist() if bad.ndim else []
+            require(False, "logits", "at least one entry > -inf in every row", f"a row of only -inf at batch index {where}")
+    return x
+
+
+def _real(v, name):
+    require(isinstance(v, numbers.Real) and not isinstance(v, bool), name, "a real number", repr(v))
+    v = float(v)
+    require(math.isfinite(v), name, "a finite number", repr(v))
+    return v
+
+
+def softmax(x, axis=-1):
+    """Numerically stable softmax along `axis`.
+
+    y_i = exp(x_i - m) / sum_j exp(x_j - m), m = max_j x_j, computed in compute_dtype(x)
+    and returned in that dtype. A slice whose entries are all -inf returns zeros (not NaN);
+    other NaN/+inf inputs propagate as IEEE arithmetic says.
+    """
+    a = as_float_array(x, "x", min_ndim=1)
+    require(isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim,
+            "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
+    a = a.astype(compute_dtype(a))
+    m = np.max(a, axis=axis, keepdims=True)  # [..., 1, ...]
+    m = np.where(np.isneginf(m), 0, m).astype(a.dtype)
+    e = np.exp(a - m)
+    s = np.sum(e, axis=axis, keepdims=True)  # [..., 1, ...]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.where(s == 0, 0, e / np.where(s == 0, 1, s))
+    return y.astype(a.dtype)
+
+
+def greedy(logits):
+    """Index of the largest logit along the last axis.
+
+    Ties resolve to the LOWEST index (first maximum), as torch.argmax and numpy.argmax do.
+    logits [..., V] with no NaN (ArgumentError naming `logits`); +inf and -inf are ordinary
+    values. Returns a Python int for 1-D logits, else an int64 array of shape [...].
+    """
+    x = _logits(logits)
+    idx = np.argmax(x, axis=-1)  # [...]
+    return int(idx) if x.ndim == 1 else idx.astype(np.int64)
+
+
+def apply_temperature(logits, temperature):
+    """logits / temperature.
+
+    temperature must be a finite real > 0 (temperature 0 means greedy, handled by `sample`).
+    The division is one IEEE division in compute_dtype(logits), by temperature rounded to that
+    dtype (HF TemperatureLogitsWarper divides; the official gpt-oss generator multiplies by
+    1/temperature, which differs by rounding unless 1/temperature is exact).
+    """
+    x = _logits(logits)
+    t = _real(temperature, "temperature")
+    require(t > 0, "temperature", "a number > 0", repr(temperature))
+    with np.errstate(over="ignore"):
+        return (x / x.dtype.type(t)).astype(x.dtype)
+
+
+def top_k_filter(logits, k):
+    """Keep every logit >= the k-th largest value of its row; set the rest to -inf.
+
+    Rule (HF TopKLogitsWarper): threshold = k-th largest value (counting repeats);
+    keep x_i iff x_i >= threshold. Ties at the threshold are all kept, so more than k
+    entries survive when the k-th value is repeated. k is an integer >= 1; k >= V keeps all.
+    """
+    x = _logits(logits)
+    k = positive_int(k, "k")
+    v = x.shape[-1]
+    kk = min(k, v)
+    thr = np.partition(x, v - kk, axis=-1)[..., v - kk : v - kk + 1]  # [..., 1]
+    return np.where(x >= thr, x, -np.inf).astype(x.dtype)
+
+
+def top_p_filter(logits, p, *, min_keep=1):
+    """Nucleus filter: keep the smallest most-probable prefix whose probability mass reaches p.
+
+    Order the tokens by logit descending, ties by lower index first (rank r = 0, 1, ...).
+    With probabilities q = softmax(logits) (compute dtype) and the exclusive prefix sum
+    S_r = q_(0) + ... + q_(r-1) (sequential sum in that order, compute dtype), token of rank r
+    is kept iff S_r < p (compared exactly, in float64), or r < min_keep. The token whose
+    inclusion first makes the mass >= p is kept. This equals HF TopPLogitsWarper's rule
+    (remove when the ascending inclusive cumulative sum <= 1 - p) in exact arithmetic.
+    p in (0, 1]; p == 1 keeps every token (no filtering). min_keep is an integer >= 1.
+    Removed entries become -inf; kept entries keep their value.
+    """
+    x = _logits(logits, allow_pos_inf=False, need_finite_max=True)
+    p = _real(p, "p")
+    require(0 < p <= 1, "p", "a number in (0, 1]", repr(p))
+    min_keep = positive_int(min_keep, "min_keep")
+    if p == 1.0:
+        return x.copy()
+    q = softmax(x)  # [..., V]
+    order = np.argsort(-x, axis=-1, kind="stable")  # [..., V]
+    qs = np.take_along_axis(q, order, axis=-1)  # [..., V]
+    incl = np.cumsum(qs, axis=-1, dtype=q.dtype)  # [..., V]
+    excl = np.concatenate([np.zeros_like(incl[..., :1]), incl[..., :-1]], axis=-1)  # [..., V]
+    keep_sorted = excl.astype(np.float64) < p
+    keep_sorted[..., :min_keep] = True
+    keep = np.empty_like(keep_sorted)
+    np.put_along_axis(keep, order, keep_sorted, axis=-1)
+    return np.where(keep, x, -np.inf).astype(x.dtype)
+
+
+def sample(logits, *, temperature=0.0, top_k=None, top_p=None, rng=None):
+    """Draw one token id per row.
+
+    temperature == 0: greedy(logits) (lowest index on ties); rng is not used.
+    temperature > 0, in HF's warper order (generation/utils.py _get_logits_processor):
+      1. x = apply_temperature(logits, temperature)
+      2. x = top_k_filter(x, top_k)    if top_k is not None
+      3. x = top_p_filter(x, top_p)    if top_p is not None
+      4. the draw, in float64 for every input dtype: m = max_i x_i; e_i = exp(x_i - m)
+         (e_i = 0 for removed tokens); C_i = e_0 + ... + e_i summed left to right in index
+         order; u = rng.random() (one float64 in [0, 1) per row, rows in C order, i.e.
+         rng.random(size=batch_shape)); the token is the smallest i with u * C_{V-1} < C_i.
+         That is inverse-CDF sampling on the unnormalised cumulative weights; tokens with
+         e_i = 0 are never chosen.
+    rng is a numpy.random.Generator (required when temperature > 0). Logits must be free of
+    NaN, and of +inf when temperature > 0, with at least one entry > -inf per row.
+    Returns a Python int for 1-D logits, else an int64 array of shape [...].
+    """
+    t = _real(temperature, "temperature")
+    require(t >= 0, "temperature", "a number >= 0", repr(temperature))
+    x = _logits(logits, allow_pos_inf=(t == 0), need_finite_max=(t > 0))
+    if top_k is not None:
+        positive_int(top_k, "top_k")
+    if top_p is not None:
+        tp = _real(top_p, "top_p")
+        require(0 < tp <= 1, "top_p", "a number in (0, 1] or None", repr(top_p))
+    if t == 0:
+        return greedy(x)
+    require(isinstance(rng, np.random.Generator), "rng", "a numpy.random.Generator when temperature > 0",
+            type(rng).__name__)
+    x = apply_temperature(x, t)
+    require(not np.isposinf(x).any(), "temperature", "a value for which logits / temperature stays finite",
+            f"{temperature!r} (logits / temperature overflows to +inf)")
+    if top_k is not None:
+        x = top_k_filter(x, top_k)
+    if top_p is not None:
+        x = top_p_filter(x, top_p)
+    x = x.astype(np.float64)
+    m = np.max(x, axis=-1, keepdims=True)  # [..., 1]
+    e = np.exp(x - m)  # [..., V]
+    c = np.cumsum(e, axis=-1)  # [..., V]
+    u = rng.random(size=x.shape[:-1])  # [...]
+    target = np.asarray(u)[..., None] * c[..., -1:]  # [..., 1]
+    idx = np.sum(c <= target, axis=-1)  # [...]
+    idx = np.minimum(idx, x.shape[-1] - 1)
+    return int(idx) if x.ndim == 1 else idx.astype(np.int64)
