@@ -1,0 +1,49 @@
+"""Inverted dropout (spec/dropout.md). Inference never drops: every released
+model refimpl runs is evaluated with training=False."""
+
+import math
+
+import numpy as np
+
+from .._validate import as_float_array, require
+from ..precision import compute_dtype
+
+__all__ = ["dropout"]
+
+
+def dropout(x, p, *, rng=None, training=True):
+    """Inverted dropout.
+
+    Identity (x converted to ``compute_dtype(x)``, no random draws) when
+    ``training`` is False or ``p == 0``. Otherwise, with u = rng.random(x.shape)
+    (float64 uniforms in [0, 1), drawn in C order):
+        keep = u >= p                      (each element kept with probability 1 - p)
+        out  = (x * keep) / (1 - p)        in compute_dtype(x)
+    so E[out] = x. A dropped NaN or inf gives NaN (IEEE 0 * inf).
+
+    p: a finite number in [0, 1). p == 1 is refused (the 1/(1-p) rescale is
+    undefined; torch returns zeros there instead). GPT-2 (HF config
+    resid/embd/attn_pdrop) trained with 0.1; gpt-oss and LLaMA-family use 0.
+    rng: a ``numpy.random.Generator``; required when training with p > 0;
+    the same seed gives the same mask. training: a bool.
+    Returns x's shape in ``compute_dtype(x)``.
+    """
+    ok = isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool)
+    require(ok and math.isfinite(float(p)) and 0.0 <= float(p) < 1.0, "p", "a finite number in [0, 1)", repr(p))
+    p = float(p)
+    require(isinstance(training, (bool, np.bool_)), "training", "a bool", repr(training))
+    require(
+        rng is None or isinstance(rng, np.random.Generator),
+        "rng",
+        "a numpy.random.Generator",
+        type(rng).__name__,
+    )
+    x = as_float_array(x, "x")
+    dt = compute_dtype(x)
+    x = x.astype(dt, copy=True)
+    if not training or p == 0.0:
+        return x
+    require(rng is not None, "rng", "a numpy.random.Generator when training with p > 0", "None")
+    keep = rng.random(x.shape) >= p  # [x.shape]
+    with np.errstate(invalid="ignore"):
+        return (x * keep) / dt.type(1.0 - p)

@@ -1,0 +1,82 @@
+"""Token and learned absolute position embeddings (spec/embeddings.md).
+
+Both ops are exact gathers: they return rows of the table unchanged, in the
+table's own dtype (a bfloat16 table gives bfloat16 rows; no promotion).
+"""
+
+import numpy as np
+
+from .._validate import as_float_array, as_int_array, require
+
+__all__ = ["embedding", "learned_positions"]
+
+
+def _table(weight, name):
+    w = as_float_array(weight, name)
+    require(w.ndim == 2, name, "a 2-D table [rows, width]", f"shape {w.shape}")
+    return w
+
+
+def _nonneg_int(v, name):
+    require(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0,
+        name,
+        "an integer >= 0",
+        repr(v),
+    )
+    return int(v)
+
+
+def embedding(ids, weight):
+    """Token embedding lookup: ``out[..., :] = weight[ids[...], :]``.
+
+    ids: integer array of any shape (a Python int gives a single row).
+    weight: [V, d] table (checkpoint names: GPT-2 ``wte.weight``, gpt-oss
+    ``embedding.weight``, HF ``model.embed_tokens.weight``).
+
+    Returns ``ids.shape + (d,)`` in ``weight``'s dtype. The gather is exact:
+    no arithmetic, no rounding, no promotion (a bfloat16 table returns
+    bfloat16). No scaling is applied (GPT-2, LLaMA and gpt-oss use none).
+
+    Every id must satisfy ``0 <= id < V``; a negative id is an error (it is
+    never wrapped around as NumPy indexing would).
+    """
+    w = _table(weight, "weight")
+    ids = as_int_array(ids, "ids")
+    vocab = w.shape[0]
+    bad = (ids < 0) | (ids >= vocab)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        require(
+            False,
+            "ids",
+            f"values in [0, {vocab}) (vocab size {vocab} = rows of weight)",
+            f"{int(ids[where])} at index {where}",
+        )
+    return w[ids]  # [..., d]
+
+
+def learned_positions(wpe, length, *, offset=0):
+    """Learned absolute position rows: ``wpe[offset : offset + length]``.
+
+    wpe: [P, d] position table (GPT-2 ``wpe.weight``, P = n_positions = 1024).
+    length: number of positions (tokens in this call), an integer >= 0.
+    offset: position of the first token, an integer >= 0; 0 for a full
+    sequence, the number of already-cached tokens when decoding with a KV
+    cache (GPT-2's ``past_length``).
+
+    Requires ``offset + length <= P`` (positions beyond the table do not exist;
+    nothing is wrapped or clamped). Returns [length, d] in ``wpe``'s dtype,
+    exact (a copy). The caller adds it to the token embeddings.
+    """
+    w = _table(wpe, "wpe")
+    length = _nonneg_int(length, "length")
+    offset = _nonneg_int(offset, "offset")
+    rows = w.shape[0]
+    require(
+        offset + length <= rows,
+        "length",
+        f"offset + length <= {rows} (rows of wpe)",
+        f"offset {offset} + length {length} = {offset + length}",
+    )
+    return w[offset : offset + length].copy()  # [length, d]

@@ -1,0 +1,39 @@
+"""Affine projection in the torch Linear layout (spec/linear.md)."""
+
+from .._validate import as_float_array, require
+from ..precision import compute_dtype
+
+__all__ = ["linear"]
+
+
+def linear(x, weight, bias=None):
+    """``y = x @ weight.T + bias``.
+
+    x: [..., in]; weight: [out, in] (torch ``Linear`` layout; GPT-2's Conv1D
+    ``[in, out]`` weights are transposed once by the loader, never here);
+    bias: [out] or None (no bias: LLaMA projections, gpt-oss unembedding).
+
+    Dtype: every input is converted to ``compute_dtype(x, weight, bias)``
+    (float64 if any is float64, else float32; bfloat16/float16 weights widen
+    exactly), the product is accumulated in that dtype by the matmul, the
+    bias is added after the product (one rounding), and the result is that
+    dtype. Returns [..., out].
+    """
+    x = as_float_array(x, "x", min_ndim=1)
+    w = as_float_array(weight, "weight")
+    require(w.ndim == 2, "weight", "a 2-D matrix [out, in]", f"shape {w.shape}")
+    require(
+        w.shape[1] == x.shape[-1],
+        "weight",
+        f"shape [out, {x.shape[-1]}] (in = last dimension of x)",
+        f"shape {w.shape}",
+    )
+    b = None
+    if bias is not None:
+        b = as_float_array(bias, "bias")
+        require(b.shape == (w.shape[0],), "bias", f"shape ({w.shape[0]},) (out = rows of weight)", f"shape {b.shape}")
+    dt = compute_dtype(x, w, b)
+    y = x.astype(dt, copy=False) @ w.astype(dt, copy=False).T  # [..., out]
+    if b is not None:
+        y = y + b.astype(dt, copy=False)
+    return y

@@ -1,0 +1,134 @@
+"""LayerNorm, RMSNorm and the two residual placements (spec/norms.md)."""
+
+import math
+
+import numpy as np
+
+from .._validate import as_float_array, require
+from ..precision import compute_dtype
+
+__all__ = ["layer_norm", "rms_norm", "pre_norm_residual", "post_norm_residual"]
+
+
+def _eps(v):
+    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    require(ok and math.isfinite(float(v)) and float(v) >= 0.0, "eps", "a finite number >= 0", repr(v))
+    return float(v)
+
+
+def _vector(v, name, width):
+    a = as_float_array(v, name)
+    require(a.shape == (width,), name, f"shape ({width},) (last dimension of x)", f"shape {a.shape}")
+    return a
+
+
+def layer_norm(x, weight, bias, *, eps=1e-5):
+    """LayerNorm over the last axis.
+
+    mean = sum(x) / n;  var = sum((x - mean)^2) / n  (biased: divide by n);
+    y = (x - mean) / sqrt(var + eps) * weight + bias   (eps inside the sqrt).
+
+    x: [..., n]; weight, bias: [n] (GPT-2 ``ln_*.weight`` / ``ln_*.bias``);
+    bias None means no bias. eps: finite, >= 0 (GPT-2: 1e-5). With eps = 0 a
+    row with zero variance gives 0/0 = NaN, as IEEE arithmetic says.
+
+    Dtype: computed in ``compute_dtype(x, weight, bias)`` (float32 for
+    float32/bfloat16/float16 inputs, float64 if any input is float64), which
+    is also the result dtype. Mean and variance use two passes over the row.
+    """
+    x = as_float_array(x, "x", min_ndim=1)
+    n = x.shape[-1]
+    require(n >= 1, "x", "a last dimension >= 1", f"shape {x.shape}")
+    w = _vector(weight, "weight", n)
+    b = None if bias is None else _vector(bias, "bias", n)
+    eps = _eps(eps)
+    dt = compute_dtype(x, w, b)
+    x = x.astype(dt, copy=False)
+    mean = x.mean(axis=-1, keepdims=True)  # [..., 1]
+    c = x - mean
+    var = (c * c).mean(axis=-1, keepdims=True)  # [..., 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = c / np.sqrt(var + dt.type(eps)) * w.astype(dt, copy=False)
+    if b is not None:
+        y = y + b.astype(dt, copy=False)
+    return y
+
+
+def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
+    """RMSNorm over the last axis (no mean subtraction, no bias).
+
+    y = x / sqrt(mean(x^2) + eps) * weight, mean(x^2) = sum(x_i^2) / n.
+
+    x: [..., n]; weight: [n] (gpt-oss ``*.norm.scale``, HF ``*_layernorm.weight``).
+    eps: finite, >= 0 (gpt-oss: 1e-5; LLaMA-family: the config's rms_norm_eps).
+
+    Dtype: x is widened to ``compute_dtype(x, weight)`` (float32 for
+    float32/bfloat16/float16 input, float64 if x or weight is float64); the
+    sum of squares is accumulated, and the division and the scale applied,
+    in that dtype, which is the result dtype. The scale is applied before any
+    rounding back to a narrow storage dtype (gpt-oss ``RMSNorm``; HF
+    ``GptOssRMSNorm``); rounding the result to bfloat16, where a precision
+    mode wants it, is the caller's step.
+
+    cast_before_scale: if True and x is narrower than float32 (bfloat16,
+    float16), the normalised value x / sqrt(...) is first rounded to x's
+    dtype (round to nearest even) and then multiplied by weight in the
+    compute dtype: HF ``LlamaRMSNorm``'s order. Default False (gpt-oss).
+    For float32/float64 input the knob changes nothing.
+    """
+    x = as_float_array(x, "x", min_ndim=1)
+    n = x.shape[-1]
+    require(n >= 1, "x", "a last dimension >= 1", f"shape {x.shape}")
+    w = _vector(weight, "weight", n)
+    eps = _eps(eps)
+    require(isinstance(cast_before_scale, bool), "cast_before_scale", "a bool", repr(cast_before_scale))
+    dt = compute_dtype(x, w)
+    t = x.astype(dt, copy=False)
+    ms = (t * t).mean(axis=-1, keepdims=True)  # [..., 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = t / np.sqrt(ms + dt.type(eps))
+    if cast_before_scale and x.dtype.itemsize < 4:
+        t = t.astype(x.dtype).astype(dt)
+    return t * w.astype(dt, copy=False)
+
+
+def _callable(f, name):
+    require(callable(f), name, "a callable taking and returning [..., T, width]", type(f).__name__)
+
+
+def _same_shape(y, x, name):
+    y = as_float_array(y, f"{name} output")
+    require(y.shape == x.shape, f"{name} output", f"shape {x.shape} (shape of x)", f"shape {y.shape}")
+    return y
+
+
+def pre_norm_residual(x, norm, sublayer):
+    """Pre-norm residual block: ``x + sublayer(norm(x))``.
+
+    The placement used by GPT-2 (``block()`` in openai/gpt-2 src/model.py:
+    ``x = x + attn(norm(x, 'ln_1'))``), LLaMA and gpt-oss. The residual
+    stream itself is never normalised; a final norm follows the last block.
+    norm, sublayer: callables mapping [..., width] to [..., width].
+    The sum is computed in ``compute_dtype(x, sublayer(norm(x)))``.
+    """
+    x = as_float_array(x, "x", min_ndim=1)
+    _callable(norm, "norm")
+    _callable(sublayer, "sublayer")
+    y = _same_shape(sublayer(norm(x)), x, "sublayer")
+    dt = compute_dtype(x, y)
+    return x.astype(dt, copy=False) + y.astype(dt, copy=False)
+
+
+def post_norm_residual(x, norm, sublayer):
+    """Post-norm residual block: ``norm(x + sublayer(x))``.
+
+    The original Transformer's placement (and BERT's); no model in refimpl's
+    released set uses it (the seed document's claim that GPT-2 does is wrong;
+    see spec/errata.md). The sum is computed in ``compute_dtype(x, sublayer(x))``.
+    """
+    x = as_float_array(x, "x", min_ndim=1)
+    _callable(norm, "norm")
+    _callable(sublayer, "sublayer")
+    y = _same_shape(sublayer(x), x, "sublayer")
+    dt = compute_dtype(x, y)
+    return norm(x.astype(dt, copy=False) + y.astype(dt, copy=False))
