@@ -1,0 +1,208 @@
+"""MXFP4 (OCP Microscaling, E2M1 elements with an E8M0 block scale) decode and encode (spec/mxfp4.md)."""
+
+import numpy as np
+
+from .._validate import as_float_array, require
+from ..errors import ArgumentError
+from ..precision import bfloat16, compute_dtype
+
+BLOCK_SIZE = 32
+BYTES_PER_BLOCK = 16
+
+# Code c (4 bits): bit 3 is the sign, bits 2..1 the exponent (bias 1), bit 0 the mantissa.
+FP4_E2M1_VALUES = np.array(
+    [+0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0],
+    dtype=np.float32,
+)
+FP4_E2M1_VALUES.setflags(write=False)
+
+NIBBLE_ORDERS = ("low_first", "high_first")
+SCALE_RULES = ("ceil", "floor")
+TIES = ("even", "away")
+_DECODE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), bfloat16)
+
+# Midpoints between consecutive E2M1 magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6 (exact in binary).
+_MIDPOINTS = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
+
+
+def _uint8_array(x, name, *, min_ndim=0):
+    try:
+        a = np.asarray(x)
+    except Exception as exc:
+        raise ArgumentError(f"{name}: expected a uint8 array, found {type(x).__name__} ({exc})") from None
+    require(a.dtype == np.uint8, name, "dtype uint8", str(a.dtype))
+    require(a.ndim >= min_ndim, name, f"at least {min_ndim} dimensions", f"shape {a.shape}")
+    return a
+
+
+def _int(v, name, what, ok=lambda v: True):
+    good = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    require(good and ok(int(v)), name, what, repr(v))
+    return int(v)
+
+
+def _check_packed(blocks, scales):
+    b = _uint8_array(blocks, "blocks", min_ndim=2)
+    require(
+        b.shape[-1] == BYTES_PER_BLOCK,
+        "blocks",
+        f"last dimension {BYTES_PER_BLOCK} (32 E2M1 codes, two per byte)",
+        f"shape {b.shape}",
+    )
+    s = _uint8_array(scales, "scales")
+    require(
+        s.shape == b.shape[:-1],
+        "scales",
+        f"shape {b.shape[:-1]} (the leading dimensions of blocks {b.shape})",
+        f"shape {s.shape}",
+    )
+    return b, s
+
+
+def decode_e8m0(scales, *, bias=127):
+    """E8M0 scale codes to float32: ``2^(s - bias)``, exact.
+
+    scales: uint8 array, any shape. bias: integer (released gpt-oss: 127; 128 is
+    a known-wrong variant that halves every value). The power of two is formed
+    in float32 (``ldexp(1, s - bias)``): exponents -149..127 are exact (-149..-127
+    as float32 subnormals), s - bias >= 128 overflows to +inf and s - bias <= -150
+    underflows to 0. Code 255 is NOT special-cased (the OCP MX spec calls it NaN;
+    the released gpt-oss and transformers decoders compute 2^(255-127) = 2^128 in
+    float32, which is +inf), so with bias 127 code 255 decodes to +inf.
+    Returns float32 with the shape of ``scales``.
+    """
+    s = _uint8_array(scales, "scales")
+    bias = _int(bias, "bias", "an integer")
+    exp = s.astype(np.int64) - bias
+    exp = np.clip(exp, -1000, 1000).astype(np.int32)
+    with np.errstate(over="ignore", under="ignore"):
+        return np.ldexp(np.ones(s.shape, dtype=np.float32), exp)
+
+
+def decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", scale_bias=127):
+    """Packed MXFP4 to floats: ``out[..., 32 g + j] = E2M1[code_j(blocks[..., g, :])] * 2^(scales[..., g] - scale_bias)``.
+
+    blocks: uint8 [..., G, 16]; scales: uint8 [..., G] (the same leading dims).
+    Element order inside block g: byte i holds elements 2i and 2i + 1;
+    nibble_order="low_first" (released gpt-oss, transformers, OCP): element 2i is
+    the low nibble (byte & 0x0F), element 2i + 1 the high nibble (byte >> 4);
+    nibble_order="high_first" is the swapped, known-wrong reading.
+    Code table: ``FP4_E2M1_VALUES`` (bit 3 = sign; code 8 is -0.0).
+    Scale: ``decode_e8m0(scales, bias=scale_bias)`` (float32; code 255 -> +inf).
+
+    Arithmetic: the product table value x scale is formed exactly (float64) and
+    rounded once to ``dtype`` (float32 default, float64 or bfloat16). Every
+    finite product that fits the dtype is exact (E2M1 has one mantissa bit);
+    products >= 2^128 (scale code 254 with |value| >= 2, and every nonzero code
+    with scale code 255) are +-inf in float32 and bfloat16, as in the released
+    float32/bf16 decoders; in float64 only scale code 255 gives +-inf. A zero
+    code with scale code 255 gives NaN (0 x inf), as torch.ldexp does.
+    Returns [..., G * 32] in ``dtype``.
+    """
+    b, s = _check_packed(blocks, scales)
+    require(nibble_order in NIBBLE_ORDERS, "nibble_order", f"one of {NIBBLE_ORDERS}", repr(nibble_order))
+    scale_bias = _int(scale_bias, "scale_bias", "an integer")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ArgumentError(f"dtype: expected one of float32, float64, bfloat16, found {dtype!r}") from None
+    require(dt in _DECODE_DTYPES, "dtype", "one of float32, float64, bfloat16", str(dt))
+    low = b & 0x0F  # [..., G, 16]
+    high = b >> 4  # [..., G, 16]
+    pair = (low, high) if nibble_order == "low_first" else (high, low)
+    codes = np.stack(pair, axis=-1).reshape(*b.shape[:-1], BLOCK_SIZE)  # [..., G, 32]
+    vals = FP4_E2M1_VALUES.astype(np.float64)[codes]  # [..., G, 32]
+    scale = decode_e8m0(s, bias=scale_bias).astype(np.float64)[..., None]  # [..., G, 1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = (vals * scale).reshape(*b.shape[:-2], b.shape[-2] * BLOCK_SIZE)  # [..., G*32]
+        return out.astype(dt)
+
+
+def encode_mxfp4(w, *, scale_rule="ceil", ties="even"):
+    """Floats to packed MXFP4 along the last axis: ``w [..., K] -> (blocks [..., K/32, 16], scales [..., K/32])``.
+
+    K must be a positive multiple of 32 and w finite. Per block of 32 values
+    (computed exactly in float64), with amax = max |w_block|:
+
+    Scale exponent e (scale code = e + 127):
+      scale_rule="ceil" (default): the smallest integer e with amax <= 6 * 2^e,
+        so no element is clipped; this is triton_kernels' ``downcast_to_mxfp_torch``
+        ROUND_UP mode (the quantizer transformers uses), which rounds amax / 6 up
+        to a power of two.
+      scale_rule="floor" (OCP MX v1.0, section 6.3): e = floor(log2(amax)) - 2
+        (2 = emax of E2M1); scaled magnitudes in (6, 8) saturate to 6.
+      amax == 0 (all-zero block): e = -inf under both rules, so code 0.
+      The code is clamped to [0, 254] (255 is never produced); at code 254,
+      magnitudes above 6 * 2^127 saturate to 6 (float64 inputs only).
+
+    Elements: q = w / 2^e (exact), rounded to the nearest E2M1 magnitude
+    {0, .5, 1, 1.5, 2, 3, 4, 6}; ties (q = .25, .75, 1.25, 1.75, 2.5, 3.5, 5)
+    go to the even code (mantissa bit 0) with ties="even" (IEEE / OCP / ml_dtypes
+    float4_e2m1fn), or to the larger magnitude with ties="away" (triton_kernels'
+    bit-level reference). Magnitudes above 6 saturate to 6. The sign bit is
+    signbit(w): negative values that round to 0, and -0.0, give code 8 (-0).
+    Packing: element 2i goes to the low nibble of byte i, 2i + 1 to the high nibble.
+
+    Round trip: decode(encode(v)) == v exactly for every finite v that
+    ``decode_mxfp4`` produces from codes (any scale code 0..254 whose values are
+    finite in the decode dtype), under both rules; the scale code may change
+    (a block whose largest magnitude is 3 is re-encoded one exponent lower) and
+    +0 / -0 codes follow the sign of the value. Blocks with |max code value| in
+    {4, 6} re-encode to the identical bytes and scale under both rules.
+    """
+    require(scale_rule in SCALE_RULES, "scale_rule", f"one of {SCALE_RULES}", repr(scale_rule))
+    require(ties in TIES, "ties", f"one of {TIES}", repr(ties))
+    a = as_float_array(w, "w", min_ndim=1)
+    k = a.shape[-1]
+    require(k >= BLOCK_SIZE and k % BLOCK_SIZE == 0, "w", "a last dimension that is a positive multiple of 32", f"shape {a.shape}")
+    x = a.astype(np.float64)
+    require(bool(np.all(np.isfinite(x))), "w", "finite values", "NaN or Inf")
+    g = k // BLOCK_SIZE
+    xb = x.reshape(*x.shape[:-1], g, BLOCK_SIZE)  # [..., G, 32]
+    amax = np.max(np.abs(xb), axis=-1)  # [..., G]
+    mant, ex = np.frexp(amax)  # amax = mant * 2^ex, mant in [0.5, 1)
+    e = ex.astype(np.int64) - 3  # floor(log2(amax)) - 2
+    if scale_rule == "ceil":
+        e = e + (amax > np.ldexp(6.0, e)).astype(np.int64)
+    e = np.where(amax == 0, -(1 << 20), e)
+    code = np.clip(e + 127, 0, 254)  # [..., G]
+    q = np.ldexp(xb, -(code - 127)[..., None])  # [..., G, 32]
+    mag = np.abs(q)
+    below = np.searchsorted(_MIDPOINTS, mag.ravel(), side="left").reshape(mag.shape)  # midpoints < |q|
+    tie = np.isin(mag, _MIDPOINTS)
+    if ties == "even":
+        m = np.where(tie & (below % 2 == 1), below + 1, below)
+    else:
+        m = np.where(tie, below + 1, below)
+    c = (m + 8 * np.signbit(q)).astype(np.uint8)  # [..., G, 32]
+    blocks = (c[..., 0::2] | (c[..., 1::2] << 4)).astype(np.uint8)  # [..., G, 16]
+    return blocks, code.astype(np.uint8)
+
+
+def mxfp4_linear(x, blocks, scales, bias=None, *, nibble_order="low_first", scale_bias=127):
+    """``y = x @ decode_mxfp4(blocks, scales).T + bias`` with the weight packed along its input dimension.
+
+    x: [..., in]; blocks: uint8 [out, in/32, 16]; scales: uint8 [out, in/32];
+    bias: [out] or None. The weight is decoded (exactly) in
+    ``compute_dtype(x, bias)`` and the product accumulates in that dtype; the
+    bias is added after the product. Returns [..., out] in that dtype.
+    """
+    xa = as_float_array(x, "x", min_ndim=1)
+    b, s = _check_packed(blocks, scales)
+    require(b.ndim == 3, "blocks", "3 dimensions [out, in/32, 16]", f"shape {b.shape}")
+    require(
+        b.shape[1] * BLOCK_SIZE == xa.shape[-1],
+        "blocks",
+        f"shape [out, {xa.shape[-1] / BLOCK_SIZE:g}, 16] (in = last dimension of x = {xa.shape[-1]}, 32 per block)",
+        f"shape {b.shape}",
+    )
+    bb = None
+    if bias is not None:
+        bb = as_float_array(bias, "bias")
+        require(bb.shape == (b.shape[0],), "bias", f"shape ({b.shape[0]},) (out = rows of blocks)", f"shape {bb.shape}")
+    dt = compute_dtype(xa, bb)
+    wt = decode_mxfp4(b, s, dtype=dt, nibble_order=nibble_order, scale_bias=scale_bias)  # [out, in]
+    y = xa.astype(dt, copy=False) @ wt.T  # [..., out]
+    if bb is not None:
+        y = y + bb.astype(dt, copy=False)
+    return y
