@@ -60,7 +60,7 @@ def cmd_chat(args):
         sys.stdout.write("\n")
         text = model.tokenizer.decode([t for t in new if t not in model.config.eos_token_ids])
         if harmony:
-            parsed = chat.parse_harmony(text)
+            parsed = chat.parse_harmony(text, strict=False)
             finals = [m["content"] for m in parsed if m.get("channel") == "final"]
             text = finals[-1] if finals else text
         messages.append({"role": "assistant", "content": text})

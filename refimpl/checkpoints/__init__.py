@@ -1,0 +1,1 @@
+"""Readers that turn checkpoint files into (ModelConfig, canonical weights); see spec/weights.md."""

@@ -1,0 +1,363 @@
+"""Read a GGUF file (llama.cpp's format) into ModelConfig + canonical weights.
+
+Architectures: llama (LLaMA 2/3 without rope_freqs, Mistral, SmolLM2), qwen2, qwen3.
+Every tensor is dequantized with `gguf.quants.dequantize` (llama.cpp's own NumPy
+reference: F32, F16, BF16, Q8_0, Q4_0, Q4_1, K-quants, ...) and returned in the
+torch `Linear` layout [out, in]. GGUF lists a tensor's shape in ggml `ne` order
+(fastest axis first), so the NumPy shape is the reverse: a matrix of ne [in, out]
+is stored row-major as [out, in] and needs no transpose.
+
+llama.cpp's converter (convert_hf_to_gguf.py, LlamaModel.permute) reorders the
+rows of the llama Q and K projections, inside each head, from the HF half-split
+RoPE layout (row i pairs with row i + D/2) into its interleaved layout (row 2i
+pairs with 2i + 1). `read_gguf` undoes that (`unpermute_rope_rows`) so that every
+model reads HF-layout weights with rope_pairing "half". qwen2/qwen3 are converted
+without the permutation (their llama.cpp RoPE is the NeoX half-split kind).
+"""
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .._validate import positive_int, require
+from ..config import ModelConfig
+from ..errors import ArgumentError, CheckpointError, ConfigError, RefimplError
+
+__all__ = ["read_gguf", "read_gguf_config", "read_gguf_metadata", "read_gguf_raw_tensors", "unpermute_rope_rows", "permute_rope_rows"]
+
+SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3")
+
+# GGUF tensor name (after "blk.L.") -> canonical name (after "layers.L.")
+_LAYER_NAMES = {
+    "attn_norm.weight": "attn_norm.weight",
+    "attn_q.weight": "attn.q.weight",
+    "attn_k.weight": "attn.k.weight",
+    "attn_v.weight": "attn.v.weight",
+    "attn_output.weight": "attn.o.weight",
+    "attn_q.bias": "attn.q.bias",
+    "attn_k.bias": "attn.k.bias",
+    "attn_v.bias": "attn.v.bias",
+    "attn_q_norm.weight": "attn.q_norm.weight",
+    "attn_k_norm.weight": "attn.k_norm.weight",
+    "ffn_norm.weight": "mlp_norm.weight",
+    "ffn_gate.weight": "mlp.gate.weight",
+    "ffn_up.weight": "mlp.up.weight",
+    "ffn_down.weight": "mlp.down.weight",
+}
+_GLOBAL_NAMES = {
+    "token_embd.weight": "tok_embed",
+    "output_norm.weight": "final_norm.weight",
+    "output.weight": "lm_head",
+}
+
+
+def _gguf():
+    try:
+        import gguf
+    except ImportError:
+        raise RefimplError("reading GGUF files needs the `gguf` package: pip install 'refimpl[gguf]'") from None
+    return gguf
+
+
+def _field_value(field, value_type):
+    """A ReaderField's value as Python data (str, int, float, bool or list of them)."""
+    types = list(field.types)
+    if not types:
+        return None
+
+    def one(part, t):
+        if t == value_type.STRING:
+            return bytes(part.tobytes()).decode("utf-8")
+        v = part.tolist()
+        v = v[0] if isinstance(v, list) else v
+        return bool(v) if t == value_type.BOOL else v
+
+    if types[0] == value_type.ARRAY:
+        sub = types[-1]
+        if sub == value_type.ARRAY:
+            raise ValueError("nested arrays are not supported")
+        return [one(field.parts[i], sub) for i in field.data]
+    return one(field.parts[field.data[0]] if field.data and field.data[0] >= 0 else field.parts[-1], types[0])
+
+
+_CACHE = {}  # (resolved path, size, mtime_ns) -> (reader, metadata): header parsing is the slow part
+
+
+def _open(path):
+    """(gguf module, GGUFReader, metadata dict) for `path`; the last two files read are kept."""
+    gguf = _gguf()
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: expected a GGUF file, found no such file")
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _CACHE:
+        reader, meta = _CACHE[key]
+        return gguf, reader, dict(meta)
+    try:
+        reader = gguf.GGUFReader(str(p), "r")
+    except Exception as exc:  # truncated, not GGUF, bad header: gguf raises ValueError, IndexError, struct errors
+        raise CheckpointError(f"{p}: expected a complete GGUF file (not truncated), found "
+                              f"{type(exc).__name__}: {exc}") from None
+    meta = _metadata(gguf, reader, p)
+    while len(_CACHE) >= 2:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (reader, meta)
+    return gguf, reader, dict(meta)
+
+
+def read_gguf_metadata(path):
+    """Every key/value of the GGUF header as a dict of Python values (tensors not touched)."""
+    return _open(path)[2]
+
+
+def read_gguf_raw_tensors(path):
+    """{ggml tensor name: gguf ReaderTensor} of the file, undecoded (raw blocks; shape in ne order)."""
+    return {t.name: t for t in _open(path)[1].tensors}
+
+
+def _metadata(gguf, reader, p):
+    meta = {}
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF."):
+            continue
+        try:
+            meta[name] = _field_value(field, gguf.GGUFValueType)
+        except Exception as exc:
+            raise CheckpointError(f"{p}: metadata field {name}: expected a readable value, found {exc}") from None
+    return meta
+
+
+def permute_rope_rows(w, n_heads):
+    """llama.cpp's row order from HF's: inside each head, row h*D/2 + i moves to 2i + h.
+
+    w: [n_heads * D, ...] (a Q or K projection weight or bias, HF layout, D even).
+    Returns the same shape; HF row (head g, half h, index i) is at row g*D + 2i + h.
+    """
+    w = np.asarray(w)
+    n_heads = positive_int(n_heads, "n_heads")
+    require(w.ndim >= 1 and w.shape[0] % (2 * n_heads) == 0, "w",
+            f"a first dimension divisible by 2*n_heads={2 * n_heads}", f"shape {w.shape}")
+    half = w.shape[0] // n_heads // 2
+    return w.reshape(n_heads, 2, half, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)  # [H, 2, D/2, ...] -> [H*D, ...]
+
+
+def unpermute_rope_rows(w, n_heads):
+    """Inverse of permute_rope_rows: llama.cpp interleaved-pair rows back to HF half-split rows.
+
+    w: [n_heads * D, ...]; row g*D + 2i + h (GGUF) goes to row g*D + h*D/2 + i (HF), for
+    h in {0, 1}, 0 <= i < D/2. n_heads is the number of heads of that projection
+    (num_heads for Q, num_kv_heads for K), as in llama.cpp's LlamaModel.permute.
+    """
+    w = np.asarray(w)
+    n_heads = positive_int(n_heads, "n_heads")
+    require(w.ndim >= 1 and w.shape[0] % (2 * n_heads) == 0, "w",
+            f"a first dimension divisible by 2*n_heads={2 * n_heads}", f"shape {w.shape}")
+    half = w.shape[0] // n_heads // 2
+    return w.reshape(n_heads, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)  # [H, D/2, 2, ...] -> [H*D, ...]
+
+
+def _f32_decimal(v):
+    """A float32 metadata value as the shortest decimal that rounds to it (9.9999997e-06 -> 1e-05)."""
+    return float(repr(np.float32(v)).replace("np.float32(", "").rstrip(")"))
+
+
+def _config(meta, p, n_tensors_vocab):
+    arch = meta.get("general.architecture")
+    if arch not in SUPPORTED_ARCHS:
+        raise ConfigError(f"{p}: general.architecture: expected one of {SUPPORTED_ARCHS}, found {arch!r}")
+
+    def need(key, kind=int):
+        k = f"{arch}.{key}"
+        if k not in meta:
+            raise ConfigError(f"{p}: {k}: expected a value, found the field missing")
+        v = meta[k]
+        if kind is int and (not isinstance(v, int) or isinstance(v, bool)):
+            raise ConfigError(f"{p}: {k}: expected an integer, found {v!r}")
+        if kind is float and not isinstance(v, (int, float)):
+            raise ConfigError(f"{p}: {k}: expected a number, found {v!r}")
+        return v
+
+    d = need("embedding_length")
+    n_heads = need("attention.head_count")
+    n_kv = meta.get(f"{arch}.attention.head_count_kv", n_heads)
+    if isinstance(n_kv, list):  # per-layer head counts (some hybrids)
+        raise ConfigError(f"{p}: {arch}.attention.head_count_kv: expected one integer, found a per-layer list")
+    head_dim = meta.get(f"{arch}.attention.key_length", d // n_heads if n_heads else 0)
+    v_dim = meta.get(f"{arch}.attention.value_length", head_dim)
+    if v_dim != head_dim:
+        raise ConfigError(f"{p}: {arch}.attention.value_length: expected {head_dim} (= key_length), found {v_dim}")
+    rot = meta.get(f"{arch}.rope.dimension_count", head_dim)
+    if rot != head_dim:
+        raise ConfigError(f"{p}: {arch}.rope.dimension_count: expected {head_dim} (full-width RoPE), found {rot}")
+    vocab = meta.get(f"{arch}.vocab_size")
+    if vocab is None:
+        tokens = meta.get("tokenizer.ggml.tokens")
+        vocab = len(tokens) if tokens else n_tensors_vocab
+
+    rope_scaling = None
+    stype = meta.get(f"{arch}.rope.scaling.type", "none")
+    if stype == "linear":
+        rope_scaling = {"rope_type": "linear", "factor": _f32_decimal(need("rope.scaling.factor", float))}
+    elif stype == "yarn":
+        rope_scaling = {"rope_type": "yarn", "factor": _f32_decimal(need("rope.scaling.factor", float)),
+                        "original_max_position_embeddings": need("rope.scaling.original_context_length")}
+    elif stype != "none":
+        raise ConfigError(f"{p}: {arch}.rope.scaling.type: expected none, linear or yarn, found {stype!r}")
+
+    eos = meta.get("tokenizer.ggml.eos_token_id")
+    eot = meta.get("tokenizer.ggml.eot_token_id")
+    eos_ids = tuple(dict.fromkeys(i for i in (eos, eot) if i is not None))
+    return ModelConfig(
+        arch="llama",
+        vocab_size=vocab,
+        hidden_size=d,
+        num_layers=need("block_count"),
+        num_heads=n_heads,
+        num_kv_heads=n_kv,
+        head_dim=head_dim,
+        intermediate_size=need("feed_forward_length"),
+        max_position_embeddings=need("context_length"),
+        norm="rms",
+        norm_eps=_f32_decimal(need("attention.layer_norm_rms_epsilon", float)),
+        activation="swiglu",
+        position="rope",
+        rope_theta=_f32_decimal(meta.get(f"{arch}.rope.freq_base", 10000.0)),
+        rope_scaling=rope_scaling,
+        rope_pairing="half",
+        attention_bias=arch == "qwen2",
+        qk_norm=arch == "qwen3",
+        tie_word_embeddings=True,  # corrected by read_gguf when output.weight is present
+        bos_token_id=meta.get("tokenizer.ggml.bos_token_id"),
+        eos_token_ids=eos_ids,
+        name=meta.get("general.name") or p.stem,
+        extra={"source": "gguf", "path": str(p), "gguf_architecture": arch,
+               "file_type": meta.get("general.file_type")},
+    )
+
+
+def read_gguf_config(path):
+    """The ModelConfig of a GGUF file from its header alone (no tensor is dequantized)."""
+    p = Path(path)
+    _, reader, meta = _open(p)
+    names = {t.name: t for t in reader.tensors}
+    emb = names.get("token_embd.weight")
+    cfg = _config(meta, p, int(emb.shape[-1]) if emb is not None else 0)
+    if "output.weight" in names:
+        cfg = replace(cfg, tie_word_embeddings=False)
+    if "blk.0.attn_q.bias" in names:
+        cfg = replace(cfg, attention_bias=True)
+    return cfg
+
+
+def _expected_shapes(cfg, names):
+    d, inter = cfg.hidden_size, cfg.intermediate_size
+    q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    shapes = {"tok_embed": (cfg.vocab_size, d), "final_norm.weight": (d,), "lm_head": (cfg.vocab_size, d)}
+    per = {"attn_norm.weight": (d,), "attn.q.weight": (q, d), "attn.k.weight": (kv, d), "attn.v.weight": (kv, d),
+           "attn.o.weight": (d, q), "attn.q.bias": (q,), "attn.k.bias": (kv,), "attn.v.bias": (kv,),
+           "attn.q_norm.weight": (cfg.head_dim,), "attn.k_norm.weight": (cfg.head_dim,),
+           "mlp_norm.weight": (d,), "mlp.gate.weight": (inter, d), "mlp.up.weight": (inter, d),
+           "mlp.down.weight": (d, inter)}
+    for name in names:
+        if name.startswith("layers."):
+            shapes[name] = per[name.split(".", 2)[2]]
+    return shapes
+
+
+def _required(cfg):
+    per = ["attn_norm.weight", "attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.o.weight",
+           "mlp_norm.weight", "mlp.gate.weight", "mlp.up.weight", "mlp.down.weight"]
+    if cfg.attention_bias:
+        per += ["attn.q.bias", "attn.k.bias", "attn.v.bias"]
+    if cfg.qk_norm:
+        per += ["attn.q_norm.weight", "attn.k_norm.weight"]
+    return ["tok_embed", "final_norm.weight"] + [f"layers.{L}.{n}" for L in range(cfg.num_layers) for n in per]
+
+
+def read_gguf(path, *, dtype=np.float32, progress=False):
+    """Read a GGUF checkpoint.
+
+    Returns (config, weights, metadata):
+      config    ModelConfig (arch "llama", rope_pairing "half", HF meanings of every field);
+      weights   {canonical name (spec/weights.md): ndarray of `dtype`, [out, in] layout}; Q and K
+                of llama files un-permuted to HF row order; `lm_head` is the same array object as
+                `tok_embed` when the file has no output.weight (tied embeddings);
+      metadata  every header key/value (tokenizer.ggml.*, tokenizer.chat_template, ...).
+
+    dtype: float32 (default) or float64; the values are gguf's float32 dequantization (scale * small
+    integer + offset), so float64 only widens them.
+    progress: print what is being read to stderr.
+    Errors: missing/truncated/corrupt file or a tensor of the wrong shape -> CheckpointError naming
+    the file and tensor; unsupported architecture or contradictory fields -> ConfigError.
+    """
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ArgumentError(f"dtype: expected float32 or float64, found {dtype!r}") from None
+    require(dt in (np.dtype(np.float32), np.dtype(np.float64)), "dtype", "float32 or float64", str(dt))
+    p = Path(path)
+    if progress:
+        print(f"reading GGUF header of {p} ...", file=sys.stderr, flush=True)
+    gguf, reader, meta = _open(p)
+
+    tensors = {t.name: t for t in reader.tensors}
+    emb = tensors.get("token_embd.weight")
+    cfg = _config(meta, p, int(emb.shape[-1]) if emb is not None else 0)
+
+    if progress:
+        print(f"dequantizing {len(tensors)} tensors to {dt} ...", file=sys.stderr, flush=True)
+    weights = {}
+    for gname, t in tensors.items():
+        if gname in _GLOBAL_NAMES:
+            cname = _GLOBAL_NAMES[gname]
+        else:
+            parts = gname.split(".", 2)
+            if len(parts) != 3 or parts[0] != "blk" or not parts[1].isdigit() or parts[2] not in _LAYER_NAMES:
+                if gname == "rope_freqs.weight":
+                    raise ConfigError(f"{p}: rope_freqs.weight: expected no per-frequency RoPE factors "
+                                      "(llama3 rope scaling is not read from GGUF), found the tensor")
+                raise CheckpointError(f"{p}: tensor {gname}: expected a known {cfg.extra['gguf_architecture']} "
+                                      "tensor name, found an unknown one")
+            layer = int(parts[1])
+            if layer >= cfg.num_layers:
+                raise CheckpointError(f"{p}: tensor {gname}: expected layer < block_count={cfg.num_layers}, "
+                                      f"found layer {layer}")
+            cname = f"layers.{layer}.{_LAYER_NAMES[parts[2]]}"
+        try:
+            a = gguf.quants.dequantize(t.data, t.tensor_type)
+        except Exception as exc:
+            raise CheckpointError(f"{p}: tensor {gname}: expected {t.tensor_type.name} data that dequantizes, "
+                                  f"found {type(exc).__name__}: {exc}") from None
+        ne = tuple(int(x) for x in t.shape)
+        shape = tuple(reversed(ne))  # ggml ne order is fastest-first; NumPy order is the reverse
+        if a.size != int(np.prod(shape)):
+            raise CheckpointError(f"{p}: tensor {gname}: expected {int(np.prod(shape))} values (ne {list(ne)}), "
+                                  f"found {a.size}")
+        a = np.ascontiguousarray(a.reshape(shape), dtype=dt)  # [out, in]
+        weights[cname] = a
+
+    if cfg.extra["gguf_architecture"] == "llama":
+        for L in range(cfg.num_layers):
+            for proj, heads in (("q", cfg.num_heads), ("k", cfg.num_kv_heads)):
+                for kind in ("weight", "bias"):
+                    key = f"layers.{L}.attn.{proj}.{kind}"
+                    if key in weights and weights[key].shape[0] == heads * cfg.head_dim:
+                        weights[key] = np.ascontiguousarray(unpermute_rope_rows(weights[key], heads))
+
+    if not cfg.attention_bias and any(k.endswith("attn.q.bias") for k in weights):
+        cfg = replace(cfg, attention_bias=True)  # llama-arch files may carry q/k/v biases
+    for name in _required(cfg):
+        if name not in weights:
+            raise CheckpointError(f"{p}: tensor {name}: expected it (required by the configuration), "
+                                  "found it missing")
+    for name, shape in _expected_shapes(cfg, weights).items():
+        if name in weights and weights[name].shape != shape:
+            raise CheckpointError(f"{p}: tensor {name}: expected shape {shape}, found {weights[name].shape}")
+    if "lm_head" not in weights:
+        weights["lm_head"] = weights["tok_embed"]  # tied: one array, two names
+    else:
+        cfg = replace(cfg, tie_word_embeddings=False)
+    return cfg, weights, meta
