@@ -212,18 +212,25 @@ def _expert_matrix(W, prefix, R, ops):
 
 
 def prepare_weights(cfg, weights, mode):
-    """Cast every dense tensor once to the mode's storage; MXFP4 blocks and scales stay packed."""
+    """Cast every dense tensor once to the mode's storage.
+
+    MXFP4 blocks and scales stay packed, and an untied token embedding stays as stored
+    (memory-mapped): only its gathered rows are ever converted.
+    """
     precision.check_mode(mode)
     R = _rounder(mode)
     out = {}
+    tied = cfg.tie_word_embeddings or "lm_head" not in weights
     for name, t in weights.items():
         a = np.asarray(t)
         if name.endswith(".blocks") or name.endswith(".scales"):
             out[name] = t
+        elif name == "tok_embed" and not tied:
+            out[name] = t  # gathered rows are converted after the gather; the table stays as stored
         elif a.dtype.kind == "f" or a.dtype == precision.bfloat16:
             out[name] = R(a)
         else:
             out[name] = a
-    if cfg.tie_word_embeddings or "lm_head" not in out:
+    if tied:
         out["lm_head"] = out["tok_embed"]
     return out
