@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._progress import Progress
 from .._validate import positive_int, require
 from ..config import ModelConfig
 from ..errors import ArgumentError, CheckpointError, ConfigError, RefimplError
@@ -307,10 +308,11 @@ def read_gguf(path, *, dtype=np.float32, progress=False):
     emb = tensors.get("token_embd.weight")
     cfg = _config(meta, p, int(emb.shape[-1]) if emb is not None else 0)
 
-    if progress:
-        print(f"dequantizing {len(tensors)} tensors to {dt} ...", file=sys.stderr, flush=True)
+    bar = Progress(len(tensors), f"dequantizing {len(tensors)} tensors to {dt}") if progress else None
     weights = {}
     for gname, t in tensors.items():
+        if bar is not None:
+            bar.update()
         if gname in _GLOBAL_NAMES:
             cname = _GLOBAL_NAMES[gname]
         else:
@@ -338,6 +340,8 @@ def read_gguf(path, *, dtype=np.float32, progress=False):
                                   f"found {a.size}")
         a = np.ascontiguousarray(a.reshape(shape), dtype=dt)  # [out, in]
         weights[cname] = a
+    if bar is not None:
+        bar.close()
 
     if cfg.extra["gguf_architecture"] == "llama":
         for L in range(cfg.num_layers):
