@@ -100,6 +100,8 @@ def build_parser():
     i = sub.add_parser("inspect", help="parameters, active parameters, KV-cache and weight memory of a model")
     i.add_argument("model", help="preset name, config.json, or checkpoint path")
     i.set_defaults(func=cmd_inspect)
+    from .conformance.cli import add_subcommands
+    add_subcommands(sub)
     return p
 
 

@@ -1,0 +1,47 @@
+"""pytest plugin: run refimpl's conformance suite against any backend, from any project.
+
+    pytest --pyargs refimpl.conformance --refimpl-backend=their.module:Backend
+
+Registered through the entry point group ``pytest11`` (pyproject.toml). Adds the options
+--refimpl-backend (default: $REFIMPL_BACKEND, else "numpy"), --refimpl-dtype (float32),
+--refimpl-max-examples (20), and the session fixture ``backend`` (a backends.Backend). The test
+module refimpl/conformance/test_conformance_suite.py is parametrised per op and per kernel variant
+of that backend. Nothing here changes other tests: the fixture is only built when requested.
+"""
+
+import os
+
+import pytest
+
+ENV_VAR = "REFIMPL_BACKEND"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("refimpl", "refimpl conformance suite")
+    group.addoption("--refimpl-backend", default=None,
+                    help="backend under test: a name, module:attribute or variant:NAME (default: $REFIMPL_BACKEND, else numpy)")
+    group.addoption("--refimpl-dtype", default="float32", choices=["float32", "float64", "bfloat16"],
+                    help="dtype of the inputs given to the backend (default: float32)")
+    group.addoption("--refimpl-max-examples", default=20, type=int,
+                    help="Hypothesis examples per op and kernel variant (default: 20)")
+
+
+def backend_spec(config):
+    """The backend spec chosen by the option, else the environment, else "numpy"."""
+    return config.getoption("--refimpl-backend", None) or os.environ.get(ENV_VAR) or "numpy"
+
+
+def suite_options(config):
+    """(dtype, max_examples) from the options, with their defaults when the plugin is not loaded."""
+    return config.getoption("--refimpl-dtype", None) or "float32", config.getoption("--refimpl-max-examples", None) or 20
+
+
+@pytest.fixture(scope="session")
+def backend(request):
+    """The backend under test (backends.Backend); skips when it cannot run here (not installed, no GPU)."""
+    from backends.interface import BackendUnavailable, get_backend
+
+    try:
+        return get_backend(backend_spec(request.config))
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))

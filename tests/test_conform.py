@@ -1,0 +1,222 @@
+"""`refimpl conform`: the property suite passes the reference, fails every known-wrong variant and
+names it, skips what a backend lacks, tests every kernel variant; the strategies keep their rules."""
+
+import io
+import json
+from contextlib import redirect_stdout
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backends import Backend, NumpyBackend
+from refimpl.cli import main
+from refimpl.conformance import strategies as S
+from refimpl.conformance.suite import MODEL_ARCHS, run_op, run_suite, suite_ops
+from refimpl.conformance.variants import VARIANTS
+from refimpl.ops import OP_NAMES
+
+RESULT_KEYS = {"schema_version", "backend", "backend_version", "dtype", "max_examples", "ok", "summary", "results"}
+ROW_KEYS = {"op", "kernel", "status", "cases", "max_abs_err", "budget_used", "reason", "variant_match", "cfg", "seed",
+            "seconds", "report", "text"}
+
+
+def _run(argv):
+    out = io.StringIO()
+    with redirect_stdout(out):
+        rc = main(argv)
+    return rc, out.getvalue()
+
+
+def _check_schema(d):
+    assert set(d) == RESULT_KEYS
+    assert d["schema_version"] == 1 and isinstance(d["ok"], bool)
+    assert set(d["summary"]) == {"pass", "fail", "skip", "error"}
+    assert sum(d["summary"].values()) == len(d["results"])
+    for r in d["results"]:
+        assert set(r) == ROW_KEYS, r["op"]
+        assert r["status"] in ("pass", "fail", "skip", "error")
+        assert isinstance(r["cases"], int) and isinstance(r["variant_match"], list)
+        if r["status"] == "fail" and not r["op"].startswith("model:"):
+            assert r["report"]["ok"] is False and "repro" in r["text"]
+
+
+def test_conform_numpy_passes(tmp_path):
+    path = tmp_path / "r.json"
+    rc, out = _run(["conform", "--backend", "numpy", "--max-examples", "2", "--json", str(path)])
+    assert rc == 0, out
+    d = json.loads(path.read_text())
+    _check_schema(d)
+    assert d["ok"] and d["summary"]["fail"] == d["summary"]["error"] == 0
+    ops = {r["op"] for r in d["results"]}
+    assert set(suite_ops()) | {f"model:{a}" for a in MODEL_ARCHS} == ops
+    kernels = {r["kernel"] for r in d["results"] if r["op"] == "attention"}
+    assert kernels == {"dense", "online"}  # every kernel variant is a row of its own
+    for line in ("attention[dense]", "attention[online]", "model:gpt_oss_mxfp4", "budget used", "pass"):
+        assert line in out
+
+
+def test_list_variants():
+    rc, out = _run(["conform", "--list-variants"])
+    assert rc == 0 and out.split() == list(VARIANTS)
+
+
+def _variant_ops(name):
+    return [op for op in VARIANTS[name].overrides if op in suite_ops()]
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_variant_fails_and_is_named(name, tmp_path):
+    path = tmp_path / "r.json"
+    ops = ",".join(_variant_ops(name))
+    rc, out = _run(["conform", "--backend", f"variant:{name}", "--ops", ops, "--max-examples", "3",
+                    "--json", str(path)])
+    assert rc == 1
+    d = json.loads(path.read_text())
+    _check_schema(d)
+    assert d["results"] and all(r["status"] == "fail" for r in d["results"]), out[:2000]
+    assert all(name in r["variant_match"] for r in d["results"]), [(r["op"], r["variant_match"]) for r in d["results"]]
+    assert f"FAIL (matches variant" in out and name in out
+
+
+def test_drawn_cases_alone_catch_a_variant():
+    # the power does not rest on the explicit examples only: Hypothesis-drawn cases find it too
+    r = run_op(VARIANTS["window_off_by_one"].backend(), "visibility_mask", max_examples=30, examples=False)
+    assert r.status == "fail" and "window_off_by_one" in r.variant_match and r.cfg["window"] is not None
+
+
+class OnlyRmsNorm(Backend):
+    """Implements one op, in float32, the way a third-party kernel would."""
+
+    name = "only-rms"
+
+    def capabilities(self):
+        cap = super().capabilities()
+        cap["dtypes"] = {"float32"}
+        return cap
+
+    def rms_norm(self, x, weight, *, eps=1e-5, cast_before_scale=False):
+        x = np.asarray(x, dtype=np.float32)
+        inv = np.float32(1) / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float32(eps))
+        return x * inv * np.asarray(weight, dtype=np.float32)
+
+
+def test_missing_ops_and_dtypes_skip_with_reason():
+    res = run_suite(OnlyRmsNorm(), ops=["rms_norm", "layer_norm", "attention"], max_examples=3)
+    rows = {r.op: r for r in res.rows}
+    assert rows["rms_norm"].status == "pass" and rows["rms_norm"].cases >= 3
+    assert rows["layer_norm"].status == "skip" and "not implemented by backend 'only-rms'" in rows["layer_norm"].reason
+    assert res.ok  # skips are not failures
+    res = run_suite(OnlyRmsNorm(), ops=["rms_norm"], dtype="float64", max_examples=1)
+    assert res.rows[0].status == "skip" and "dtype float64" in res.rows[0].reason
+
+
+class TwoLinearKernels(NumpyBackend):
+    """linear has a correct kernel and a tiled one that drops the last partial tile of 32 (a tiling-edge bug)."""
+
+    name = "two-linear"
+
+    def kernel_variants(self, op):
+        return ["plain", "tiled"] if op == "linear" else super().kernel_variants(op)
+
+    def linear(self, x, weight, bias=None):
+        if self.kernel_variant("linear") == "tiled":
+            k = np.shape(x)[-1]
+            keep = max(32, k - k % 32)
+            x, weight = np.asarray(x)[..., :keep], np.asarray(weight)[:, :keep]
+        return super().linear(x, weight, bias)
+
+
+def test_each_kernel_variant_is_tested_and_a_tiling_bug_is_caught():
+    res = run_suite(TwoLinearKernels(), ops=["linear"], max_examples=20)
+    rows = {r.kernel: r for r in res.rows}
+    assert rows["plain"].status == "pass"
+    bad = rows["tiled"]
+    assert bad.status == "fail" and bad.variant_match == []  # wrong, but not a known variant
+    assert bad.cfg["k"] > 32 and bad.cfg["k"] % 32  # found at a tiling edge
+    assert "regression case" not in str(bad.report) and "repro:" in str(bad.report)
+    assert not res.ok
+
+
+class Raises(NumpyBackend):
+    name = "raises"
+
+    def softmax(self, x, axis=-1):
+        raise RuntimeError("kernel launch failed")
+
+
+def test_backend_exception_is_an_error_row():
+    r = run_op(Raises(), "softmax", max_examples=2)
+    assert r.status == "error" and "RuntimeError: kernel launch failed" in r.reason and not r.ok
+
+
+def test_bfloat16_inputs_pass_on_reference():
+    res = run_suite(NumpyBackend(), ops=["linear", "attention", "swiglu_oss", "router_topk_softmax"], dtype="bfloat16",
+                    max_examples=5)
+    assert res.ok, [(r.op, r.reason) for r in res.rows]
+
+
+def test_bad_arguments():
+    rc = main(["conform", "--backend", "numpy", "--ops", "no_such_op"])
+    assert rc == 2
+    rc = main(["conform", "--backend", "no-such-backend"])
+    assert rc == 2
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+def test_every_op_has_a_strategy_and_its_examples_build():
+    assert set(OP_NAMES) <= set(S.supported_ops())
+    for op in OP_NAMES:
+        assert S.EXAMPLES[op], op
+        for cfg in S.EXAMPLES[op]:
+            a = S.build_inputs(op, cfg, 0, "float32")
+            b = S.build_inputs(op, cfg, 0, "float32")  # deterministic: the repro rebuilds the same case
+            for k in a:
+                if isinstance(a[k], np.ndarray):
+                    np.testing.assert_array_equal(a[k], b[k])
+
+
+@settings(max_examples=40)
+@given(S.attention_configs())
+def test_attention_configs_keep_their_rules(c):
+    assert c["hq"] % c["hkv"] == 0 and c["d"] % 2 == 0
+    assert c["tk"] == c["tq"] + c["cache"]
+    assert c["window"] is None or c["window"] >= 1
+    x = S.build_inputs("attention", c, 1, "float32")
+    q = x["q"]
+    assert q.shape == (c["tq"], c["hq"], c["d"]) and x["k"].shape == (c["tk"], c["hkv"], c["d"])
+    nz = np.abs(q[q != 0])
+    assert np.all(np.isfinite(q)) and np.all(nz >= np.finfo(np.float32).tiny)  # no subnormals
+
+
+def test_windows_reach_below_at_and_above():
+    seen = set()
+
+    @settings(max_examples=60, derandomize=True, database=None)
+    @given(st.data())
+    def draw(data):
+        tk = data.draw(st.sampled_from((1, 8, 33)))
+        w = data.draw(S.windows(tk))
+        seen.add("none" if w is None else "below" if w < tk else "at" if w == tk else "above")
+
+    draw()
+    assert seen == {"none", "below", "at", "above"}
+
+
+@settings(max_examples=40)
+@given(S.moe_configs(), st.integers(0, 2**32 - 1))
+def test_routing_inputs_have_a_margin(c, seed):
+    assert 1 <= c["k"] <= c["e"]
+    x = S.build_inputs("router_topk_softmax", c, seed, "bfloat16")["logits"].astype(np.float64)
+    s = -np.sort(-x, axis=-1)
+    if s.shape[-1] > 1:
+        assert np.min(s[:, :-1] - s[:, 1:]) >= 0.5 / 2 - 0.07  # grid 0.5, jitter < 1/8, bf16 rounding < 0.07
+
+
+def test_sizes_cross_tiling_edges():
+    values = set(S.sizes().wrapped_strategy.elements) if hasattr(S.sizes(), "wrapped_strategy") else None
+    values = values or set(S.sizes().elements)
+    assert {1, 31, 32, 33, 127, 128, 129} <= values
