@@ -68,6 +68,15 @@ TOL = {
              "reason": "OpenAI's own bf16 run is 0.13 from float64 (about 4 bf16 ulps at logit magnitude 4); an "
                        "emulation whose rounding points differ can land as far again, so 0.5 and 3/4 argmax "
                        "agreement catch only gross errors (wrong scale, swapped nibbles), not rounding placement"},
+    "bf16_rounding": {"min_exact_fraction": 0.8, "logits_atol": 0.0625, "argmax_agreement_min": 1.0,
+                      "reason": "refimpl's bfloat16 mode rounds where OpenAI's torch code rounds (spec/precision.md), "
+                                "measured bit-exact on every bf16.* hook and the logits (also with every matmul "
+                                "accumulated in float64, so summation order is not what makes it exact). One "
+                                "accidental 1-ulp flip of a single value (e.g. a libm or BLAS difference) cascades "
+                                "through routing to >= 0.917 exact values per hook and a 0.031 logit error "
+                                "(measured by injecting it at 9 sites); dropping one rounding point (RoPE products or "
+                                "SwiGLU steps) leaves <= 0.27 of the logits exact. So >= 0.8 exact per hook and "
+                                "logits within 0.0625 separate a stray flip from a misplaced rounding point."},
 }
 
 
@@ -178,6 +187,14 @@ def run_openai(mod, ck, ids, tag):
             cap[key] = o.detach().to(torch.float64).numpy().copy()
         return hook
 
+    def grab_rope(layer):
+        # RotaryEmbedding returns (q [T, Hkv, G, D], k [T, Hkv, D]); query head h = kv * G + g -> [T, Hq, D]
+        def hook(_m, _i, o):
+            q, k = (a.detach().to(torch.float64).numpy() for a in o)
+            cap[f"layers.{layer}.attn.q"] = q.reshape(q.shape[0], -1, q.shape[-1]).copy()
+            cap[f"layers.{layer}.attn.k"] = k.copy()
+        return hook
+
     def go():
         model = mod.Transformer.from_checkpoint(str(ck), device="cpu")
         hs = [model.embedding.register_forward_hook(grab("embed")), model.norm.register_forward_hook(grab("final_norm"))]
@@ -186,6 +203,8 @@ def run_openai(mod, ck, ids, tag):
             hs.append(b.attn.register_forward_hook(grab(f"layers.{i}.resid_mid")))  # attn block adds the residual
             hs.append(b.attn.norm.register_forward_hook(grab(f"layers.{i}.attn_norm")))
             hs.append(b.attn.qkv.register_forward_hook(grab(f"layers.{i}.attn.qkv_before_rope")))
+            hs.append(b.attn.rope.register_forward_hook(grab_rope(i)))
+            hs.append(b.attn.out.register_forward_hook(grab(f"layers.{i}.attn.out")))  # projection, before the residual
             hs.append(b.mlp.norm.register_forward_hook(grab(f"layers.{i}.mlp_norm")))
             hs.append(b.mlp.gate.register_forward_hook(grab(f"layers.{i}.moe.router_logits")))
         with torch.inference_mode():
@@ -292,8 +311,9 @@ def main():
                   "expected.safetensors": "OpenAI reference: logits_f64 [T, V], logits_f32 [T, V], "
                                           "logits_bf16_as_f32 [T, V] (bf16 values widened); float64 hooks: embed, "
                                           "layers.L.{attn_norm, attn.qkv_before_rope [T, qkv], resid_mid, mlp_norm, "
-                                          "moe.router_logits [T, E], out}, final_norm; the same hooks of the bf16 run "
-                                          "as bf16.<name> (bf16 values widened to float32)"},
+                                          "moe.router_logits [T, E], attn.q [T, Hq, D] and attn.k [T, Hkv, D] after RoPE, attn.out "
+                                          "[T, d] (out projection, before the residual), out}, final_norm; the same hooks "
+                                          "of the bf16 run as bf16.<name> (bf16 values widened to float32)"},
     })
     write_json(hcase / "case.json", {
         "case": "tiny_gpt_oss_hf_mxfp4", **common,

@@ -21,7 +21,7 @@ def as_float_array(x, name, *, min_ndim=0):
         a = np.asarray(x)
     except Exception as exc:  # ragged lists, objects that refuse conversion
         raise ArgumentError(f"{name}: expected an array of floats, found {type(x).__name__} ({exc})") from None
-    if a.dtype == object or a.dtype.kind not in "fV":
+    if a.dtype == object or a.dtype.kind != "f":
         if a.dtype.kind in "iub":
             a = a.astype(np.float64)
         elif not is_float_dtype(a.dtype):
@@ -35,6 +35,8 @@ def is_float_dtype(dt):
     dt = np.dtype(dt)
     if dt.kind == "f":
         return True
+    if dt.kind != "V":  # complex, strings, objects: ml_dtypes.finfo would accept complex as its real part
+        return False
     try:
         import ml_dtypes
 

@@ -5,11 +5,13 @@ readers of HF config.json, OpenAI's original gpt-oss config.json and the presets
 (refimpl.configs) all produce it.
 """
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import ConfigError
 
 ARCHS = ("gpt2", "llama", "mixtral", "gpt_oss")
+MAX_LAYERS = 65536  # far above any released model (Llama 3.1 405B: 126); refuses 10^9-layer configs at once
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,13 @@ class ModelConfig:
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 bad(f, "an integer >= 1", v)
+        for f, lo in (("norm_eps", "0"), ("rope_theta", "1"), ("swiglu_alpha", "0"), ("swiglu_limit", "0")):
+            v = getattr(self, f)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or (v <= 1 if lo == "1" else v < 0):
+                bad(f, f"a finite number {'> 1' if lo == '1' else '>= 0'}", v)
+        if self.num_layers > MAX_LAYERS:
+            bad("num_layers", f"an integer in 1..{MAX_LAYERS}", self.num_layers)
         if self.num_heads % self.num_kv_heads:
             bad("num_kv_heads", f"a divisor of num_heads={self.num_heads}", self.num_kv_heads)
         if self.position == "rope" and self.head_dim % 2:

@@ -17,7 +17,7 @@ import math
 import os
 from dataclasses import replace
 
-from .config import ModelConfig
+from .config import MAX_LAYERS, ModelConfig
 from .errors import ConfigError
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")
@@ -65,6 +65,10 @@ class _Reader:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
                 self.fail(field, "a finite number", repr(v))
             v = float(v)
+        elif kind == "layers":
+            v = self.check(field, v, "pos_int")
+            if v > MAX_LAYERS:
+                self.fail(field, f"a layer count in 1..{MAX_LAYERS}", repr(v))
         elif kind == "pos_float":
             v = self.check(field, v, "float")
             if v <= 0:
@@ -217,7 +221,7 @@ def _gpt2(r, common):
         r.fail("scale_attn_weights", "true (scores scaled by 1/sqrt(head_dim))", False)
     return _build(
         r, arch="gpt2", vocab_size=r.get("vocab_size", "pos_int"), hidden_size=d,
-        num_layers=r.get("n_layer", "pos_int"), num_heads=heads, num_kv_heads=heads, head_dim=d // heads,
+        num_layers=r.get("n_layer", "layers"), num_heads=heads, num_kv_heads=heads, head_dim=d // heads,
         intermediate_size=r.get("n_inner", "pos_int", 4 * d), max_position_embeddings=r.get("n_positions", "pos_int"),
         norm="layer", norm_eps=r.get("layer_norm_epsilon", "pos_float", 1e-5), norm_placement="pre",
         activation=acts[act], position="learned", attention_bias=True, attention_out_bias=True, mlp_bias=True,
@@ -253,7 +257,7 @@ def _layer_types(r, n_layers, window):
 def _llama_family(r, mt, common, yarn_fallback):
     hidden = r.get("hidden_size", "pos_int")
     heads = r.get("num_attention_heads", "pos_int")
-    n_layers = r.get("num_hidden_layers", "pos_int")
+    n_layers = r.get("num_hidden_layers", "layers")
     max_pos = r.get("max_position_embeddings", "pos_int")
     act = r.get("hidden_act", "str", "silu")
     if act != "silu":
@@ -304,7 +308,7 @@ def _llama_family(r, mt, common, yarn_fallback):
 def _gpt_oss_hf(r, common, yarn_fallback):
     hidden = r.get("hidden_size", "pos_int")
     heads = r.get("num_attention_heads", "pos_int")
-    n_layers = r.get("num_hidden_layers", "pos_int")
+    n_layers = r.get("num_hidden_layers", "layers")
     max_pos = r.get("max_position_embeddings", "pos_int")
     theta, scaling = _rope_dict(r, max_pos=max_pos, missing_yarn_original_max=yarn_fallback)
     if theta is None:
@@ -350,7 +354,7 @@ def config_from_openai_gpt_oss(d, *, name="", source=""):
     if unknown:
         r.fail(unknown[0], f"only the OpenAI gpt-oss keys {', '.join(OPENAI_GPT_OSS_KEYS)}", "an unknown key")
     g = r.get
-    n_layers = g("num_hidden_layers", "pos_int")
+    n_layers = g("num_hidden_layers", "layers")
     window = g("sliding_window", "int")
     if window < 0:
         r.fail("sliding_window", "an integer >= 0 (0 = no sliding window)", window)
@@ -405,7 +409,7 @@ def read_json_object(path):
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         d = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
         raise ConfigError(f"{path}: expected JSON, found unparsable text ({exc})") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: config: expected a JSON object, found {type(d).__name__}")

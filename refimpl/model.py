@@ -23,6 +23,8 @@ import numpy as np
 from . import precision
 from .errors import ArgumentError
 from .ops import ops as reference_ops
+from .ops.attention import attention_scores, attention_values, softmax_with_sinks
+from .ops.rope import rope_terms
 
 
 def _rounder(mode):
@@ -33,25 +35,32 @@ def _rounder(mode):
 
 
 def _check_ids(cfg, ids):
-    a = np.asarray(ids)
+    try:
+        a = np.asarray(ids)
+    except Exception as exc:  # ragged lists
+        raise ArgumentError(f"ids: expected integer token ids [T] or [B, T], found {type(ids).__name__} ({exc})") from None
     if a.dtype.kind not in "iu" and not (a.size == 0 and a.dtype.kind == "f"):
         raise ArgumentError(f"ids: expected integer token ids, found dtype {a.dtype}")
-    a = a.astype(np.int64)
     if a.ndim not in (1, 2):
         raise ArgumentError(f"ids: expected shape [T] or [B, T], found {a.shape}")
     if a.shape[-1] == 0:
         raise ArgumentError("ids: expected at least one token, found an empty sequence")
-    bad = (a < 0) | (a >= cfg.vocab_size)
+    bad = (a < 0) | (a >= cfg.vocab_size)  # before any cast: uint64 ids >= 2^63 must not wrap
     if bad.any():
         i = tuple(int(v) for v in np.argwhere(bad)[0])
-        raise ArgumentError(f"ids: expected ids in [0, {cfg.vocab_size}), found {int(a[i])} at index {i}")
-    return a
+        raise ArgumentError(f"ids: expected ids in [0, {cfg.vocab_size}), found {a[i].item()} at index {i}")
+    return a.astype(np.int64)
 
 
-def rope_tables(cfg, positions, *, ops=reference_ops):
-    """cos, sin [.., T, D/2] for absolute positions, with YaRN's concentration folded in."""
+def rope_tables(cfg, positions, *, ops=reference_ops, angle_dtype=None):
+    """cos, sin [.., T, D/2] for absolute positions, with YaRN's concentration folded in.
+
+    angle_dtype: None (rope_cos_sin's default, float64 angles) or np.float32 (the torch references'
+    float32 angles, used by "bfloat16" mode)."""
     inv_freq, scaling = ops.rope_frequencies(cfg.head_dim, base=cfg.rope_theta, rope_scaling=cfg.rope_scaling)
-    return ops.rope_cos_sin(inv_freq, positions, attention_scaling=scaling)
+    if angle_dtype is None:
+        return ops.rope_cos_sin(inv_freq, positions, attention_scaling=scaling)
+    return ops.rope_cos_sin(inv_freq, positions, attention_scaling=scaling, angle_dtype=angle_dtype)
 
 
 def forward(cfg, weights, ids, *, cache=None, mode="float32", trace=None, ops=reference_ops):
@@ -67,9 +76,10 @@ def forward(cfg, weights, ids, *, cache=None, mode="float32", trace=None, ops=re
     W = weights
     T = ids.shape[-1]
     start = cache.position if cache is not None else 0
-    if start + T > cfg.max_position_embeddings and cfg.position == "learned":
-        raise ArgumentError(f"ids: expected at most {cfg.max_position_embeddings} positions (the learned "
-                            f"position table), found {start + T}")
+    if start + T > cfg.max_position_embeddings:  # the learned table's rows, or the RoPE context length
+        what = "the learned position table" if cfg.position == "learned" else "max_position_embeddings, the context"
+        raise ArgumentError(f"ids: expected at most {cfg.max_position_embeddings} positions ({what}), found "
+                            f"{start + T}" + (f" ({start} cached + {T} new)" if start else ""))
     positions = np.arange(start, start + T)  # [T]
 
     def record(name, value):
@@ -86,29 +96,32 @@ def forward(cfg, weights, ids, *, cache=None, mode="float32", trace=None, ops=re
     if cfg.position == "learned":
         x = R(x + ops.embedding(positions, W["pos_embed"]))  # [.., T, d]
     record("embed", x)
+    bf16 = mode == "bfloat16"
     cos = sin = None
     if cfg.position == "rope":
-        cos, sin = rope_tables(cfg, positions, ops=ops)  # [T, D/2]
-        if mode == "bfloat16":
+        if bf16:  # float32 angles, tables rounded to bf16 (spec/precision.md rows 4-5)
+            cos, sin = rope_tables(cfg, positions, ops=ops, angle_dtype=np.float32)  # [T, D/2]
             cos, sin = R(cos), R(sin)
+        else:
+            cos, sin = rope_tables(cfg, positions, ops=ops)  # [T, D/2]
 
     for L in range(cfg.num_layers):
         p = f"layers.{L}"
         if cfg.norm_placement == "pre":
             h = norm(x, p + ".attn_norm")
             record(p + ".attn_norm", h)
-            a = _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops)
+            a = _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops, bf16=bf16)
             x = R(x + a)
             record(p + ".resid_mid", x)
             h = norm(x, p + ".mlp_norm")
             record(p + ".mlp_norm", h)
-            m = _mlp_block(cfg, W, h, L, R, record, ops)
+            m = _mlp_block(cfg, W, h, L, R, record, ops, bf16=bf16)
             x = R(x + m)
         else:
-            a = _attention_block(cfg, W, x, L, cos, sin, cache, start, R, record, ops)
+            a = _attention_block(cfg, W, x, L, cos, sin, cache, start, R, record, ops, bf16=bf16)
             x = norm(R(x + a), p + ".attn_norm")
             record(p + ".resid_mid", x)
-            m = _mlp_block(cfg, W, x, L, R, record, ops)
+            m = _mlp_block(cfg, W, x, L, R, record, ops, bf16=bf16)
             x = norm(R(x + m), p + ".mlp_norm")
         record(p + ".out", x)
 
@@ -120,7 +133,7 @@ def forward(cfg, weights, ids, *, cache=None, mode="float32", trace=None, ops=re
     return logits
 
 
-def _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops):
+def _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops, *, bf16=False):
     p = f"layers.{L}.attn"
     Hq, Hkv, D = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     lead = h.shape[:-1]
@@ -130,7 +143,10 @@ def _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops):
     if cfg.qk_norm:
         q = R(ops.rms_norm(q, W[p + ".q_norm.weight"], eps=cfg.norm_eps))
         k = R(ops.rms_norm(k, W[p + ".k_norm.weight"], eps=cfg.norm_eps))
-    if cfg.position == "rope":
+    if cfg.position == "rope" and bf16:  # each product and the sum rounded (spec/precision.md row 6)
+        q = R(sum(R(t) for t in rope_terms(q, cos, sin, pairing=cfg.rope_pairing)))  # [.., T, Hq, D]
+        k = R(sum(R(t) for t in rope_terms(k, cos, sin, pairing=cfg.rope_pairing)))  # [.., T, Hkv, D]
+    elif cfg.position == "rope":
         q = R(ops.apply_rope(q, cos, sin, pairing=cfg.rope_pairing))
         k = R(ops.apply_rope(k, cos, sin, pairing=cfg.rope_pairing))
     record(p + ".q", q)
@@ -141,19 +157,27 @@ def _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops):
     window = cfg.layer_window(L)
     sinks = W[p + ".sinks"] if cfg.attention_sinks else None
     kw = dict(sinks=sinks, window=window, causal=True, q_offset=start)
-    if record.active:
-        record(p + ".probs", ops.attention_probs(q, k, v, **kw))
-    o = R(ops.attention(q, k, v, **kw))  # [.., T, Hq, D]
+    if bf16:  # scores, scaled scores, probabilities, output each rounded (spec/precision.md rows 7-11)
+        s = R(attention_scores(q, k, window=window, causal=True, q_offset=start, scale=1.0))  # [.., Hq, T, Tk]
+        s = R(s * np.float32(1.0 / np.sqrt(D)))
+        probs = R(softmax_with_sinks(s, sinks))  # [.., Hq, T, Tk]
+        record(p + ".probs", probs)
+        vis = ops.visibility_mask(q.shape[-3], k.shape[-3], q_offset=start, window=window, causal=True)  # [T, Tk]
+        o = R(attention_values(probs, v, visible=vis))  # [.., T, Hq, D]
+    else:
+        if record.active:
+            record(p + ".probs", ops.attention_probs(q, k, v, **kw))
+        o = R(ops.attention(q, k, v, **kw))  # [.., T, Hq, D]
     o = o.reshape(*lead, Hq * D)  # [.., T, Hq*D]
     out = R(ops.linear(o, W[p + ".o.weight"], W.get(p + ".o.bias")))  # [.., T, d]
     record(p + ".out", out)
     return out
 
 
-def _mlp_block(cfg, W, h, L, R, record, ops):
+def _mlp_block(cfg, W, h, L, R, record, ops, *, bf16=False):
     p = f"layers.{L}"
     if cfg.num_experts:
-        return _moe_block(cfg, W, h, L, R, record, ops)
+        return _moe_block(cfg, W, h, L, R, record, ops, bf16=bf16)
     if cfg.activation in ("gelu_tanh", "gelu_erf"):
         approx = "tanh" if cfg.activation == "gelu_tanh" else "none"
         m = ops.gelu_mlp(h, W[p + ".mlp.fc.weight"], W.get(p + ".mlp.fc.bias"),
@@ -165,14 +189,18 @@ def _mlp_block(cfg, W, h, L, R, record, ops):
     return m
 
 
-def _moe_block(cfg, W, h, L, R, record, ops):
+def _moe_block(cfg, W, h, L, R, record, ops, *, bf16=False):
     p = f"layers.{L}.moe"
     logits = R(ops.linear(h, W[p + ".router.weight"], W.get(p + ".router.bias")))  # [.., T, E]
     k = cfg.experts_per_token
+    # A token whose router logits are not finite (a NaN/Inf hidden state) is routed by the tie rule
+    # (logits taken as 0) and its output set to NaN below: other tokens are untouched, as in torch.
+    nonfinite = ~np.isfinite(logits).all(axis=-1)  # [.., T]
+    route = np.where(nonfinite[..., None], logits.dtype.type(0), logits) if nonfinite.any() else logits
     if cfg.router == "topk_softmax":
-        weights, idx = ops.router_topk_softmax(logits, k)  # [.., T, k]
+        weights, idx = ops.router_topk_softmax(route, k)  # [.., T, k]
     else:
-        weights, idx = ops.router_softmax_topk(logits, k)  # [.., T, k]
+        weights, idx = ops.router_softmax_topk(route, k)  # [.., T, k]
     weights = R(weights)
     record(p + ".router_logits", logits)
     record(p + ".experts", idx)
@@ -183,6 +211,10 @@ def _moe_block(cfg, W, h, L, R, record, ops):
         b1, b2 = W[p + ".mlp1.bias"], W[p + ".mlp2.bias"]
 
         def expert(e, t):
+            if bf16:  # matmul and bias add rounded separately, each SwiGLU step rounded (rows 16-18)
+                u = R(R(ops.linear(t, w1(e))) + b1[e])  # [n, 2I]
+                a = _swiglu_oss_bf16(u, cfg.swiglu_alpha, cfg.swiglu_limit, R)  # [n, I]
+                return R(R(ops.linear(a, w2(e))) + b2[e])  # [n, d]
             u = R(ops.linear(t, w1(e), b1[e]))  # [n, 2I]
             a = R(ops.swiglu_oss(u, alpha=cfg.swiglu_alpha, limit=cfg.swiglu_limit))  # [n, I]
             return R(ops.linear(a, w2(e), b2[e]))  # [n, d]
@@ -193,8 +225,25 @@ def _moe_block(cfg, W, h, L, R, record, ops):
             return R(ops.swiglu_mlp(t, gate[e], up[e], down[e]))  # [n, d]
 
     m = R(ops.moe_combine(h, weights, idx, expert))  # [.., T, d]
+    if nonfinite.any():
+        m = np.where(nonfinite[..., None], m.dtype.type(np.nan), m)
     record(f"layers.{L}.mlp.out", m)
     return m
+
+
+def _swiglu_oss_bf16(u, alpha, limit, R):
+    """swiglu_oss (interleaved) in the official gpt-oss reference's step order, each step's output rounded:
+    g = min(gate, limit), l = clip(lin, -limit, limit) (exact); z = R(alpha g); s = R(sigmoid(z));
+    glu = R(g s); out = R(glu R(l + 1)). Every step computes in float32 (spec/precision.md row 17)."""
+    g, lin = u[..., 0::2], u[..., 1::2]  # [n, I], [n, I]
+    if limit is not None:
+        g = np.minimum(g, np.float32(limit))
+        lin = np.clip(lin, np.float32(-limit), np.float32(limit))
+    z = R(np.float32(alpha) * g)
+    with np.errstate(over="ignore"):
+        sig = R(np.float32(1) / (np.float32(1) + np.exp(-z)))
+    glu = R(g * sig)
+    return R(glu * R(lin + np.float32(1)))
 
 
 def _expert_matrix(W, prefix, R, ops):

@@ -183,3 +183,181 @@ def test_bad_mode(bad):
         storage_dtype(bad)
     with pytest.raises(ArgumentError, match="^dtype"):
         to_mode(np.zeros(1), bad)
+
+
+# ----------------------------------------------------------------------------- bf16 rounding points
+# The "bfloat16" mode splits RoPE, attention and the gpt-oss SwiGLU at the points where the torch
+# reference stores a bf16 tensor (spec/precision.md rows 5-11, 17). The building blocks must
+# recompose to the fused ops bit for bit (so float32/float64 results do not depend on the split),
+# and each must follow its own formula.
+
+from refimpl.model import _swiglu_oss_bf16  # noqa: E402
+from refimpl.ops.attention import (attention, attention_scores, attention_values, softmax_with_sinks,  # noqa: E402
+                                   visibility_mask)
+from refimpl.ops.rope import apply_rope, rope_terms  # noqa: E402
+
+
+def _rand(rng, shape, dt):
+    return rng.standard_normal(shape).astype(dt)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("pairing", ["half", "interleaved"])
+@pytest.mark.parametrize("t, rotary", [(1, None), (33, None), (32, 4)])
+def test_rope_terms_sum_is_apply_rope(dt, pairing, t, rotary):
+    rng = np.random.default_rng(t)
+    x = _rand(rng, (t, 3, 8), dt)
+    r = 8 if rotary is None else rotary
+    cos, sin = _rand(rng, (t, r // 2), dt), _rand(rng, (t, r // 2), dt)
+    a, b = rope_terms(x, cos, sin, pairing=pairing, rotary_dim=rotary)
+    assert a.dtype == b.dtype == np.dtype(dt) and a.shape == b.shape == x.shape
+    # a + b is apply_rope bit for bit (x - y is x + (-y) in IEEE arithmetic)
+    np.testing.assert_array_equal(a + b, apply_rope(x, cos, sin, pairing=pairing, rotary_dim=rotary))
+    # each entry is one product: an element loop with Python floats (float64 products, exact for float32 data)
+    for ti in range(t):
+        for h in range(3):
+            for j in range(r // 2):
+                ia, ib = (j, j + r // 2) if pairing == "half" else (2 * j, 2 * j + 1)
+                xa, xb, c, s = float(x[ti, h, ia]), float(x[ti, h, ib]), float(cos[ti, j]), float(sin[ti, j])
+                assert a[ti, h, ia] == dt(xa * c) and b[ti, h, ia] == dt(-(xb * s))
+                assert a[ti, h, ib] == dt(xb * c) and b[ti, h, ib] == dt(xa * s)
+            assert np.all(a[ti, h, r:] == x[ti, h, r:]) and np.all(b[ti, h, r:] == 0)
+
+
+def test_rope_rounding_each_product_differs_from_rounding_the_sum():
+    """Hand-worked: x1 = cos = 1 + 2^-7, x2 = -2^-8, sin = 1. x1 cos = 1 + 2^-6 + 2^-14 rounds to 1 + 2^-6;
+    adding 2^-8 gives an exact tie, which goes to the even 1 + 2^-6. The unsplit sum
+    1 + 2^-6 + 2^-8 + 2^-14 is past the tie and rounds up to 1 + 2^-6 + 2^-7."""
+    x = np.array([[[1 + 2**-7, -(2**-8)]]], dtype=np.float32)  # [T=1, H=1, D=2]
+    cos = np.array([[1 + 2**-7]], dtype=np.float32)
+    sin = np.array([[1.0]], dtype=np.float32)
+    a, b = rope_terms(x, cos, sin)
+    split = round_bf16(round_bf16(a) + round_bf16(b))
+    fused = round_bf16(apply_rope(x, cos, sin))
+    assert split[0, 0, 0] == 1 + 2**-6
+    assert fused[0, 0, 0] == 1 + 2**-6 + 2**-7
+
+
+def _loop_scores(q, k, group):
+    tq, hq, d = q.shape
+    tk = k.shape[0]
+    s = np.zeros((hq, tq, tk))
+    for h in range(hq):
+        for i in range(tq):
+            for j in range(tk):
+                s[h, i, j] = math.fsum(float(q[i, h, e]) * float(k[j, h // group, e]) for e in range(d))
+    return s
+
+
+@pytest.mark.parametrize("tq, tk, window", [(1, 1, None), (31, 31, 4), (1, 33, None), (5, 33, 3)])
+def test_attention_scores_formula(tq, tk, window):
+    rng = np.random.default_rng(tq * 100 + tk)
+    q, k = _rand(rng, (tq, 4, 8), np.float64), _rand(rng, (tk, 2, 8), np.float64)
+    off = tk - tq
+    s = attention_scores(q, k, window=window, q_offset=off, scale=1.0)
+    ref = _loop_scores(q, k, 2)
+    for i in range(tq):
+        for j in range(tk):
+            p = off + i
+            visible = j <= p and (window is None or j > p - window)
+            if visible:  # float64 dot product vs an exactly summed one: 1e-13 relative to sum |q k|
+                assert abs(s[:, i, j] - ref[:, i, j]).max() <= 1e-13 * 8 * 3
+            else:
+                assert np.all(s[:, i, j] == -np.inf)
+    scaled = attention_scores(q, k, window=window, q_offset=off)  # default scale 1/sqrt(8), applied after the dot
+    np.testing.assert_array_equal(scaled, s * (1 / math.sqrt(8)))
+
+
+def test_softmax_with_sinks_formula():
+    rng = np.random.default_rng(3)
+    s = rng.standard_normal((3, 2, 4, 5)) * 4  # [B, Hq, Tq, Tk]
+    s[0, 0, 1, 2:] = -np.inf
+    s[1, 1, 2, :] = -np.inf  # a fully masked row: the sink takes all the mass
+    sinks = np.array([0.5, -1.25])
+    p = softmax_with_sinks(s, sinks)
+    for b, h, i in np.ndindex(3, 2, 4):
+        row = [float(v) for v in s[b, h, i]] + [float(sinks[h])]
+        m = max(row)
+        den = math.fsum(math.exp(v - m) for v in row)
+        for j in range(5):  # float64 vs math.exp / fsum: 1e-14 relative
+            assert abs(p[b, h, i, j] - math.exp(row[j] - m) / den) <= 1e-14
+    assert np.all(p[1, 1, 2] == 0)
+    q = softmax_with_sinks(np.full((1, 2, 3), -np.inf, dtype=np.float32))  # no sink, nothing visible
+    assert q.dtype == np.float32 and np.all(q == 0)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("tq, tk, window, sinks", [(1, 1, None, True), (32, 32, 4, True), (33, 33, None, False),
+                                                  (1, 129, 128, True)])
+def test_attention_building_blocks_recompose_attention(dt, tq, tk, window, sinks):
+    rng = np.random.default_rng(tk)
+    q, k, v = _rand(rng, (2, tq, 4, 8), dt), _rand(rng, (2, tk, 2, 8), dt), _rand(rng, (2, tk, 2, 6), dt)
+    snk = _rand(rng, (4,), dt) if sinks else None
+    kw = dict(window=window, q_offset=tk - tq)
+    p = softmax_with_sinks(attention_scores(q, k, **kw), snk)
+    o = attention_values(p, v)
+    assert o.dtype == np.dtype(dt) and o.shape == (2, tq, 4, 6)
+    np.testing.assert_array_equal(o, attention(q, k, v, sinks=snk, **kw))
+    vis = visibility_mask(tq, tk, **kw)
+    np.testing.assert_array_equal(attention_values(p, v, visible=vis), o)
+    # attention_values against a loop (float64 sums of float64 products; 1e-12 relative to sum |p v|)
+    if dt is np.float64 and tq <= 32:
+        for bb, i, h in np.ndindex(2, tq, 4):
+            ref = [math.fsum(float(p[bb, h, i, j]) * float(v[bb, j, h // 2, e]) for j in range(tk)) for e in range(6)]
+            assert np.abs(o[bb, i, h] - ref).max() <= 1e-12 * max(1.0, np.abs(v).max())
+    # a NaN in the last key's value: with visible=, only rows that see that key are NaN, as in attention
+    v[:, -1, 0, 0] = np.nan
+    with np.errstate(invalid="ignore"):
+        got = attention_values(p, v, visible=vis)
+        np.testing.assert_array_equal(got, attention(q, k, v, sinks=snk, **kw))
+    assert np.isnan(got[:, -1, 0, 0]).all()
+    if tq > 1:
+        assert not np.isnan(got[:, :-1]).any()
+
+
+def test_bf16_building_blocks_bad_arguments():
+    q, k, v = np.zeros((3, 4, 8)), np.zeros((3, 2, 8)), np.zeros((3, 2, 8))
+    with pytest.raises(ArgumentError, match="^scores"):
+        softmax_with_sinks(np.zeros((3, 4)))
+    with pytest.raises(ArgumentError, match="^sinks"):
+        softmax_with_sinks(np.zeros((4, 3, 3)), np.zeros(3))
+    with pytest.raises(ArgumentError, match="^sinks"):
+        softmax_with_sinks(np.zeros((4, 3, 3)), np.array([0.0, np.nan, 0.0, 0.0]))
+    with pytest.raises(ArgumentError, match="^probs"):
+        attention_values(np.zeros((3, 3)), v)
+    with pytest.raises(ArgumentError, match="^v"):
+        attention_values(np.zeros((4, 3, 5)), v)  # Tk 5 vs 3 keys
+    with pytest.raises(ArgumentError, match="^v"):
+        attention_values(np.zeros((4, 3, 3)), np.zeros((3, 3, 8)))  # 3 kv heads do not divide 4
+    with pytest.raises(ArgumentError, match="^visible"):
+        attention_values(np.zeros((4, 3, 3)), v, visible=np.ones((3, 3)))  # not bool
+    with pytest.raises(ArgumentError, match="^visible"):
+        attention_values(np.zeros((4, 3, 3)), v, visible=np.ones((3, 4), dtype=bool))  # Tk 4 vs 3
+    with pytest.raises(ArgumentError, match="^window"):
+        attention_scores(q, k, window=0)
+    with pytest.raises(ArgumentError, match="^k"):
+        attention_scores(q, np.zeros((3, 3, 8)))
+    with pytest.raises(ArgumentError, match="^pairing"):
+        rope_terms(q, np.zeros((3, 4)), np.zeros((3, 4)), pairing="rotate")
+    with pytest.raises(ArgumentError, match="^cos"):
+        rope_terms(q, np.zeros((3, 3)), np.zeros((3, 3)))
+
+
+def test_swiglu_oss_bf16_rounds_every_step():
+    """The bfloat16 mode's gpt-oss SwiGLU against the same steps done in ml_dtypes bfloat16 arithmetic
+    (each bf16 ufunc computes in float32 and rounds its result), with alpha kept in float32 as torch keeps
+    a Python scalar; and it differs from rounding the fused op once."""
+    rng = np.random.default_rng(7)
+    u = (rng.standard_normal((33, 64)) * 4).astype(ml_dtypes.bfloat16)  # bf16 mlp1 outputs, some past the limit
+    bf = ml_dtypes.bfloat16
+    g = np.minimum(u[:, 0::2], bf(7.0))
+    lin = np.minimum(np.maximum(u[:, 1::2], bf(-7.0)), bf(7.0))  # (np.clip would widen to float32)
+    z = (g.astype(np.float32) * np.float32(1.702)).astype(bf)
+    sig = (1 / (1 + np.exp(-z.astype(np.float64)))).astype(np.float32).astype(bf)
+    ref = (g * sig) * (lin + bf(1))
+    assert ref.dtype == bf
+    got = _swiglu_oss_bf16(u.astype(np.float32), 1.702, 7.0, round_bf16)
+    np.testing.assert_array_equal(got, ref.astype(np.float32))
+    from refimpl.ops.activations import swiglu_oss
+    fused = round_bf16(swiglu_oss(u.astype(np.float32), alpha=1.702, limit=7.0))
+    assert np.mean(fused != got) > 0.05  # the step roundings matter

@@ -16,6 +16,7 @@ without the permutation (their llama.cpp RoPE is the NeoX half-split kind).
 """
 
 import sys
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -95,8 +96,10 @@ def _open(path):
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if key in _CACHE:
-        reader, meta = _CACHE[key]
-        return gguf, reader, dict(meta)
+        reader, meta, crc = _CACHE[key]
+        if _header_crc(p, reader) == crc:  # a file rewritten in place within one mtime tick is re-read
+            return gguf, reader, dict(meta)
+        del _CACHE[key]
     try:
         reader = gguf.GGUFReader(str(p), "r")
     except Exception as exc:  # truncated, not GGUF, bad header: gguf raises ValueError, IndexError, struct errors
@@ -105,8 +108,17 @@ def _open(path):
     meta = _metadata(gguf, reader, p)
     while len(_CACHE) >= 2:
         _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[key] = (reader, meta)
+    _CACHE[key] = (reader, meta, _header_crc(p, reader))
     return gguf, reader, dict(meta)
+
+
+def _header_crc(p, reader):
+    """CRC-32 of the header bytes (everything before the tensor data) as they are on disk now."""
+    try:
+        with open(p, "rb") as f:
+            return zlib.crc32(f.read(int(reader.data_offset)))
+    except OSError as exc:
+        raise CheckpointError(f"{p}: cannot read: {exc.strerror or exc}") from None
 
 
 def read_gguf_metadata(path):
@@ -177,8 +189,8 @@ def _config(meta, p, n_tensors_vocab):
         v = meta[k]
         if kind is int and (not isinstance(v, int) or isinstance(v, bool)):
             raise ConfigError(f"{p}: {k}: expected an integer, found {v!r}")
-        if kind is float and not isinstance(v, (int, float)):
-            raise ConfigError(f"{p}: {k}: expected a number, found {v!r}")
+        if kind is float and (not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v)):
+            raise ConfigError(f"{p}: {k}: expected a finite number, found {v!r}")
         return v
 
     d = need("embedding_length")
@@ -196,7 +208,7 @@ def _config(meta, p, n_tensors_vocab):
     vocab = meta.get(f"{arch}.vocab_size")
     if vocab is None:
         tokens = meta.get("tokenizer.ggml.tokens")
-        vocab = len(tokens) if tokens else n_tensors_vocab
+        vocab = len(tokens) if isinstance(tokens, list) and tokens else n_tensors_vocab
 
     rope_scaling = None
     stype = meta.get(f"{arch}.rope.scaling.type", "none")
@@ -211,6 +223,13 @@ def _config(meta, p, n_tensors_vocab):
     eos = meta.get("tokenizer.ggml.eos_token_id")
     eot = meta.get("tokenizer.ggml.eot_token_id")
     eos_ids = tuple(dict.fromkeys(i for i in (eos, eot) if i is not None))
+    try:
+        return _model_config(meta, p, arch, need, d, n_heads, n_kv, head_dim, vocab, rope_scaling, eos_ids)
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(f"{p}: ") else f"{p}: {exc}") from None
+
+
+def _model_config(meta, p, arch, need, d, n_heads, n_kv, head_dim, vocab, rope_scaling, eos_ids):
     return ModelConfig(
         arch="llama",
         vocab_size=vocab,
@@ -225,7 +244,7 @@ def _config(meta, p, n_tensors_vocab):
         norm_eps=_f32_decimal(need("attention.layer_norm_rms_epsilon", float)),
         activation="swiglu",
         position="rope",
-        rope_theta=_f32_decimal(meta.get(f"{arch}.rope.freq_base", 10000.0)),
+        rope_theta=_f32_decimal(need("rope.freq_base", float) if f"{arch}.rope.freq_base" in meta else 10000.0),
         rope_scaling=rope_scaling,
         rope_pairing="half",
         attention_bias=arch == "qwen2",
@@ -278,6 +297,15 @@ def _required(cfg):
     return ["tok_embed", "final_norm.weight"] + [f"layers.{L}.{n}" for L in range(cfg.num_layers) for n in per]
 
 
+def _check_block_count(cfg, tensors, p):
+    """Refuse a block_count the tensors do not back, before any per-layer loop runs over it."""
+    layers = {int(n.split(".")[1]) for n in tensors if n.startswith("blk.") and n.split(".")[1].isdigit()}
+    missing = next((L for L in range(min(cfg.num_layers, len(layers) + 1)) if L not in layers), None)
+    if missing is not None:
+        raise CheckpointError(f"{p}: tensor blk.{missing}.*: expected tensors for every layer of "
+                              f"{cfg.extra['gguf_architecture']}.block_count={cfg.num_layers}, found none for layer {missing}")
+
+
 def read_gguf(path, *, dtype=np.float32, progress=False):
     """Read a GGUF checkpoint.
 
@@ -307,6 +335,7 @@ def read_gguf(path, *, dtype=np.float32, progress=False):
     tensors = {t.name: t for t in reader.tensors}
     emb = tensors.get("token_embd.weight")
     cfg = _config(meta, p, int(emb.shape[-1]) if emb is not None else 0)
+    _check_block_count(cfg, tensors, p)
 
     bar = Progress(len(tensors), f"dequantizing {len(tensors)} tensors to {dt}") if progress else None
     weights = {}

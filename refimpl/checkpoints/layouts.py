@@ -116,8 +116,8 @@ def _need_mxfp4_dims(cfg, source):
 
 # ---------------------------------------------------------------------------------- layouts
 
-def detect_layout(names):
-    """The layout of a set of tensor names (see LAYOUTS); CheckpointError if none fits."""
+def detect_layout(names, *, source=None):
+    """The layout of a set of tensor names (see LAYOUTS); CheckpointError (naming `source`) if none fits."""
     names = set(names)
     if any(re.match(r"^(transformer\.)?(wte\.weight$|h\.\d+\.)", n) for n in names):
         return "gpt2_hf"
@@ -128,7 +128,8 @@ def detect_layout(names):
     if "tok_embed" in names or any(n.startswith("layers.") for n in names):
         return "canonical"
     some = ", ".join(sorted(names)[:5])
-    raise CheckpointError(f"tensor names: expected a known layout ({', '.join(LAYOUTS)}), found {some or 'no tensors'}")
+    where = f"{source}: " if source else ""
+    raise CheckpointError(f"{where}tensor names: expected a known layout ({', '.join(LAYOUTS)}), found {some or 'no tensors'}")
 
 
 def _rules_gpt2(cfg, names):
@@ -316,6 +317,25 @@ def _listing(names, n=5):
     return ", ".join(repr(x) for x in names[:n]) + more
 
 
+_LAYER_PATTERNS = {"gpt2_hf": re.compile(r"^(?:transformer\.)?h\.(\d+)\."), "hf": re.compile(r"^model\.layers\.(\d+)\."),
+                   "gpt_oss_original": re.compile(r"^block\.(\d+)\."), "canonical": re.compile(r"^layers\.(\d+)\.")}
+_EXPERT_PATTERN = re.compile(r"\.experts\.(\d+)\.")
+
+
+def _check_counts(cfg, names, source, layout):
+    """Refuse a layer or expert count the tensor names do not back, before a per-layer (or per-expert)
+    rule list is built: a config claiming 10^9 layers fails here at once instead of looping."""
+    for what, field, n, pat in (("layer", "num_layers", cfg.num_layers, _LAYER_PATTERNS[layout]),
+                                ("expert", "num_experts", cfg.num_experts, _EXPERT_PATTERN)):
+        found = {int(m.group(1)) for m in map(pat.search, names) if m}
+        if what == "expert" and not found:
+            continue  # experts stored stacked (one tensor per layer): their shape check covers the count
+        first = next((i for i in range(min(n, len(found) + 1)) if i not in found), None)
+        if first is not None:
+            raise CheckpointError(f"{source}: missing tensors of {what} {first}: expected {n} {what}s ({field} of "
+                                  f"{cfg.name or cfg.arch}), found tensors for {len(found)}")
+
+
 def to_canonical(cfg, tensors, *, layout=None, source=None):
     """Map a checkpoint's tensors ({name: array}, e.g. an open_checkpoint_dir result) to canonical names.
 
@@ -327,7 +347,9 @@ def to_canonical(cfg, tensors, *, layout=None, source=None):
     _check_cfg(cfg)
     source = source or getattr(tensors, "path", None) or "checkpoint"
     names = set(tensors)
-    layout = layout or detect_layout(names)
+    layout = layout or detect_layout(names, source=source)
+    if layout in _LAYER_PATTERNS:
+        _check_counts(cfg, names, source, layout)
     if layout == "gpt2_hf":
         if cfg.arch != "gpt2":
             raise CheckpointError(f"{source}: layout gpt2_hf: expected a config of arch gpt2, found {cfg.arch!r}")

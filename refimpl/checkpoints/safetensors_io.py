@@ -148,7 +148,7 @@ class SafetensorsFile(Mapping):
             raise CheckpointError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
         try:
             head = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
             raise CheckpointError(f"{self.path}: header: expected UTF-8 JSON, found unparsable bytes ({exc})") from None
         self._start = 8 + n
         self._entries, self.metadata = parse_header(self.path, head, size - self._start)
@@ -264,7 +264,7 @@ def _open_index(index):
     try:
         with open(index, "rb") as f:
             doc = json.loads(f.read().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{index}: expected a JSON index, found unreadable content ({exc})") from None
     wm = doc.get("weight_map") if isinstance(doc, dict) else None
     if not isinstance(wm, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in wm.items()):

@@ -50,6 +50,16 @@ def _resolve_offset(q_len, k_len, q_offset, causal, window):
     return off
 
 
+def _check_sinks(sinks, hq):
+    if sinks is not None:
+        sinks = as_float_array(sinks, "sinks")
+        require(sinks.shape == (hq,), "sinks", f"shape ({hq},) (one logit per query head)", f"shape {sinks.shape}")
+        s64 = sinks.astype(np.float64)
+        require(not np.any(np.isnan(s64) | (s64 == np.inf)), "sinks",
+                "finite logits or -inf (no sink)", f"{sinks.tolist()}")
+    return sinks
+
+
 def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
     """Validate every argument; return (q, k, v, sinks, visible, scale, dtype, group)."""
     q = as_float_array(q, "q", min_ndim=3)
@@ -67,12 +77,7 @@ def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
         v = as_float_array(v, "v", min_ndim=3)
         require(v.ndim == k.ndim and v.shape[:-1] == k.shape[:-1] and v.shape[-1] >= 1, "v",
                 f"[..., Tk, Hkv, Dv] = {k.shape[:-1]} + (Dv >= 1,) (those of k)", f"shape {v.shape}")
-    if sinks is not None:
-        sinks = as_float_array(sinks, "sinks")
-        require(sinks.shape == (hq,), "sinks", f"shape ({hq},) (one logit per query head)", f"shape {sinks.shape}")
-        s64 = sinks.astype(np.float64)
-        require(not np.any(np.isnan(s64) | (s64 == np.inf)), "sinks",
-                "finite logits or -inf (no sink)", f"{sinks.tolist()}")
+    sinks = _check_sinks(sinks, hq)
     window = _check_window(window)
     causal = _check_causal(causal)
     if scale is not None:
@@ -126,10 +131,41 @@ def _weighted_values(p, v, group):
     return o.reshape(*b, tq, hq, dv)  # [..., Tq, Hq, Dv]
 
 
+def _visible_values(p, v, vis, group):
+    """o[..., i, h, :] = sum over VISIBLE keys j of p[..., h, i, j] v[..., j, h // group, :].
+
+    Equal to _weighted_values bit for bit when v is finite. A non-finite entry of a key's value
+    reaches only the rows that see that key (p_ij * v_j, IEEE, even where p_ij underflowed to 0);
+    a masked key contributes nothing, so a NaN in a future (causally masked) value never reaches
+    an earlier query, as in cached decoding, where that key does not exist yet.
+    """
+    finite = np.isfinite(v)
+    if finite.all():
+        return _weighted_values(p, v, group)
+    vc = np.where(finite, v, v.dtype.type(0))
+    o = _weighted_values(p, vc, group)  # [..., Tq, Hq, Dv]
+    nonfinite = np.where(finite, v.dtype.type(0), v)  # the non-finite entries only
+    tk, hkv = v.shape[-3], v.shape[-2]
+    visb = np.broadcast_to(vis, p.shape)  # [..., Hq, Tq, Tk]
+    bad_keys = np.nonzero((~finite).reshape(-1, tk, hkv * v.shape[-1]).any(axis=(0, 2)))[0]
+    for j in bad_keys:
+        vj = np.repeat(nonfinite[..., j, :, :], group, axis=-2)  # [..., Hq, Dv]
+        with np.errstate(invalid="ignore"):
+            cj = p[..., j, None] * vj[..., None, :]  # [..., Hq, Tq, Dv]
+        cj = np.where(visb[..., j, None], cj, v.dtype.type(0))
+        o = o + np.moveaxis(cj, -3, -2)  # [..., Tq, Hq, Dv]
+    return o
+
+
 def _probs(q, k, sinks, vis, sc, dt, group):
     """The softmax of attention_probs on validated arrays."""
     s = _scores(q, k, sc, group)  # [..., Hq, Tq, Tk]
     s = np.where(vis, s, dt.type(-np.inf))
+    return _softmax_sinks(s, sinks, dt)
+
+
+def _softmax_sinks(s, sinks, dt):
+    """Softmax over the last axis of s [..., Hq, Tq, Tk] with one extra logit sinks[h] per row (or none)."""
     m = s.max(axis=-1)  # [..., Hq, Tq]
     if sinks is not None:
         snk = sinks[:, None]  # [Hq, 1]
@@ -216,13 +252,15 @@ def attention(q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, s
 
     p is attention_probs(q, k, sinks=..., window=..., causal=..., q_offset=..., scale=..., mask=...)
     (see there for the exact softmax, masking, sink and dtype rules). Dv may differ from D.
-    Rows with no visible key give o = 0. Masked keys get p = 0 exactly; a NaN/Inf in a masked
-    key's value still reaches o through 0 * v (IEEE).
+    Rows with no visible key give o = 0. The sum runs over visible keys only: a NaN/Inf in a masked
+    key's value does not reach o (no 0 * NaN), so a non-finite value at position t reaches only the
+    queries that see t (causal: t and later), as in cached decoding; for a visible key it propagates
+    as IEEE p_ij * v_j says.
     """
     q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,
                                                   need_v=True)
     p = _probs(q, k, sinks, vis, sc, dt, group)  # [..., Hq, Tq, Tk]
-    return _weighted_values(p, v, group)  # [..., Tq, Hq, Dv]
+    return _visible_values(p, v, vis, group)  # [..., Tq, Hq, Dv]
 
 
 def attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None,
@@ -269,8 +307,88 @@ def attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_offset=
         a = np.where(live, np.exp(np.where(live, m, dt.type(0)) - m_safe), dt.type(1))  # exp(-inf) = 0
         pj = np.exp(s - m_safe[..., None])  # [..., Hq, Tq, B]
         l = a * l + pj.sum(axis=-1)
-        pv = _weighted_values(pj, v[..., t:e, :, :], group)  # [..., Tq, Hq, Dv]
+        pv = _visible_values(pj, v[..., t:e, :, :], full_vis[..., t:e], group)  # [..., Tq, Hq, Dv]
         o = a[..., None] * o + np.moveaxis(pv, -3, -2)  # [..., Hq, Tq, Dv]
         m = np.where(live, m_new, m)
     out = o / np.where(l == 0, dt.type(1), l)[..., None]  # [..., Hq, Tq, Dv]
     return np.moveaxis(out, -2, -3).astype(dt, copy=False)  # [..., Tq, Hq, Dv]
+
+
+# ----------------------------------------------------------------------------- bf16 building blocks
+# attention() split at the points where a bf16 implementation stores a tensor (spec/precision.md rows
+# 7-11): the model's "bfloat16" mode rounds between these steps. Not in OP_NAMES (no backend needs
+# them): attention_values(softmax_with_sinks(attention_scores(q, k, ...), sinks), v) equals
+# attention(q, k, v, ...) bit for bit.
+
+
+def attention_scores(q, k, *, window=None, causal=True, q_offset=None, scale=None, mask=None):
+    """Scaled scores s [..., Hq, Tq, Tk], -inf where a key is not visible.
+
+    s_ij = scale * (sum_d q[i, h, d] * k[j, h // G, d]) exactly as attention_probs (dot product
+    first, in the compute dtype, then one multiplication by scale rounded to that dtype; scale
+    defaults to 1/sqrt(D); scale=1.0 returns the plain dot products, bit for bit), and
+    s_ij = -inf where visibility_mask(Tq, Tk, q_offset, window, causal) AND mask is False.
+    Arguments, checks and dtype as attention_probs (compute_dtype(q, k)).
+    """
+    q, k, _, _, vis, sc, dt, group = _prepare(q, k, None, None, window, causal, q_offset, scale, mask,
+                                              need_v=False)
+    s = _scores(q, k, sc, group)  # [..., Hq, Tq, Tk]
+    return np.where(vis, s, dt.type(-np.inf))
+
+
+def softmax_with_sinks(scores, sinks=None):
+    """p [..., Hq, Tq, Tk]: softmax over the last axis of scores with one extra logit per head.
+
+    scores: [..., Hq, Tq, Tk] (-inf = masked); sinks: [Hq] (finite or -inf; NaN/+inf refused) or None.
+      m_i  = max(max_j s_ij, sink_h)      (sink_h = -inf without sinks; m_i := 0 when it is -inf)
+      p_ij = exp(s_ij - m_i) / (sum_j' exp(s_ij' - m_i) + exp(sink_h - m_i))
+    (a denominator of 0, a row with nothing visible and no sink, gives p = 0). This is the softmax
+    of attention_probs, and of torch.softmax over the scores with the sink column concatenated and
+    then dropped (gpt-oss sdpa). Computes and returns compute_dtype(scores, sinks).
+    """
+    s = as_float_array(scores, "scores", min_ndim=3)
+    require(s.shape[-1] >= 1 and s.shape[-3] >= 1, "scores", "[..., Hq, Tq, Tk] with Hq, Tk >= 1",
+            f"shape {s.shape}")
+    sinks = _check_sinks(sinks, s.shape[-3])
+    dt = compute_dtype(s, sinks)
+    if sinks is not None:
+        sinks = sinks.astype(dt)
+    return _softmax_sinks(s.astype(dt, copy=False), sinks, dt)
+
+
+def attention_values(probs, v, *, visible=None):
+    """o [..., Tq, Hq, Dv]: o[..., i, h, :] = sum_j probs[..., h, i, j] * v[..., j, h // G, :].
+
+    probs: [..., Hq, Tq, Tk]; v: [..., Tk, Hkv, Dv] with the same leading dims, Hkv dividing Hq,
+    G = Hq / Hkv. The sum over j is one matmul accumulated in compute_dtype(probs, v), the dtype
+    returned (attention's last step).
+    visible: None (every key counts, IEEE: a NaN/Inf value reaches every row through 0 * v) or a
+    bool array broadcastable to [..., Hq, Tq, Tk] (e.g. visibility_mask(...)): as in attention, a key
+    not visible to row i contributes nothing to it, even a non-finite value; equal bit for bit to
+    visible=None when v is finite.
+    """
+    p = as_float_array(probs, "probs", min_ndim=3)
+    v = as_float_array(v, "v", min_ndim=3)
+    hq, tk = p.shape[-3], p.shape[-1]
+    require(p.shape[-2] >= 1 and hq >= 1 and tk >= 1, "probs", "[..., Hq, Tq, Tk] with Hq, Tq, Tk >= 1",
+            f"shape {p.shape}")
+    require(v.ndim == p.ndim and v.shape[:-3] == p.shape[:-3] and v.shape[-3] == tk, "v",
+            f"[..., Tk={tk}, Hkv, Dv] with leading dims {p.shape[:-3]} (those of probs)", f"shape {v.shape}")
+    hkv = v.shape[-2]
+    require(hkv >= 1 and hq % hkv == 0 and v.shape[-1] >= 1, "v",
+            f"num_kv_heads (v.shape[-2]) dividing Hq={hq} (probs.shape[-3]) and Dv >= 1", f"shape {v.shape}")
+    if visible is not None:
+        vis = np.asarray(visible)
+        ok = vis.dtype == np.bool_ and vis.ndim >= 2
+        if ok:
+            try:
+                ok = np.broadcast_shapes(vis.shape, p.shape) == p.shape
+            except ValueError:
+                ok = False
+        require(ok, "visible", f"None or a bool array broadcastable to {p.shape} (probs)",
+                f"{vis.dtype} array of shape {vis.shape}")
+    dt = compute_dtype(p, v)
+    p, v = p.astype(dt, copy=False), v.astype(dt, copy=False)
+    if visible is None:
+        return _weighted_values(p, v, hq // hkv)  # [..., Tq, Hq, Dv]
+    return _visible_values(p, v, vis, hq // hkv)  # [..., Tq, Hq, Dv]

@@ -22,6 +22,30 @@ def _vector(v, name, width):
     return a
 
 
+def _rescaled_rows(x, stat, y, eps, *, center):
+    """y, with the rows whose sum of squares (or mean) overflowed recomputed on x / max|x|.
+
+    A finite row with |x| above sqrt(max float) (1.8e19 in float32) overflows x^2 to inf, which would
+    normalise it to zeros. Only such rows (stat inf or NaN while the row is finite) are recomputed:
+    with s = max_i |x_i|, u = x / s, the result is (u - mean(u)) / sqrt(var(u) + eps / s^2) (RMS: u /
+    sqrt(mean(u^2) + eps / s^2)), the same quantity scaled so nothing overflows. Every other row is
+    returned bit for bit as computed.
+    """
+    bad = ~np.isfinite(stat) & np.isfinite(x).all(axis=-1, keepdims=True)  # [..., 1]
+    if not bad.any():
+        return y
+    dt = x.dtype
+    s = np.max(np.abs(x), axis=-1, keepdims=True)  # [..., 1]
+    s = np.where(bad & (s > 0), s, dt.type(1))
+    u = x / s
+    if center:
+        u = u - u.mean(axis=-1, keepdims=True)
+    with np.errstate(under="ignore", over="ignore"):
+        floor = dt.type(eps) / (s * s)  # 0 once s^2 overflows: eps is then far below rounding
+    r = u / np.sqrt((u * u).mean(axis=-1, keepdims=True) + floor)
+    return np.where(bad, r, y)
+
+
 def layer_norm(x, weight, bias, *, eps=1e-5):
     """LayerNorm over the last axis.
 
@@ -35,6 +59,9 @@ def layer_norm(x, weight, bias, *, eps=1e-5):
     Dtype: computed in ``compute_dtype(x, weight, bias)`` (float32 for
     float32/bfloat16/float16 inputs, float64 if any input is float64), which
     is also the result dtype. Mean and variance use two passes over the row.
+    Overflow: a finite row whose mean or variance overflows (|x| above about 1.8e19 in float32) is
+    recomputed on x / max|x| with eps / max|x|^2 (the same value, nothing overflows); other rows are
+    unaffected, bit for bit.
     """
     x = as_float_array(x, "x", min_ndim=1)
     n = x.shape[-1]
@@ -44,11 +71,14 @@ def layer_norm(x, weight, bias, *, eps=1e-5):
     eps = _eps(eps)
     dt = compute_dtype(x, w, b)
     x = x.astype(dt, copy=False)
-    mean = x.mean(axis=-1, keepdims=True)  # [..., 1]
-    c = x - mean
-    var = (c * c).mean(axis=-1, keepdims=True)  # [..., 1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = x.mean(axis=-1, keepdims=True)  # [..., 1]
+        c = x - mean
+        var = (c * c).mean(axis=-1, keepdims=True)  # [..., 1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        y = c / np.sqrt(var + dt.type(eps)) * w.astype(dt, copy=False)
+        y = c / np.sqrt(var + dt.type(eps))
+    y = _rescaled_rows(x, var, y, eps, center=True)
+    y = y * w.astype(dt, copy=False)
     if b is not None:
         y = y + b.astype(dt, copy=False)
     return y
@@ -75,6 +105,10 @@ def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
     dtype (round to nearest even) and then multiplied by weight in the
     compute dtype: HF ``LlamaRMSNorm``'s order. Default False (gpt-oss).
     For float32/float64 input the knob changes nothing.
+
+    Overflow: a finite row whose mean(x^2) overflows (|x| above about 1.8e19 in float32, 1.3e154 in
+    float64) is recomputed as u / sqrt(mean(u^2) + eps / s^2), u = x / s, s = max|x| (the same value,
+    nothing overflows); other rows are unaffected, bit for bit. An all-zero row gives zeros (eps > 0).
     """
     x = as_float_array(x, "x", min_ndim=1)
     n = x.shape[-1]
@@ -84,9 +118,11 @@ def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
     require(isinstance(cast_before_scale, bool), "cast_before_scale", "a bool", repr(cast_before_scale))
     dt = compute_dtype(x, w)
     t = x.astype(dt, copy=False)
-    ms = (t * t).mean(axis=-1, keepdims=True)  # [..., 1]
+    with np.errstate(over="ignore"):
+        ms = (t * t).mean(axis=-1, keepdims=True)  # [..., 1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        t = t / np.sqrt(ms + dt.type(eps))
+        y = t / np.sqrt(ms + dt.type(eps))
+    t = _rescaled_rows(t, ms, y, eps, center=False)
     if cast_before_scale and x.dtype.itemsize < 4:
         t = t.astype(x.dtype).astype(dt)
     return t * w.astype(dt, copy=False)

@@ -302,20 +302,8 @@ def rope_cos_sin(inv_freq, positions, *, attention_scaling=1.0, angle_dtype=np.f
     return cos.astype(out_dt, copy=False), sin.astype(out_dt, copy=False)
 
 
-def apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
-    """Rotate pairs of dimensions of x by the angles whose cos/sin are given.
-
-    x: [..., T, H, D]; cos, sin: [..., T, R/2] with R = rotary_dim (default D),
-    broadcast over the head axis (and leading axes broadcasting to x's).
-    For each pair (a, b) and its j: out_a = x_a cos_j - x_b sin_j,
-    out_b = x_b cos_j + x_a sin_j.
-      pairing="half" (gpt-oss, HF LLaMA/Mistral/GPT-NeoX, llama.cpp NEOX mode):
-        a = j, b = j + R/2.
-      pairing="interleaved" (Meta's original LLaMA, GPT-J, llama.cpp NORM mode):
-        a = 2j, b = 2j + 1.
-    Dimensions R .. D-1 pass through unchanged (partial rotary). D and R must be
-    even, 2 <= R <= D. Computed and returned in compute_dtype(x, cos, sin).
-    """
+def _rope_args(x, cos, sin, pairing, rotary_dim):
+    """Validated (x, cos, sin, r) in the compute dtype; cos, sin [..., T, 1, R/2]."""
     x = as_float_array(x, "x", min_ndim=3)
     d = x.shape[-1]
     require(d >= 2 and d % 2 == 0, "x", "an even head_dim >= 2 as last dimension", f"shape {x.shape}")
@@ -340,6 +328,25 @@ def apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
     x = x.astype(dt, copy=False)
     c = c.astype(dt, copy=False)[..., None, :]  # [..., T, 1, R/2]
     s = s.astype(dt, copy=False)[..., None, :]  # [..., T, 1, R/2]
+    return x, c, s, r
+
+
+def apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
+    """Rotate pairs of dimensions of x by the angles whose cos/sin are given.
+
+    x: [..., T, H, D]; cos, sin: [..., T, R/2] with R = rotary_dim (default D),
+    broadcast over the head axis (and leading axes broadcasting to x's).
+    For each pair (a, b) and its j: out_a = x_a cos_j - x_b sin_j,
+    out_b = x_b cos_j + x_a sin_j.
+      pairing="half" (gpt-oss, HF LLaMA/Mistral/GPT-NeoX, llama.cpp NEOX mode):
+        a = j, b = j + R/2.
+      pairing="interleaved" (Meta's original LLaMA, GPT-J, llama.cpp NORM mode):
+        a = 2j, b = 2j + 1.
+    Dimensions R .. D-1 pass through unchanged (partial rotary). D and R must be
+    even, 2 <= R <= D. Computed and returned in compute_dtype(x, cos, sin).
+    """
+    x, c, s, r = _rope_args(x, cos, sin, pairing, rotary_dim)
+    d = x.shape[-1]
     xr = x[..., :r]  # [..., T, H, R]
     if pairing == "half":
         x1, x2 = xr[..., : r // 2], xr[..., r // 2 :]  # [..., T, H, R/2]
@@ -351,3 +358,33 @@ def apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
     if r == d:
         return rot
     return np.concatenate((rot, x[..., r:]), axis=-1)  # [..., T, H, D]
+
+
+def rope_terms(x, cos, sin, *, pairing="half", rotary_dim=None):
+    """apply_rope split into its two products: returns (a, b), each [..., T, H, D], with a + b = apply_rope.
+
+    With (a_j, b_j) the pair of dimensions of j (pairing as apply_rope):
+      a[a_j] = x_a cos_j,   b[a_j] = -(x_b sin_j)      (a + b = x_a cos_j - x_b sin_j)
+      a[b_j] = x_b cos_j,   b[b_j] = x_a sin_j         (a + b = x_b cos_j + x_a sin_j)
+    and, for partial rotary, a = x, b = 0 on dimensions R .. D-1. Each entry is one product in
+    compute_dtype(x, cos, sin); a + b reproduces apply_rope bit for bit (x - y is x + (-y) in IEEE
+    arithmetic; only a pass-through -0 becomes +0). A bf16 implementation (gpt-oss
+    _apply_rotary_emb, HF apply_rotary_pos_emb) rounds a, b and a + b separately; since rounding to
+    nearest is symmetric, rounding -(x_b sin_j) is the negated rounding of x_b sin_j.
+    Arguments and checks as apply_rope.
+    """
+    x, c, s, r = _rope_args(x, cos, sin, pairing, rotary_dim)
+    d = x.shape[-1]
+    xr = x[..., :r]  # [..., T, H, R]
+    if pairing == "half":
+        x1, x2 = xr[..., : r // 2], xr[..., r // 2 :]  # [..., T, H, R/2]
+        a = np.concatenate((x1 * c, x2 * c), axis=-1)  # [..., T, H, R]
+        b = np.concatenate((-(x2 * s), x1 * s), axis=-1)  # [..., T, H, R]
+    else:
+        x1, x2 = xr[..., 0::2], xr[..., 1::2]  # [..., T, H, R/2]
+        a = np.stack((x1 * c, x2 * c), axis=-1).reshape(xr.shape)  # [..., T, H, R]
+        b = np.stack((-(x2 * s), x1 * s), axis=-1).reshape(xr.shape)  # [..., T, H, R]
+    if r == d:
+        return a, b
+    rest = x[..., r:]  # [..., T, H, D-R]
+    return np.concatenate((a, rest), axis=-1), np.concatenate((b, np.zeros_like(rest)), axis=-1)  # [..., T, H, D]

@@ -1,0 +1,116 @@
+"""The Numba CPU backend: JIT-compiled kernels for the hot ops of refimpl (spec/backends-numba.md).
+
+    from backends import get_backend
+    ops = get_backend("numba").as_ops()     # ops it lacks run the reference (ops.fallbacks)
+
+Implemented: rms_norm, layer_norm, gelu, silu, swiglu, swiglu_oss, apply_rope, attention (mask=None),
+attention_online (mask=None), decode_mxfp4, mxfp4_linear, router_topk_softmax. Each kernel lives in
+the module named like the reference's (norms, activations, rope, attention, mxfp4, moe), takes the
+reference's arguments, runs the reference's argument checks first (same ArgumentError messages),
+computes in refimpl.precision.compute_dtype and returns that dtype.
+"""
+
+import numba
+import numpy as np
+
+import refimpl
+from refimpl._validate import positive_int
+
+from ..interface import DTYPES, Backend, OpNotSupported
+from . import activations, attention, moe, mxfp4, norms, rope
+
+__all__ = ["NumbaBackend"]
+
+_ATTENTION_OPS = ("attention", "attention_online")
+_VARIANTS = {
+    "attention": ["online", "naive"],
+    "mxfp4_linear": ["fused", "decode_matmul"],
+}
+
+
+class NumbaBackend(Backend):
+    """Numba kernels on NumPy arrays (to_backend / to_numpy are the identity).
+
+    Kernel variants: attention "online" (tiles of 32 keys, online softmax; default) and "naive"
+    (two passes, as the dense reference); mxfp4_linear "fused" (decode inside the product; default)
+    and "decode_matmul" (decode kernel, then BLAS). Other ops: one kernel ("default").
+    Limits: attention and attention_online accept mask=None only (a mask raises OpNotSupported
+    after the arguments are checked); unsupported_reason(op, mask=True) says so.
+    """
+
+    name = "numba"
+    version = f"{refimpl.__version__}+numba{numba.__version__}"
+
+    def capabilities(self):
+        cap = super().capabilities()
+        cap["dtypes"] = set(DTYPES)  # bfloat16/float16 inputs are promoted to float32 exactly, as the reference does
+        cap["limits"] = {"attention_mask": "mask=None only (attention, attention_online)"}
+        return cap
+
+    def unsupported_reason(self, op, *, dtype=None, mask=None, **sizes):
+        if op in _ATTENTION_OPS and mask is not None and mask is not False:
+            return f"{op}: backend {self.name!r} supports mask=None only (the causal/window/sink rules are built in)"
+        return super().unsupported_reason(op, dtype=dtype, **sizes)
+
+    def to_backend(self, array):
+        return np.asarray(array)
+
+    def to_numpy(self, array):
+        return np.asarray(array)
+
+    def kernel_variants(self, op):
+        return list(_VARIANTS.get(op, ["default"]))
+
+    # --- norms
+    def rms_norm(self, x, weight, *, eps=1e-5, cast_before_scale=False):
+        return norms.rms_norm(x, weight, eps=eps, cast_before_scale=cast_before_scale)
+
+    def layer_norm(self, x, weight, bias, *, eps=1e-5):
+        return norms.layer_norm(x, weight, bias, eps=eps)
+
+    # --- activations
+    def gelu(self, x, *, approximate="tanh"):
+        return activations.gelu(x, approximate=approximate)
+
+    def silu(self, x):
+        return activations.silu(x)
+
+    def swiglu(self, gate, up):
+        return activations.swiglu(gate, up)
+
+    def swiglu_oss(self, h, *, alpha=1.702, limit=7.0, layout="interleaved"):
+        return activations.swiglu_oss(h, alpha=alpha, limit=limit, layout=layout)
+
+    # --- rope
+    def apply_rope(self, x, cos, sin, *, pairing="half", rotary_dim=None):
+        return rope.apply_rope(x, cos, sin, pairing=pairing, rotary_dim=rotary_dim)
+
+    # --- attention
+    def _attention(self, op, q, k, v, sinks, window, causal, q_offset, scale, mask, variant, block):
+        q, k, v, sinks, window, causal, off, scale, mask = attention.check(q, k, v, sinks, window, causal,
+                                                                          q_offset, scale, mask)
+        if mask is not None:
+            raise OpNotSupported(op, self, "mask= is not supported; pass mask=None (causal, window and sinks are built in)")
+        return attention.run(q, k, v, sinks, window, causal, off, scale, variant=variant, block=block)
+
+    def attention(self, q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None):
+        return self._attention("attention", q, k, v, sinks, window, causal, q_offset, scale, mask,
+                               self.kernel_variant("attention"), attention.BLOCK)
+
+    def attention_online(self, q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None,
+                         block_size=32):
+        block_size = positive_int(block_size, "block_size")
+        return self._attention("attention_online", q, k, v, sinks, window, causal, q_offset, scale, mask,
+                               "online", block_size)
+
+    # --- mxfp4
+    def decode_mxfp4(self, blocks, scales, *, dtype=np.float32, nibble_order="low_first", scale_bias=127):
+        return mxfp4.decode_mxfp4(blocks, scales, dtype=dtype, nibble_order=nibble_order, scale_bias=scale_bias)
+
+    def mxfp4_linear(self, x, blocks, scales, bias=None, *, nibble_order="low_first", scale_bias=127):
+        return mxfp4.mxfp4_linear(x, blocks, scales, bias, nibble_order=nibble_order, scale_bias=scale_bias,
+                                  variant=self.kernel_variant("mxfp4_linear"))
+
+    # --- moe
+    def router_topk_softmax(self, logits, k):
+        return moe.router_topk_softmax(logits, k)

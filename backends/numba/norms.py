@@ -1,0 +1,108 @@
+"""RMSNorm and LayerNorm kernels, checked against refimpl.ops.norms (tests/test_numba_backend.py).
+
+One row per parallel work item; each row is reduced sequentially in the compute dtype (the
+reference's np.mean sums pairwise, so the sums differ in order only; budgets: spec/budgets.md).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from refimpl._validate import as_float_array, require
+from refimpl.ops.norms import _eps, _vector
+from refimpl.precision import compute_dtype
+
+from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
+
+
+def _make_rms(dt):
+    F = dt.type
+
+    @njit(parallel=True, **JIT)
+    def kernel(nt, x, w, eps, out):  # x, out [N, n]; w [n]
+        old = enter(nt)
+        N, n = x.shape
+        nf = F(n)
+        for r in prange(N):
+            acc = F(0)
+            for i in range(n):
+                acc += x[r, i] * x[r, i]
+            den = np.sqrt(acc / nf + eps)
+            for i in range(n):
+                out[r, i] = x[r, i] / den * w[i]
+        leave(old)
+
+    return kernel
+
+
+def _make_layer(dt):
+    F = dt.type
+
+    @njit(parallel=True, **JIT)
+    def kernel(nt, x, w, b, has_bias, eps, out):  # x, out [N, n]; w, b [n]
+        old = enter(nt)
+        N, n = x.shape
+        nf = F(n)
+        for r in prange(N):
+            acc = F(0)
+            for i in range(n):
+                acc += x[r, i]
+            mean = acc / nf
+            acc = F(0)
+            for i in range(n):
+                c = x[r, i] - mean
+                acc += c * c
+            den = np.sqrt(acc / nf + eps)
+            for i in range(n):
+                y = (x[r, i] - mean) / den * w[i]
+                if has_bias:
+                    y = y + b[i]
+                out[r, i] = y
+        leave(old)
+
+    return kernel
+
+
+rms_kernel = per_dtype(_make_rms)
+layer_kernel = per_dtype(_make_layer)
+
+
+def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
+    """refimpl.ops.rms_norm (same contract): y = x / sqrt(sum(x_i^2) / n + eps) * weight.
+
+    The sum of squares runs sequentially over the row; cast_before_scale with a narrow x runs the
+    kernel with weight 1 (exact), rounds to x's dtype and scales in NumPy.
+    """
+    x = as_float_array(x, "x", min_ndim=1)
+    n = x.shape[-1]
+    require(n >= 1, "x", "a last dimension >= 1", f"shape {x.shape}")
+    w = _vector(weight, "weight", n)
+    eps = _eps(eps)
+    require(isinstance(cast_before_scale, bool), "cast_before_scale", "a bool", repr(cast_before_scale))
+    dt = compute_dtype(x, w)
+    narrow_cast = cast_before_scale and x.dtype.itemsize < 4
+    xc = contiguous(x, dt).reshape(count(x.shape[:-1]), n)  # [N, n]
+    wc = np.ones(n, dtype=dt) if narrow_cast else contiguous(w, dt)
+    out = np.empty(xc.shape, dtype=dt)  # [N, n]
+    with np.errstate(all="ignore"):
+        launch(rms_kernel(dt), xc.size, xc, wc, dt.type(eps), out)
+    out = out.reshape(x.shape)  # [..., n]
+    if narrow_cast:
+        out = out.astype(x.dtype).astype(dt) * w.astype(dt, copy=False)
+    return out
+
+
+def layer_norm(x, weight, bias, *, eps=1e-5):
+    """refimpl.ops.layer_norm (same contract): two passes (mean, then the centred squares) per row."""
+    x = as_float_array(x, "x", min_ndim=1)
+    n = x.shape[-1]
+    require(n >= 1, "x", "a last dimension >= 1", f"shape {x.shape}")
+    w = _vector(weight, "weight", n)
+    b = None if bias is None else _vector(bias, "bias", n)
+    eps = _eps(eps)
+    dt = compute_dtype(x, w, b)
+    xc = contiguous(x, dt).reshape(count(x.shape[:-1]), n)  # [N, n]
+    wc = contiguous(w, dt)
+    bc = wc if b is None else contiguous(b, dt)
+    out = np.empty(xc.shape, dtype=dt)  # [N, n]
+    launch(layer_kernel(dt), 2 * xc.size, xc, wc, bc, b is not None, dt.type(eps), out)
+    return out.reshape(x.shape)  # [..., n]

@@ -1,0 +1,75 @@
+"""Rotary embedding kernel (refimpl.ops.apply_rope), both pairings, partial rotary.
+
+Each output is the reference's x_a c - x_b s or x_b c + x_a s: two rounded products and one rounded
+sum (no fused multiply-add: fastmath is off), so the result equals the reference's bit for bit.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from refimpl._validate import as_float_array, positive_int, require
+from refimpl.ops.rope import PAIRINGS
+from refimpl.precision import compute_dtype
+
+from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
+
+
+def _make_rope(dt):
+    @njit(parallel=True, **JIT)
+    def kernel(nt, x, c, s, interleaved, out):  # x, out [L, T, H, D]; c, s [L, T, R/2]
+        old = enter(nt)
+        L, T, H, D = x.shape
+        half = c.shape[2]
+        for lt in prange(L * T):
+            l, t = lt // T, lt % T
+            for h in range(H):
+                for j in range(half):
+                    if interleaved:
+                        a, b = 2 * j, 2 * j + 1
+                    else:
+                        a, b = j, j + half
+                    xa, xb = x[l, t, h, a], x[l, t, h, b]
+                    cj, sj = c[l, t, j], s[l, t, j]
+                    out[l, t, h, a] = xa * cj - xb * sj
+                    out[l, t, h, b] = xb * cj + xa * sj
+                for d in range(2 * half, D):
+                    out[l, t, h, d] = x[l, t, h, d]
+        leave(old)
+
+    return kernel
+
+
+rope_kernel = per_dtype(_make_rope)
+
+
+def apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
+    """refimpl.ops.apply_rope (same contract); cos/sin are broadcast to x's leading dims first."""
+    x = as_float_array(x, "x", min_ndim=3)
+    d = x.shape[-1]
+    require(d >= 2 and d % 2 == 0, "x", "an even head_dim >= 2 as last dimension", f"shape {x.shape}")
+    require(pairing in PAIRINGS, "pairing", f"one of {PAIRINGS}", repr(pairing))
+    if rotary_dim is None:
+        r = d
+    else:
+        r = positive_int(rotary_dim, "rotary_dim")
+        require(r % 2 == 0 and r <= d, "rotary_dim", f"an even integer <= head_dim={d}", r)
+    c = as_float_array(cos, "cos", min_ndim=2)
+    s = as_float_array(sin, "sin", min_ndim=2)
+    require(s.shape == c.shape, "sin", f"the shape of cos {c.shape}", f"shape {s.shape}")
+    require(c.shape[-1] == r // 2, "cos", f"last dimension {r // 2} (rotary_dim/2)", f"shape {c.shape}")
+    t = x.shape[-3]
+    require(c.shape[-2] == t, "cos", f"T={t} (axis -3 of x {x.shape}) at axis -2", f"shape {c.shape}")
+    try:
+        lead = np.broadcast_shapes(c.shape[:-2], x.shape[:-3])
+    except ValueError:
+        lead = None
+    require(lead == x.shape[:-3], "cos", f"leading dimensions broadcasting to x's {x.shape[:-3]}", f"shape {c.shape}")
+    dt = compute_dtype(x, c, s)
+    n_lead = count(x.shape[:-3])
+    xc = contiguous(x, dt).reshape(n_lead, *x.shape[-3:])  # [L, T, H, D]
+    table = lead + c.shape[-2:]
+    cc = contiguous(np.broadcast_to(c, table), dt).reshape(n_lead, *c.shape[-2:])  # [L, T, R/2]
+    sc = contiguous(np.broadcast_to(s, table), dt).reshape(n_lead, *c.shape[-2:])  # [L, T, R/2]
+    out = np.empty(xc.shape, dtype=dt)  # [L, T, H, D]
+    launch(rope_kernel(dt), xc.size, xc, cc, sc, pairing == "interleaved", out)
+    return out.reshape(x.shape)  # [..., T, H, D]

@@ -1,0 +1,167 @@
+"""Per-op speed of the Numba backend vs the NumPy reference, in one process, at realistic sizes.
+
+    python bench/bench_ops.py [--threads 2] [--min-time 0.3] [--out bench/results/ops_numba.json]
+
+Sizes: SmolLM2-135M (d=576, 9 query / 3 kv heads, head_dim 64, MLP 1536) for one decode step
+(T=1, a 512-token KV cache, q_offset 511) and a 128-token prefill; gpt-oss-20b for the MoE pieces
+(mlp1: in 2880 -> out 5760 in MXFP4, swiglu_oss on 5760 -> 2880, router over 32 experts, k=4).
+Every case: both sides are called once untimed (for Numba: the JIT compile) and checked with
+refimpl.conformance.compare (float64 oracle); then each side runs until --min-time has passed
+(5 to 500 calls) and the median call time is reported, with ratio = numpy / numba (> 1: Numba
+faster). Threads: OMP/MKL/OPENBLAS_NUM_THREADS and NUMBA_NUM_THREADS = --threads, set before
+NumPy and Numba start; Numba is timed at each of --numba-threads (numba.set_num_threads; default
+--threads and 1: on a loaded machine a parallel region can wait a scheduler time slice for its
+second thread, and the single-thread figure shows the kernel itself). The machine's load average
+is recorded at the start and the end. float32 inputs throughout (the reference's float32 mode).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _machine():
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
+            "platform": platform.platform(), "python": platform.python_version()}
+
+
+def _time(fn, min_time):
+    times = []
+    start = time.perf_counter()
+    while len(times) < 5 or (time.perf_counter() - start < min_time and len(times) < 500):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), len(times)
+
+
+def cases(np, rng):
+    """(name, op, variant or None, inputs) at realistic sizes, float32."""
+    from refimpl.ops.mxfp4 import encode_mxfp4
+
+    f = lambda *s, scale=1.0: (rng.standard_normal(s) * scale).astype(np.float32)
+    d, hq, hkv, hd, inter, cache = 576, 9, 3, 64, 1536, 512
+    out = []
+    for tag, t in (("decode T=1", 1), ("prefill T=128", 128)):
+        out.append((f"rms_norm [{t},{d}] ({tag})", "rms_norm", None, dict(x=f(t, d), weight=f(d))))
+        out.append((f"layer_norm [{t},{d}] ({tag})", "layer_norm", None, dict(x=f(t, d), weight=f(d), bias=f(d))))
+        out.append((f"gelu tanh [{t},{4 * d}] ({tag})", "gelu", None, dict(x=f(t, 4 * d))))
+        out.append((f"silu [{t},{inter}] ({tag})", "silu", None, dict(x=f(t, inter))))
+        out.append((f"swiglu_oss [{t},5760] ({tag})", "swiglu_oss", None, dict(h=f(t, 5760, scale=4.0))))
+        pos = np.arange(cache - t, cache)
+        ang = pos[:, None] * (1.0 / 10000.0 ** (np.arange(hd // 2) * 2.0 / hd))
+        for pairing in ("half", "interleaved"):
+            out.append((f"apply_rope {pairing} q [{t},{hq},{hd}] ({tag})", "apply_rope", None,
+                        dict(x=f(t, hq, hd), cos=np.cos(ang).astype(np.float32), sin=np.sin(ang).astype(np.float32),
+                             pairing=pairing)))
+        tk = cache if t == 1 else t
+        att = dict(q=f(t, hq, hd), k=f(tk, hkv, hd), v=f(tk, hkv, hd), q_offset=tk - t)
+        for variant in ("online", "naive"):
+            out.append((f"attention {variant} q [{t},{hq},{hd}] kv [{tk},{hkv},{hd}] ({tag})", "attention", variant, att))
+        out.append((f"attention sinks+window=128 online q [{t},{hq},{hd}] kv [{tk},{hkv},{hd}] ({tag})", "attention",
+                    "online", dict(att, sinks=f(hq), window=128)))
+        out.append((f"router_topk_softmax E=32 k=4 [{t},32] ({tag})", "router_topk_softmax", None,
+                    dict(logits=f(t, 32), k=4)))
+    blocks, scales = encode_mxfp4(rng.standard_normal((5760, 2880)) * 0.02)  # gpt-oss-20b mlp1: [out, in/32, 16]
+    out.append(("decode_mxfp4 [5760, 90, 16] -> [5760, 2880]", "decode_mxfp4", None, dict(blocks=blocks, scales=scales)))
+    for t in (1, 16):
+        for variant in ("fused", "decode_matmul"):
+            out.append((f"mxfp4_linear {variant} x [{t},2880] W 5760x2880", "mxfp4_linear", variant,
+                        dict(x=f(t, 2880), blocks=blocks, scales=scales, bias=f(5760))))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--numba-threads", default=None,
+                    help="comma-separated Numba thread counts to time (default: --threads, then 1)")
+    ap.add_argument("--min-time", type=float, default=0.3)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "ops_numba.json"))
+    args = ap.parse_args(argv)
+    load_start = list(os.getloadavg())
+    for v in THREAD_VARS:
+        os.environ[v] = str(args.threads)
+    sys.path.insert(0, ROOT)
+    import numba
+    import numpy as np
+
+    from backends import get_backend
+    from refimpl.conformance import compare
+    from refimpl.ops import ops as reference
+
+    numba_threads = ([int(v) for v in args.numba_threads.split(",")] if args.numba_threads
+                     else sorted({args.threads, 1}, reverse=True))
+    backend = get_backend("numba")
+    rng = np.random.default_rng(0)
+    rows = []
+    t_start = time.perf_counter()
+    for name, op, variant, inputs in cases(np, rng):
+        b = backend.with_variant(op, variant) if variant else backend
+        fast = getattr(b.as_ops(fallback=False), op)
+        ref = getattr(reference, op)
+        t0 = time.perf_counter()
+        actual = fast(**inputs)  # the first call compiles
+        first = time.perf_counter() - t0
+        oracle = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+                  for k, v in inputs.items()}
+        rep = compare(ref(**oracle), actual, op=op, inputs=inputs)
+        ref(**inputs)
+        t_ref, n_ref = _time(lambda: ref(**inputs), args.min_time)
+        row = dict(case=name, op=op, variant=variant or "default", numpy_us=t_ref * 1e6, calls_numpy=n_ref,
+                   first_call_s=first, conforms=rep.ok, budget_used=rep.budget_used, numba={})
+        text = f"{name:66s} numpy {t_ref * 1e6:9.1f} us"
+        for nt in numba_threads:
+            numba.set_num_threads(nt)
+            t_nb, n_nb = _time(lambda: fast(**inputs), args.min_time)
+            row["numba"][str(nt)] = dict(us=t_nb * 1e6, ratio=t_ref / t_nb, calls=n_nb)
+            text += f" | numba x{nt} {t_nb * 1e6:9.1f} us ratio {t_ref / t_nb:6.2f}"
+        numba.set_num_threads(max(numba_threads))
+        rows.append(row)
+        print(text + f"  {'ok' if rep.ok else 'FAIL'}", flush=True)
+    result = dict(
+        benchmark="bench/bench_ops.py: Numba backend vs NumPy reference, per op, median call time",
+        when=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        machine={**_machine(), "load_average_1_5_15_at_start": load_start,
+                 "load_average_1_5_15_at_end": list(os.getloadavg())},
+        versions=dict(numba=numba.__version__, numpy=np.__version__, llvmlite=__import__("llvmlite").__version__),
+        threads=dict(requested=args.threads, numba_timed_at=numba_threads, numba_num_threads=numba.config.NUMBA_NUM_THREADS,
+                     serial_below_work=__import__("backends.numba._common", fromlist=["x"]).SERIAL_BELOW,
+                     numba_threading_layer=_layer(numba), env={v: os.environ.get(v) for v in THREAD_VARS}),
+        dtype="float32", min_time_s=args.min_time, total_s=time.perf_counter() - t_start,
+        compile_s_total=sum(r["first_call_s"] for r in rows),
+        results=rows,
+    )
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {args.out}")
+    return 0 if all(r["conforms"] for r in rows) else 1
+
+
+def _layer(numba):
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
