@@ -107,15 +107,31 @@ def decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", 
     except TypeError:
         raise ArgumentError(f"dtype: expected one of float32, float64, bfloat16, found {dtype!r}") from None
     require(dt in _DECODE_DTYPES, "dtype", "one of float32, float64, bfloat16", str(dt))
-    low = b & 0x0F  # [..., G, 16]
-    high = b >> 4  # [..., G, 16]
-    pair = (low, high) if nibble_order == "low_first" else (high, low)
-    codes = np.stack(pair, axis=-1).reshape(*b.shape[:-1], BLOCK_SIZE)  # [..., G, 32]
-    vals = FP4_E2M1_VALUES.astype(np.float64)[codes]  # [..., G, 32]
-    scale = decode_e8m0(s, bias=scale_bias).astype(np.float64)[..., None]  # [..., G, 1]
+    # A byte decodes to a pair of table values; the pair table makes the unpacking one gather.
+    wide = np.float64 if dt == np.float64 else np.float32
+    vals = _byte_pairs(nibble_order, wide)[b].reshape(*b.shape[:-1], BLOCK_SIZE)  # [..., G, 32]
+    scale = decode_e8m0(s, bias=scale_bias).astype(wide)[..., None]  # [..., G, 1]
+    # The product of a one-mantissa-bit value and a power of two is exact in float32
+    # (subnormals included) unless it overflows, so float32 arithmetic equals the exact
+    # product rounded once; bfloat16 then rounds it once more, exactly.
     with np.errstate(invalid="ignore", over="ignore"):
         out = (vals * scale).reshape(*b.shape[:-2], b.shape[-2] * BLOCK_SIZE)  # [..., G*32]
-        return out.astype(dt)
+        return out.astype(dt, copy=False)
+
+
+_PAIRS = {}
+
+
+def _byte_pairs(nibble_order, dtype):
+    """[256, 2] table: the two decoded values of each byte, in element order."""
+    key = (nibble_order, np.dtype(dtype))
+    if key not in _PAIRS:
+        byte = np.arange(256)
+        low, high = byte & 0x0F, byte >> 4
+        first, second = (low, high) if nibble_order == "low_first" else (high, low)
+        table = FP4_E2M1_VALUES.astype(dtype)
+        _PAIRS[key] = np.stack([table[first], table[second]], axis=-1)  # [256, 2]
+    return _PAIRS[key]
 
 
 def encode_mxfp4(w, *, scale_rule="ceil", ties="even"):
