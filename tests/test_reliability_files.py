@@ -15,7 +15,6 @@ written at the end of the module; HYPOTHESIS_PROFILE=thorough runs 1000 examples
 
 import collections
 import json
-import math
 import os
 import shutil
 import signal
