@@ -17,6 +17,8 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+
 from .config import ModelConfig
 from .configs import PRESETS, count_parameters, load_config, read_json_object
 from .errors import ArgumentError, CheckpointError, RefimplError
@@ -94,36 +96,23 @@ def _safetensors_bytes(folder):
             out["index_total_size"] = int(meta["total_size"])
     files = sorted(folder.glob("*.safetensors"))
     if files:
+        from .checkpoints.safetensors_io import open_safetensors
+
         total, count = 0, 0
         for f in files:
-            with open(f, "rb") as fh:
-                head = fh.read(8)
-                if len(head) != 8:
-                    raise CheckpointError(f"{f}: expected a safetensors header, found {len(head)} bytes")
-                n = int.from_bytes(head, "little")
-                try:
-                    header = json.loads(fh.read(n))
-                except ValueError as exc:
-                    raise CheckpointError(f"{f}: expected a JSON safetensors header, found {exc}") from None
-            for k, v in header.items():
-                if k != "__metadata__":
-                    lo, hi = v["data_offsets"]
-                    total += hi - lo
-                    count += 1
+            st = open_safetensors(f)  # validates the header; tensor data is only memory-mapped
+            for name in st:
+                total += int(np.prod(st.shape(name), dtype=np.int64)) * np.dtype(st.dtype(name)).itemsize
+                count += 1
         out.update({"files": len(files), "tensors": count, "tensor_bytes": total})
     return out
 
 
 def _resolve_gguf(path):
     from .checkpoints import gguf_reader
-    from dataclasses import replace
 
-    meta = gguf_reader.read_gguf_metadata(path)
     tensors = gguf_reader.read_gguf_raw_tensors(path)
-    emb = tensors.get("token_embd.weight")
-    cfg = gguf_reader._config(meta, path, int(emb.shape[-1]) if emb is not None else 0)
-    if "output.weight" in tensors:
-        cfg = replace(cfg, tie_word_embeddings=False)
+    cfg = gguf_reader.read_gguf_config(path)
     types = {}
     for t in tensors.values():
         types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
