@@ -207,17 +207,17 @@ def _moe_block(cfg, W, h, L, R, record, ops, *, bf16=False):
     record(p + ".expert_weights", weights)
 
     if cfg.arch == "gpt_oss":
-        w1, w2 = _expert_matrix(W, p + ".mlp1", R, ops), _expert_matrix(W, p + ".mlp2", R, ops)
+        lin1, lin2 = _expert_linear(W, p + ".mlp1", ops), _expert_linear(W, p + ".mlp2", ops)
         b1, b2 = W[p + ".mlp1.bias"], W[p + ".mlp2.bias"]
 
         def expert(e, t):
             if bf16:  # matmul and bias add rounded separately, each SwiGLU step rounded (rows 16-18)
-                u = R(R(ops.linear(t, w1(e))) + b1[e])  # [n, 2I]
+                u = R(R(lin1(e, t)) + b1[e])  # [n, 2I]
                 a = _swiglu_oss_bf16(u, cfg.swiglu_alpha, cfg.swiglu_limit, R)  # [n, I]
-                return R(R(ops.linear(a, w2(e))) + b2[e])  # [n, d]
-            u = R(ops.linear(t, w1(e), b1[e]))  # [n, 2I]
+                return R(R(lin2(e, a)) + b2[e])  # [n, d]
+            u = R(lin1(e, t, b1[e]))  # [n, 2I]
             a = R(ops.swiglu_oss(u, alpha=cfg.swiglu_alpha, limit=cfg.swiglu_limit))  # [n, I]
-            return R(ops.linear(a, w2(e), b2[e]))  # [n, d]
+            return R(lin2(e, a, b2[e]))  # [n, d]
     else:
         gate, up, down = W[p + ".gate.weight"], W[p + ".up.weight"], W[p + ".down.weight"]
 
@@ -246,18 +246,17 @@ def _swiglu_oss_bf16(u, alpha, limit, R):
     return R(glu * R(lin + np.float32(1)))
 
 
-def _expert_matrix(W, prefix, R, ops):
-    """e -> the [out, in] matrix of expert e, decoding MXFP4 blocks only for experts in use."""
+def _expert_linear(W, prefix, ops):
+    """(e, x, bias=None) -> x @ W_e.T + bias for expert e.
+
+    Packed MXFP4 experts go through ops.mxfp4_linear, which decodes (exactly) only the
+    expert in use, so a backend with a fused MXFP4 kernel runs it; dense experts use ops.linear.
+    """
     if prefix + ".weight" in W:
         dense = W[prefix + ".weight"]
-        return lambda e: dense[e]
+        return lambda e, x, bias=None: ops.linear(x, dense[e], bias)
     blocks, scales = W[prefix + ".blocks"], W[prefix + ".scales"]
-
-    def decode(e):
-        m = ops.decode_mxfp4(np.asarray(blocks[e]), np.asarray(scales[e]))  # [out, in]
-        return R(m)
-
-    return decode
+    return lambda e, x, bias=None: ops.mxfp4_linear(x, np.asarray(blocks[e]), np.asarray(scales[e]), bias)
 
 
 def prepare_weights(cfg, weights, mode):
