@@ -7,12 +7,13 @@ from .errors import RefimplError
 
 
 def _stream_decoder(tokenizer, out):
-    """Print text as ids arrive, holding back bytes that do not yet form whole characters."""
+    """Print text as ids arrive (special tokens such as end-of-turn not shown), holding back
+    bytes that do not yet form whole characters."""
     ids, shown = [], [""]
 
     def on_token(tok):
         ids.append(tok)
-        text = tokenizer.decode(ids)
+        text = tokenizer.decode(ids, skip_special=True)
         if text.endswith("\ufffd"):
             return
         out.write(text[len(shown[0]):])
