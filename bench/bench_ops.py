@@ -18,28 +18,16 @@ is recorded at the start and the end. float32 inputs throughout (the reference's
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from _common import machine  # noqa: E402
+
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
-
-
-def _machine():
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
-            "platform": platform.platform(), "python": platform.python_version()}
 
 
 def _time(fn, min_time):
@@ -139,7 +127,7 @@ def main(argv=None):
     result = dict(
         benchmark="bench/bench_ops.py: Numba backend vs NumPy reference, per op, median call time",
         when=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        machine={**_machine(), "load_average_1_5_15_at_start": load_start,
+        machine={**machine(), "load_average_1_5_15_at_start": load_start,
                  "load_average_1_5_15_at_end": list(os.getloadavg())},
         versions=dict(numba=numba.__version__, numpy=np.__version__, llvmlite=__import__("llvmlite").__version__),
         threads=dict(requested=args.threads, numba_timed_at=numba_threads, numba_num_threads=numba.config.NUMBA_NUM_THREADS,

@@ -21,7 +21,6 @@ Writes --out (default bench/results/decode_speed.json).
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -29,6 +28,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from _common import machine  # noqa: E402
+
 PROMPT = "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
                "NUMEXPR_NUM_THREADS")
@@ -41,24 +43,6 @@ def _set_threads(n):
 
 def _maxrss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _machine():
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "usable_cpus": usable, "platform": platform.platform(),
-            "python": platform.python_version()}
 
 
 def _summary(prefill_s, steps_s, prompt_len):
@@ -291,7 +275,7 @@ def main(argv=None):
     ours.update(ours_info)
     ours.update({"text": decode_text(ours["tokens"]), "peak_rss_mib_end": _maxrss_mib()})
     result = {"benchmark": "decode_speed", "model": os.path.basename(args.gguf),
-              "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": _machine(),
+              "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
               "load_average_1_5_15": {"start": load_start, "end": list(os.getloadavg())},
               "threads": {v: os.environ[v] for v in THREAD_VARS}, "prompt": args.prompt,
               "new_tokens": args.new_tokens, "refimpl": ours, "peer": None}

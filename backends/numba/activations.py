@@ -10,9 +10,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from refimpl._validate import as_float_array, require
-from refimpl.ops.activations import GELU_APPROXIMATIONS, SWIGLU_LAYOUTS, _real
-from refimpl.precision import compute_dtype
+from refimpl.ops.activations import _float_in, _gelu_args, _swiglu_args, _swiglu_oss_args
 
 from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 
@@ -98,9 +96,7 @@ def _flat(a, dt):
 def gelu(x, *, approximate="tanh"):
     """refimpl.ops.gelu (same contract). "tanh": 0.5 x (1 + tanh(c (x + 0.044715 x x x))), x^3 as two
     products; "none": erf in float64 (C library), rounded once to the compute dtype."""
-    require(approximate in GELU_APPROXIMATIONS, "approximate", f"one of {GELU_APPROXIMATIONS}", repr(approximate))
-    x = as_float_array(x, "x")
-    dt = compute_dtype(x)
+    x, dt = _gelu_args(x, approximate)
     xf = _flat(x, dt)
     out = np.empty_like(xf)  # [N]
     launch(gelu_kernel(dt), 16 * xf.size, xf, approximate == "none", out)
@@ -109,8 +105,7 @@ def gelu(x, *, approximate="tanh"):
 
 def silu(x):
     """refimpl.ops.silu (same contract): x * sigmoid(x), sigmoid from exp(-|x|)."""
-    x = as_float_array(x, "x")
-    dt = compute_dtype(x)
+    x, dt = _float_in(x)
     xf = _flat(x, dt)
     out = np.empty_like(xf)  # [N]
     launch(silu_kernel(dt)[0], 16 * xf.size, xf, xf, False, out)
@@ -119,10 +114,7 @@ def silu(x):
 
 def swiglu(gate, up):
     """refimpl.ops.swiglu (same contract): silu(gate) * up."""
-    g = as_float_array(gate, "gate")
-    u = as_float_array(up, "up")
-    require(u.shape == g.shape, "up", f"shape {g.shape} (shape of gate)", f"shape {u.shape}")
-    dt = compute_dtype(g, u)
+    g, u, dt = _swiglu_args(gate, up)
     gf, uf = _flat(g, dt), _flat(u, dt)
     out = np.empty_like(gf)  # [N]
     launch(silu_kernel(dt)[0], 16 * gf.size, gf, uf, True, out)
@@ -131,13 +123,7 @@ def swiglu(gate, up):
 
 def swiglu_oss(h, *, alpha=1.702, limit=7.0, layout="interleaved"):
     """refimpl.ops.swiglu_oss (same contract): clamps, then (g sigmoid(alpha g)) (lin + 1), per element."""
-    require(layout in SWIGLU_LAYOUTS, "layout", f"one of {SWIGLU_LAYOUTS}", repr(layout))
-    alpha = _real(alpha, "alpha", "a finite number > 0", lambda v: v > 0)
-    if limit is not None:
-        limit = _real(limit, "limit", "a finite number > 0 or None", lambda v: v > 0)
-    h = as_float_array(h, "h", min_ndim=1)
-    require(h.shape[-1] % 2 == 0, "h", "an even last dimension (gate and linear parts)", f"shape {h.shape}")
-    dt = compute_dtype(h)
+    h, alpha, limit, dt = _swiglu_oss_args(h, alpha, limit, layout)
     two_i = h.shape[-1]
     hc = contiguous(h, dt).reshape(count(h.shape[:-1]), two_i)  # [N, 2I]
     out = np.empty((hc.shape[0], two_i // 2), dtype=dt)  # [N, I]

@@ -20,9 +20,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from refimpl._validate import as_float_array, require
 from refimpl.errors import ArgumentError
-from refimpl.ops.attention import _check_causal, _check_window, _resolve_offset
+from refimpl.ops.attention import _check_args
 from refimpl.precision import compute_dtype
 
 from ._common import JIT, enter, launch, leave, contiguous, per_dtype
@@ -75,169 +74,111 @@ def _nonfinite(v, out):  # v [B, Tk, Hkv, Dv]; out [B, Hkv]: True where some val
             out[b, h] = bad
 
 
-def _make_online(dt):
+def _make_kernel(dt):
     F = dt.type
 
-    @njit(parallel=True, **JIT)
-    def kernel(nt, q, kt, v, sinks, off, window, causal, scale, block, vbad, out):
-        # q [B, Tq, Hq, D]; kt [B, Hkv, D, Tk] (keys transposed); v [B, Tk, Hkv, Dv]; sinks [Hq]; vbad [B, Hkv]; out [B, Tq, Hq, Dv]
-        old = enter(nt)
-        B, Tq, Hq, D = q.shape
-        Tk, Hkv, Dv = v.shape[1], v.shape[2], v.shape[3]
-        G = Hq // Hkv
+    @njit(inline="always", **JIT)
+    def scores(qi, kt, j0, n, scale, buf, m):
+        """buf[:n] = scale * (qi . keys j0 .. j0+n-1), each dot product summed over d in order; returns
+        the running max of m and those scores."""  # qi [D]; kt [D, Tk]; buf [>= n]
+        buf[:n] = F(0)
+        for d in range(qi.shape[0]):
+            qd = qi[d]
+            row = kt[d, j0:j0 + n]  # [n]
+            for jj in range(n):
+                buf[jj] += qd * row[jj]
+        for jj in range(n):
+            s = buf[jj] * scale
+            buf[jj] = s
+            m = _nanmax(m, s)
+        return m
+
+    @njit(inline="always", **JIT)
+    def online(qi, kt, v, b, hk, vbad, snk, lo, hi, scale, block, o):  # kt [D, Tk]; v [B, Tk, Hkv, Dv]; o [Dv]
         zero, one, ninf = F(0), F(1), F(-np.inf)
-        for item in prange(B * Tq * Hq):
-            b, i, h = item // (Tq * Hq), (item // Hq) % Tq, item % Hq
-            hk = h // G
-            lo, hi = _visible(off + i, Tk, window, causal)
-            o = out[b, i, h]  # [Dv]
-            o[:] = zero
-            m = sinks[h]
-            l = zero if m == ninf else one
-            buf = np.empty(block, dtype=q.dtype)  # [block]
-            qi = q[b, i, h]  # [D]
-            start = (lo // block) * block
-            for t in range(start, hi + 1, block):
-                j0, j1 = max(t, lo), min(t + block, hi + 1)
-                mt = m
-                nj = j1 - j0
-                buf[:nj] = zero
-                for d in range(D):
-                    qd = qi[d]
-                    row = kt[b, hk, d, j0:j1]  # [nj]
-                    for jj in range(nj):
-                        buf[jj] += qd * row[jj]
-                for jj in range(nj):
-                    s = buf[jj] * scale
-                    buf[jj] = s
-                    mt = _nanmax(mt, s)
-                if mt == ninf:
-                    if vbad[b, hk]:
-                        for j in range(j0, j1):
-                            vj = v[b, j, hk]
-                            for d in range(Dv):
-                                o[d] += zero * vj[d]
-                    continue
-                a = np.exp(m - mt)
-                for d in range(Dv):
-                    o[d] = a * o[d]
-                lsum = zero
-                for j in range(j0, j1):
-                    pj = np.exp(buf[j - j0] - mt)
-                    lsum += pj
-                    vj = v[b, j, hk]  # [Dv]
-                    for d in range(Dv):
-                        o[d] += pj * vj[d]
-                l = a * l + lsum
-                m = mt
-            if l == zero:
-                l = one
+        Dv = o.shape[0]
+        m = snk
+        l = zero if m == ninf else one
+        buf = np.empty(block, dtype=qi.dtype)  # [block]
+        start = (lo // block) * block
+        for t in range(start, hi + 1, block):
+            j0, j1 = max(t, lo), min(t + block, hi + 1)
+            mt = scores(qi, kt, j0, j1 - j0, scale, buf, m)
+            if mt == ninf:
+                if vbad:
+                    for j in range(j0, j1):
+                        vj = v[b, j, hk]
+                        for d in range(Dv):
+                            o[d] += zero * vj[d]
+                continue
+            a = np.exp(m - mt)
             for d in range(Dv):
-                o[d] = o[d] / l
-        leave(old)
-
-    return kernel
-
-
-def _make_naive(dt):
-    F = dt.type
-
-    @njit(parallel=True, **JIT)
-    def kernel(nt, q, kt, v, sinks, off, window, causal, scale, vbad, out):  # as the online kernel
-        old = enter(nt)
-        B, Tq, Hq, D = q.shape
-        Tk, Hkv, Dv = v.shape[1], v.shape[2], v.shape[3]
-        G = Hq // Hkv
-        zero, one, ninf = F(0), F(1), F(-np.inf)
-        for item in prange(B * Tq * Hq):
-            b, i, h = item // (Tq * Hq), (item // Hq) % Tq, item % Hq
-            hk = h // G
-            lo, hi = _visible(off + i, Tk, window, causal)
-            o = out[b, i, h]  # [Dv]
-            o[:] = zero
-            n = max(hi - lo + 1, 0)
-            e = np.empty(n, dtype=q.dtype)  # [n]
-            qi = q[b, i, h]
-            snk = sinks[h]
-            m = snk
-            e[:] = zero
-            for d in range(D):
-                qd = qi[d]
-                row = kt[b, hk, d, lo:lo + n]  # [n]
-                for jj in range(n):
-                    e[jj] += qd * row[jj]
-            for j in range(n):
-                s = e[j] * scale
-                e[j] = s
-                m = _nanmax(m, s)
-            if m == ninf:
-                m = zero
-            den = zero
-            for j in range(n):
-                e[j] = np.exp(e[j] - m)
-                den += e[j]
-            den = den + np.exp(snk - m)
-            if den == zero:
-                den = one
-            for j in range(lo, hi + 1):
-                pj = e[j - lo] / den
-                vj = v[b, j, hk]
+                o[d] = a * o[d]
+            lsum = zero
+            for j in range(j0, j1):
+                pj = np.exp(buf[j - j0] - mt)
+                lsum += pj
+                vj = v[b, j, hk]  # [Dv]
                 for d in range(Dv):
                     o[d] += pj * vj[d]
+            l = a * l + lsum
+            m = mt
+        if l == zero:
+            l = one
+        for d in range(Dv):
+            o[d] = o[d] / l
+
+    @njit(inline="always", **JIT)
+    def naive(qi, kt, v, b, hk, snk, lo, hi, scale, o):  # as online
+        zero, one, ninf = F(0), F(1), F(-np.inf)
+        Dv = o.shape[0]
+        n = max(hi - lo + 1, 0)
+        e = np.empty(n, dtype=qi.dtype)  # [n]
+        m = scores(qi, kt, lo, n, scale, e, snk)
+        if m == ninf:
+            m = zero
+        den = zero
+        for j in range(n):
+            e[j] = np.exp(e[j] - m)
+            den += e[j]
+        den = den + np.exp(snk - m)
+        if den == zero:
+            den = one
+        for j in range(lo, hi + 1):
+            pj = e[j - lo] / den
+            vj = v[b, j, hk]
+            for d in range(Dv):
+                o[d] += pj * vj[d]
+
+    @njit(parallel=True, **JIT)
+    def kernel(nt, q, kt, v, sinks, off, window, causal, scale, block, is_naive, vbad, out):
+        # q [B, Tq, Hq, D]; kt [B, Hkv, D, Tk] (keys transposed); v [B, Tk, Hkv, Dv]; sinks [Hq]; vbad [B, Hkv]; out [B, Tq, Hq, Dv]
+        old = enter(nt)
+        B, Tq, Hq = q.shape[0], q.shape[1], q.shape[2]
+        Tk, Hkv = v.shape[1], v.shape[2]
+        G = Hq // Hkv
+        for item in prange(B * Tq * Hq):
+            b, i, h = item // (Tq * Hq), (item // Hq) % Tq, item % Hq
+            hk = h // G
+            lo, hi = _visible(off + i, Tk, window, causal)
+            o = out[b, i, h]  # [Dv]
+            o[:] = F(0)
+            if is_naive:
+                naive(q[b, i, h], kt[b, hk], v, b, hk, sinks[h], lo, hi, scale, o)
+            else:
+                online(q[b, i, h], kt[b, hk], v, b, hk, vbad[b, hk], sinks[h], lo, hi, scale, block, o)
         leave(old)
 
     return kernel
 
 
-online_kernel = per_dtype(_make_online)
-naive_kernel = per_dtype(_make_naive)
+attention_kernel = per_dtype(_make_kernel)
 
 
 def check(q, k, v, sinks, window, causal, q_offset, scale, mask):
-    """refimpl.ops.attention's argument checks (same messages); returns (q, k, v, sinks, window, causal,
-    offset, scale, mask) with arrays as given (not yet converted)."""
-    q = as_float_array(q, "q", min_ndim=3)
-    k = as_float_array(k, "k", min_ndim=3)
-    require(k.ndim == q.ndim, "k", f"{q.ndim} dimensions like q [..., Tk, Hkv, D]", f"shape {k.shape}")
-    require(k.shape[:-3] == q.shape[:-3], "k", f"batch dims {q.shape[:-3]} (those of q)", f"shape {k.shape}")
-    tq, hq, d = q.shape[-3:]
-    tk, hkv, dk = k.shape[-3:]
-    require(tq >= 1 and hq >= 1 and d >= 1, "q", "[..., Tq, Hq, D] with Tq, Hq, D >= 1", f"shape {q.shape}")
-    require(tk >= 1 and hkv >= 1, "k", "[..., Tk, Hkv, D] with Tk, Hkv >= 1", f"shape {k.shape}")
-    require(dk == d, "k", f"head_dim {d} (last dimension of q)", f"shape {k.shape}")
-    require(hq % hkv == 0, "k", f"num_kv_heads (k.shape[-2]) dividing num_heads={hq} (q.shape[-2])",
-            f"num_kv_heads={hkv}")
-    v = as_float_array(v, "v", min_ndim=3)
-    require(v.ndim == k.ndim and v.shape[:-1] == k.shape[:-1] and v.shape[-1] >= 1, "v",
-            f"[..., Tk, Hkv, Dv] = {k.shape[:-1]} + (Dv >= 1,) (those of k)", f"shape {v.shape}")
-    if sinks is not None:
-        sinks = as_float_array(sinks, "sinks")
-        require(sinks.shape == (hq,), "sinks", f"shape ({hq},) (one logit per query head)", f"shape {sinks.shape}")
-        s64 = sinks.astype(np.float64)
-        require(not np.any(np.isnan(s64) | (s64 == np.inf)), "sinks",
-                "finite logits or -inf (no sink)", f"{sinks.tolist()}")
-    window = _check_window(window)
-    causal = _check_causal(causal)
-    if scale is not None:
-        require(isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
-                and math.isfinite(float(scale)) and float(scale) > 0,
-                "scale", "None or a finite number > 0", repr(scale))
-    off = _resolve_offset(tq, tk, q_offset, causal, window)
-    if mask is not None:
-        try:
-            m = np.asarray(mask)
-        except Exception as exc:
-            raise ArgumentError(f"mask: expected a bool array, found {type(mask).__name__} ({exc})") from None
-        require(m.dtype == np.bool_, "mask", "a bool array (True = visible)", str(m.dtype))
-        require(m.ndim >= 2 and m.shape[-2:] == (tq, tk), "mask", f"[..., Tq={tq}, Tk={tk}]", f"shape {m.shape}")
-        batch_shape = q.shape[:-3] + (hq, tq, tk)
-        try:
-            np.broadcast_shapes(m.shape, batch_shape)
-        except ValueError:
-            raise ArgumentError(f"mask: expected a shape broadcastable to {batch_shape} "
-                                f"([..., Hq, Tq, Tk]), found shape {m.shape}") from None
-        mask = m
-    return q, k, v, sinks, window, causal, off, scale, mask
+    """refimpl.ops.attention's argument checks (refimpl.ops.attention._check_args, v required); returns
+    (q, k, v, sinks, window, causal, offset, scale, mask) with arrays as given (not yet converted)."""
+    return _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, True)
 
 
 def run(q, k, v, sinks, window, causal, off, scale, *, variant="online", block=BLOCK):
@@ -257,10 +198,8 @@ def run(q, k, v, sinks, window, causal, off, scale, *, variant="online", block=B
     out = np.empty((qc.shape[0], qc.shape[1], hq, vc.shape[-1]), dtype=dt)  # [B, Tq, Hq, Dv]
     w = 0 if window is None else int(window)
     work = qc.shape[0] * qc.shape[1] * hq * kc.shape[1] * (kc.shape[3] + vc.shape[3])
-    if variant == "online":
-        launch(online_kernel(dt), work, qc, kt, vc, sk, int(off), w, bool(causal), sc, int(block), vbad, out)
-    elif variant == "naive":
-        launch(naive_kernel(dt), work, qc, kt, vc, sk, int(off), w, bool(causal), sc, vbad, out)
-    else:
+    if variant not in ("online", "naive"):
         raise ArgumentError(f"variant: expected 'online' or 'naive', found {variant!r}")
+    launch(attention_kernel(dt), work, qc, kt, vc, sk, int(off), w, bool(causal), sc, int(block), variant == "naive",
+           vbad, out)
     return out.reshape(*lead, *out.shape[1:])  # [..., Tq, Hq, Dv]

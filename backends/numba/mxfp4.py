@@ -17,11 +17,9 @@ builds the [out, in] matrix, then NumPy's matmul (BLAS) multiplies (better for m
 import numpy as np
 from numba import njit, prange
 
-from refimpl._validate import as_float_array, require
 from refimpl.errors import ArgumentError
-from refimpl.ops.mxfp4 import (BLOCK_SIZE, FP4_E2M1_VALUES, NIBBLE_ORDERS, _DECODE_DTYPES, _check_packed, _int,
-                               decode_e8m0)
-from refimpl.precision import bfloat16, compute_dtype
+from refimpl.ops.mxfp4 import BLOCK_SIZE, FP4_E2M1_VALUES, _decode_args, _linear_args, decode_e8m0
+from refimpl.precision import bfloat16
 
 from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 
@@ -122,14 +120,7 @@ def _decode(b, s, dt, nibble_order, scale_bias):
 
 def decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", scale_bias=127):
     """refimpl.ops.decode_mxfp4 (same contract, same bits)."""
-    b, s = _check_packed(blocks, scales)
-    require(nibble_order in NIBBLE_ORDERS, "nibble_order", f"one of {NIBBLE_ORDERS}", repr(nibble_order))
-    scale_bias = _int(scale_bias, "scale_bias", "an integer")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise ArgumentError(f"dtype: expected one of float32, float64, bfloat16, found {dtype!r}") from None
-    require(dt in _DECODE_DTYPES, "dtype", "one of float32, float64, bfloat16", str(dt))
+    b, s, dt, scale_bias = _decode_args(blocks, scales, dtype, nibble_order, scale_bias)
     if dt == bfloat16:
         with np.errstate(over="ignore", invalid="ignore"):
             return _decode(b, s, np.dtype(np.float64), nibble_order, scale_bias).astype(bfloat16)
@@ -138,22 +129,7 @@ def decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", 
 
 def mxfp4_linear(x, blocks, scales, bias=None, *, nibble_order="low_first", scale_bias=127, variant="fused"):
     """refimpl.ops.mxfp4_linear (same contract): y = x @ decode(W).T + bias, bias added after the product."""
-    xa = as_float_array(x, "x", min_ndim=1)
-    b, s = _check_packed(blocks, scales)
-    require(b.ndim == 3, "blocks", "3 dimensions [out, in/32, 16]", f"shape {b.shape}")
-    require(
-        b.shape[1] * BLOCK_SIZE == xa.shape[-1],
-        "blocks",
-        f"shape [out, {xa.shape[-1] / BLOCK_SIZE:g}, 16] (in = last dimension of x = {xa.shape[-1]}, 32 per block)",
-        f"shape {b.shape}",
-    )
-    bb = None
-    if bias is not None:
-        bb = as_float_array(bias, "bias")
-        require(bb.shape == (b.shape[0],), "bias", f"shape ({b.shape[0]},) (out = rows of blocks)", f"shape {bb.shape}")
-    require(nibble_order in NIBBLE_ORDERS, "nibble_order", f"one of {NIBBLE_ORDERS}", repr(nibble_order))
-    scale_bias = _int(scale_bias, "scale_bias", "an integer")
-    dt = compute_dtype(xa, bb)
+    xa, b, s, bb, dt, scale_bias = _linear_args(x, blocks, scales, bias, nibble_order, scale_bias)
     if variant == "decode_matmul":
         wt = _decode(b, s, dt, nibble_order, scale_bias)  # [out, in]
         with np.errstate(all="ignore"):

@@ -7,9 +7,7 @@ reference's np.mean sums pairwise, so the sums differ in order only; budgets: sp
 import numpy as np
 from numba import njit, prange
 
-from refimpl._validate import as_float_array, require
-from refimpl.ops.norms import _eps, _vector
-from refimpl.precision import compute_dtype
+from refimpl.ops.norms import _layer_norm_args, _rms_norm_args
 
 from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 
@@ -72,13 +70,8 @@ def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
     The sum of squares runs sequentially over the row; cast_before_scale with a narrow x runs the
     kernel with weight 1 (exact), rounds to x's dtype and scales in NumPy.
     """
-    x = as_float_array(x, "x", min_ndim=1)
+    x, w, eps, dt = _rms_norm_args(x, weight, eps, cast_before_scale)
     n = x.shape[-1]
-    require(n >= 1, "x", "a last dimension >= 1", f"shape {x.shape}")
-    w = _vector(weight, "weight", n)
-    eps = _eps(eps)
-    require(isinstance(cast_before_scale, bool), "cast_before_scale", "a bool", repr(cast_before_scale))
-    dt = compute_dtype(x, w)
     narrow_cast = cast_before_scale and x.dtype.itemsize < 4
     xc = contiguous(x, dt).reshape(count(x.shape[:-1]), n)  # [N, n]
     wc = np.ones(n, dtype=dt) if narrow_cast else contiguous(w, dt)
@@ -93,13 +86,8 @@ def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
 
 def layer_norm(x, weight, bias, *, eps=1e-5):
     """refimpl.ops.layer_norm (same contract): two passes (mean, then the centred squares) per row."""
-    x = as_float_array(x, "x", min_ndim=1)
+    x, w, b, eps, dt = _layer_norm_args(x, weight, bias, eps)
     n = x.shape[-1]
-    require(n >= 1, "x", "a last dimension >= 1", f"shape {x.shape}")
-    w = _vector(weight, "weight", n)
-    b = None if bias is None else _vector(bias, "bias", n)
-    eps = _eps(eps)
-    dt = compute_dtype(x, w, b)
     xc = contiguous(x, dt).reshape(count(x.shape[:-1]), n)  # [N, n]
     wc = contiguous(w, dt)
     bc = wc if b is None else contiguous(b, dt)

@@ -7,9 +7,7 @@ sum (no fused multiply-add: fastmath is off), so the result equals the reference
 import numpy as np
 from numba import njit, prange
 
-from refimpl._validate import as_float_array, positive_int, require
-from refimpl.ops.rope import PAIRINGS
-from refimpl.precision import compute_dtype
+from refimpl.ops.rope import _rope_check
 
 from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 
@@ -44,30 +42,10 @@ rope_kernel = per_dtype(_make_rope)
 
 def apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
     """refimpl.ops.apply_rope (same contract); cos/sin are broadcast to x's leading dims first."""
-    x = as_float_array(x, "x", min_ndim=3)
-    d = x.shape[-1]
-    require(d >= 2 and d % 2 == 0, "x", "an even head_dim >= 2 as last dimension", f"shape {x.shape}")
-    require(pairing in PAIRINGS, "pairing", f"one of {PAIRINGS}", repr(pairing))
-    if rotary_dim is None:
-        r = d
-    else:
-        r = positive_int(rotary_dim, "rotary_dim")
-        require(r % 2 == 0 and r <= d, "rotary_dim", f"an even integer <= head_dim={d}", r)
-    c = as_float_array(cos, "cos", min_ndim=2)
-    s = as_float_array(sin, "sin", min_ndim=2)
-    require(s.shape == c.shape, "sin", f"the shape of cos {c.shape}", f"shape {s.shape}")
-    require(c.shape[-1] == r // 2, "cos", f"last dimension {r // 2} (rotary_dim/2)", f"shape {c.shape}")
-    t = x.shape[-3]
-    require(c.shape[-2] == t, "cos", f"T={t} (axis -3 of x {x.shape}) at axis -2", f"shape {c.shape}")
-    try:
-        lead = np.broadcast_shapes(c.shape[:-2], x.shape[:-3])
-    except ValueError:
-        lead = None
-    require(lead == x.shape[:-3], "cos", f"leading dimensions broadcasting to x's {x.shape[:-3]}", f"shape {c.shape}")
-    dt = compute_dtype(x, c, s)
+    x, c, s, _, dt = _rope_check(x, cos, sin, pairing, rotary_dim)
     n_lead = count(x.shape[:-3])
     xc = contiguous(x, dt).reshape(n_lead, *x.shape[-3:])  # [L, T, H, D]
-    table = lead + c.shape[-2:]
+    table = x.shape[:-3] + c.shape[-2:]  # [..., T, R/2]
     cc = contiguous(np.broadcast_to(c, table), dt).reshape(n_lead, *c.shape[-2:])  # [L, T, R/2]
     sc = contiguous(np.broadcast_to(s, table), dt).reshape(n_lead, *c.shape[-2:])  # [L, T, R/2]
     out = np.empty(xc.shape, dtype=dt)  # [L, T, H, D]

@@ -28,6 +28,32 @@ def _real(v, name, what, ok):
     return float(v)
 
 
+def _gelu_args(x, approximate):
+    """The checks of gelu; returns (x, dtype) with x in dtype = compute_dtype(x)."""
+    require(approximate in GELU_APPROXIMATIONS, "approximate", f"one of {GELU_APPROXIMATIONS}", repr(approximate))
+    return _float_in(x)
+
+
+def _swiglu_args(gate, up):
+    """The checks of swiglu; returns (gate, up, dtype): the arrays as given, dtype = compute_dtype(gate, up)."""
+    g = as_float_array(gate, "gate")
+    u = as_float_array(up, "up")
+    require(u.shape == g.shape, "up", f"shape {g.shape} (shape of gate)", f"shape {u.shape}")
+    return g, u, compute_dtype(g, u)
+
+
+def _swiglu_oss_args(h, alpha, limit, layout):
+    """The checks of swiglu_oss; returns (h, alpha, limit, dtype): h as given, alpha and limit floats
+    (limit may be None), dtype = compute_dtype(h)."""
+    require(layout in SWIGLU_LAYOUTS, "layout", f"one of {SWIGLU_LAYOUTS}", repr(layout))
+    alpha = _real(alpha, "alpha", "a finite number > 0", lambda v: v > 0)
+    if limit is not None:
+        limit = _real(limit, "limit", "a finite number > 0 or None", lambda v: v > 0)
+    h = as_float_array(h, "h", min_ndim=1)
+    require(h.shape[-1] % 2 == 0, "h", "an even last dimension (gate and linear parts)", f"shape {h.shape}")
+    return h, alpha, limit, compute_dtype(h)
+
+
 def _sigmoid(z):
     """1 / (1 + exp(-z)) without overflow: exp is only taken of -|z| <= 0."""
     e = np.exp(-np.abs(z))
@@ -46,8 +72,7 @@ def gelu(x, *, approximate="tanh"):
     and rounded once to the compute dtype. NaN propagates; gelu(+inf) = +inf;
     gelu(-inf) is NaN for "tanh" (-inf * 0) and for "none" (-inf * 0).
     """
-    require(approximate in GELU_APPROXIMATIONS, "approximate", f"one of {GELU_APPROXIMATIONS}", repr(approximate))
-    x, dt = _float_in(x)
+    x, dt = _gelu_args(x, approximate)
     half = dt.type(0.5)
     with np.errstate(invalid="ignore", over="ignore"):
         if approximate == "tanh":
@@ -78,10 +103,7 @@ def swiglu(gate, up):
     LLaMA-family MLP hidden activation (HF ``LlamaMLP``: ``act_fn(gate_proj(x)) * up_proj(x)``).
     Computed in and returns ``compute_dtype(gate, up)``.
     """
-    g = as_float_array(gate, "gate")
-    u = as_float_array(up, "up")
-    require(u.shape == g.shape, "up", f"shape {g.shape} (shape of gate)", f"shape {u.shape}")
-    dt = compute_dtype(g, u)
+    g, u, dt = _swiglu_args(gate, up)
     return silu(g.astype(dt, copy=False)) * u.astype(dt, copy=False)
 
 
@@ -100,13 +122,7 @@ def swiglu_oss(h, *, alpha=1.702, limit=7.0, layout="interleaved"):
     ``swiglu_limit`` = 7.0), or None for no clamping at all (a known-wrong
     variant). NaN propagates through the clamps.
     """
-    require(layout in SWIGLU_LAYOUTS, "layout", f"one of {SWIGLU_LAYOUTS}", repr(layout))
-    alpha = _real(alpha, "alpha", "a finite number > 0", lambda v: v > 0)
-    if limit is not None:
-        limit = _real(limit, "limit", "a finite number > 0 or None", lambda v: v > 0)
-    h = as_float_array(h, "h", min_ndim=1)
-    require(h.shape[-1] % 2 == 0, "h", "an even last dimension (gate and linear parts)", f"shape {h.shape}")
-    dt = compute_dtype(h)
+    h, alpha, limit, dt = _swiglu_oss_args(h, alpha, limit, layout)
     h = h.astype(dt, copy=False)
     if layout == "interleaved":
         gate, lin = h[..., 0::2], h[..., 1::2]  # [..., I], [..., I]

@@ -60,8 +60,10 @@ def _check_sinks(sinks, hq):
     return sinks
 
 
-def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
-    """Validate every argument; return (q, k, v, sinks, visible, scale, dtype, group)."""
+def _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
+    """Every check of the attention ops; returns (q, k, v, sinks, window, causal, offset, scale, mask)
+    with the arrays as given (not converted), offset the absolute position of query 0, mask a bool
+    array or None. v is checked when given or when need_v."""
     q = as_float_array(q, "q", min_ndim=3)
     k = as_float_array(k, "k", min_ndim=3)
     require(k.ndim == q.ndim, "k", f"{q.ndim} dimensions like q [..., Tk, Hkv, D]", f"shape {k.shape}")
@@ -85,7 +87,6 @@ def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
                 and math.isfinite(float(scale)) and float(scale) > 0,
                 "scale", "None or a finite number > 0", repr(scale))
     off = _resolve_offset(tq, tk, q_offset, causal, window)
-    batch_shape = q.shape[:-3] + (hq, tq, tk)
     if mask is not None:
         try:
             m = np.asarray(mask)
@@ -93,13 +94,22 @@ def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
             raise ArgumentError(f"mask: expected a bool array, found {type(mask).__name__} ({exc})") from None
         require(m.dtype == np.bool_, "mask", "a bool array (True = visible)", str(m.dtype))
         require(m.ndim >= 2 and m.shape[-2:] == (tq, tk), "mask", f"[..., Tq={tq}, Tk={tk}]", f"shape {m.shape}")
+        batch_shape = q.shape[:-3] + (hq, tq, tk)
         try:
             np.broadcast_shapes(m.shape, batch_shape)
         except ValueError:
             raise ArgumentError(f"mask: expected a shape broadcastable to {batch_shape} "
                                 f"([..., Hq, Tq, Tk]), found shape {m.shape}") from None
         mask = m
+    return q, k, v, sinks, window, causal, off, scale, mask
 
+
+def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
+    """Validate every argument (_check_args); return (q, k, v, sinks, visible, scale, dtype, group)."""
+    q, k, v, sinks, window, causal, off, scale, mask = _check_args(q, k, v, sinks, window, causal, q_offset,
+                                                                   scale, mask, need_v)
+    tq, hq, d = q.shape[-3:]
+    tk, hkv = k.shape[-3:-1]
     dt = compute_dtype(q, k, v, sinks)
     q, k = q.astype(dt), k.astype(dt)
     if v is not None:

@@ -59,6 +59,44 @@ def _check_packed(blocks, scales):
     return b, s
 
 
+def _check_decoding(nibble_order, scale_bias):
+    """The checked decoding knobs: returns scale_bias as an int."""
+    require(nibble_order in NIBBLE_ORDERS, "nibble_order", f"one of {NIBBLE_ORDERS}", repr(nibble_order))
+    return _int(scale_bias, "scale_bias", "an integer")
+
+
+def _decode_args(blocks, scales, dtype, nibble_order, scale_bias):
+    """Every check of decode_mxfp4; returns (blocks, scales, dtype, scale_bias) checked."""
+    b, s = _check_packed(blocks, scales)
+    scale_bias = _check_decoding(nibble_order, scale_bias)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ArgumentError(f"dtype: expected one of float32, float64, bfloat16, found {dtype!r}") from None
+    require(dt in _DECODE_DTYPES, "dtype", "one of float32, float64, bfloat16", str(dt))
+    return b, s, dt, scale_bias
+
+
+def _linear_args(x, blocks, scales, bias, nibble_order, scale_bias):
+    """Every check of mxfp4_linear; returns (x, blocks, scales, bias, dtype, scale_bias): the arrays as
+    given (not converted), dtype = compute_dtype(x, bias)."""
+    xa = as_float_array(x, "x", min_ndim=1)
+    b, s = _check_packed(blocks, scales)
+    require(b.ndim == 3, "blocks", "3 dimensions [out, in/32, 16]", f"shape {b.shape}")
+    require(
+        b.shape[1] * BLOCK_SIZE == xa.shape[-1],
+        "blocks",
+        f"shape [out, {xa.shape[-1] / BLOCK_SIZE:g}, 16] (in = last dimension of x = {xa.shape[-1]}, 32 per block)",
+        f"shape {b.shape}",
+    )
+    bb = None
+    if bias is not None:
+        bb = as_float_array(bias, "bias")
+        require(bb.shape == (b.shape[0],), "bias", f"shape ({b.shape[0]},) (out = rows of blocks)", f"shape {bb.shape}")
+    scale_bias = _check_decoding(nibble_order, scale_bias)
+    return xa, b, s, bb, compute_dtype(xa, bb), scale_bias
+
+
 def decode_e8m0(scales, *, bias=127):
     """E8M0 scale codes to float32: ``2^(s - bias)``, exact.
 
@@ -99,14 +137,7 @@ def decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", 
     code with scale code 255 gives NaN (0 x inf), as torch.ldexp does.
     Returns [..., G * 32] in ``dtype``.
     """
-    b, s = _check_packed(blocks, scales)
-    require(nibble_order in NIBBLE_ORDERS, "nibble_order", f"one of {NIBBLE_ORDERS}", repr(nibble_order))
-    scale_bias = _int(scale_bias, "scale_bias", "an integer")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise ArgumentError(f"dtype: expected one of float32, float64, bfloat16, found {dtype!r}") from None
-    require(dt in _DECODE_DTYPES, "dtype", "one of float32, float64, bfloat16", str(dt))
+    b, s, dt, scale_bias = _decode_args(blocks, scales, dtype, nibble_order, scale_bias)
     # A byte decodes to a pair of table values; the pair table makes the unpacking one gather.
     wide = np.float64 if dt == np.float64 else np.float32
     vals = _byte_pairs(nibble_order, wide)[b].reshape(*b.shape[:-1], BLOCK_SIZE)  # [..., G, 32]
@@ -203,20 +234,7 @@ def mxfp4_linear(x, blocks, scales, bias=None, *, nibble_order="low_first", scal
     ``compute_dtype(x, bias)`` and the product accumulates in that dtype; the
     bias is added after the product. Returns [..., out] in that dtype.
     """
-    xa = as_float_array(x, "x", min_ndim=1)
-    b, s = _check_packed(blocks, scales)
-    require(b.ndim == 3, "blocks", "3 dimensions [out, in/32, 16]", f"shape {b.shape}")
-    require(
-        b.shape[1] * BLOCK_SIZE == xa.shape[-1],
-        "blocks",
-        f"shape [out, {xa.shape[-1] / BLOCK_SIZE:g}, 16] (in = last dimension of x = {xa.shape[-1]}, 32 per block)",
-        f"shape {b.shape}",
-    )
-    bb = None
-    if bias is not None:
-        bb = as_float_array(bias, "bias")
-        require(bb.shape == (b.shape[0],), "bias", f"shape ({b.shape[0]},) (out = rows of blocks)", f"shape {bb.shape}")
-    dt = compute_dtype(xa, bb)
+    xa, b, s, bb, dt, scale_bias = _linear_args(x, blocks, scales, bias, nibble_order, scale_bias)
     wt = decode_mxfp4(b, s, dtype=dt, nibble_order=nibble_order, scale_bias=scale_bias)  # [out, in]
     y = xa.astype(dt, copy=False) @ wt.T  # [..., out]
     if bb is not None:

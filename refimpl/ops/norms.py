@@ -22,6 +22,34 @@ def _vector(v, name, width):
     return a
 
 
+def _rows(x):
+    """x checked as [..., n] with n >= 1; returns (x, n)."""
+    x = as_float_array(x, "x", min_ndim=1)
+    n = x.shape[-1]
+    require(n >= 1, "x", "a last dimension >= 1", f"shape {x.shape}")
+    return x, n
+
+
+def _layer_norm_args(x, weight, bias, eps):
+    """Every check of layer_norm; returns (x, weight, bias, eps, dtype): the arrays as given (not
+    converted), eps a float, dtype = compute_dtype(x, weight, bias)."""
+    x, n = _rows(x)
+    w = _vector(weight, "weight", n)
+    b = None if bias is None else _vector(bias, "bias", n)
+    eps = _eps(eps)
+    return x, w, b, eps, compute_dtype(x, w, b)
+
+
+def _rms_norm_args(x, weight, eps, cast_before_scale):
+    """Every check of rms_norm; returns (x, weight, eps, dtype): the arrays as given (not converted),
+    eps a float, dtype = compute_dtype(x, weight)."""
+    x, n = _rows(x)
+    w = _vector(weight, "weight", n)
+    eps = _eps(eps)
+    require(isinstance(cast_before_scale, bool), "cast_before_scale", "a bool", repr(cast_before_scale))
+    return x, w, eps, compute_dtype(x, w)
+
+
 def _rescaled_rows(x, stat, y, eps, *, center):
     """y, with the rows whose sum of squares (or mean) overflowed recomputed on x / max|x|.
 
@@ -63,13 +91,7 @@ def layer_norm(x, weight, bias, *, eps=1e-5):
     recomputed on x / max|x| with eps / max|x|^2 (the same value, nothing overflows); other rows are
     unaffected, bit for bit.
     """
-    x = as_float_array(x, "x", min_ndim=1)
-    n = x.shape[-1]
-    require(n >= 1, "x", "a last dimension >= 1", f"shape {x.shape}")
-    w = _vector(weight, "weight", n)
-    b = None if bias is None else _vector(bias, "bias", n)
-    eps = _eps(eps)
-    dt = compute_dtype(x, w, b)
+    x, w, b, eps, dt = _layer_norm_args(x, weight, bias, eps)
     x = x.astype(dt, copy=False)
     with np.errstate(over="ignore", invalid="ignore"):
         mean = x.mean(axis=-1, keepdims=True)  # [..., 1]
@@ -110,13 +132,7 @@ def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
     float64) is recomputed as u / sqrt(mean(u^2) + eps / s^2), u = x / s, s = max|x| (the same value,
     nothing overflows); other rows are unaffected, bit for bit. An all-zero row gives zeros (eps > 0).
     """
-    x = as_float_array(x, "x", min_ndim=1)
-    n = x.shape[-1]
-    require(n >= 1, "x", "a last dimension >= 1", f"shape {x.shape}")
-    w = _vector(weight, "weight", n)
-    eps = _eps(eps)
-    require(isinstance(cast_before_scale, bool), "cast_before_scale", "a bool", repr(cast_before_scale))
-    dt = compute_dtype(x, w)
+    x, w, eps, dt = _rms_norm_args(x, weight, eps, cast_before_scale)
     t = x.astype(dt, copy=False)
     with np.errstate(over="ignore"):
         ms = (t * t).mean(axis=-1, keepdims=True)  # [..., 1]

@@ -302,8 +302,9 @@ def rope_cos_sin(inv_freq, positions, *, attention_scaling=1.0, angle_dtype=np.f
     return cos.astype(out_dt, copy=False), sin.astype(out_dt, copy=False)
 
 
-def _rope_args(x, cos, sin, pairing, rotary_dim):
-    """Validated (x, cos, sin, r) in the compute dtype; cos, sin [..., T, 1, R/2]."""
+def _rope_check(x, cos, sin, pairing, rotary_dim):
+    """Every check of apply_rope; returns (x, cos, sin, r, dtype): the arrays as given (not converted),
+    r = rotary_dim (default head_dim), dtype = compute_dtype(x, cos, sin)."""
     x = as_float_array(x, "x", min_ndim=3)
     d = x.shape[-1]
     require(d >= 2 and d % 2 == 0, "x", "an even head_dim >= 2 as last dimension", f"shape {x.shape}")
@@ -324,7 +325,12 @@ def _rope_args(x, cos, sin, pairing, rotary_dim):
     except ValueError:
         lead = None
     require(lead == x.shape[:-3], "cos", f"leading dimensions broadcasting to x's {x.shape[:-3]}", f"shape {c.shape}")
-    dt = compute_dtype(x, c, s)
+    return x, c, s, r, compute_dtype(x, c, s)
+
+
+def _rope_args(x, cos, sin, pairing, rotary_dim):
+    """Validated (x, cos, sin, r) in the compute dtype; cos, sin [..., T, 1, R/2]."""
+    x, c, s, r, dt = _rope_check(x, cos, sin, pairing, rotary_dim)
     x = x.astype(dt, copy=False)
     c = c.astype(dt, copy=False)[..., None, :]  # [..., T, 1, R/2]
     s = s.astype(dt, copy=False)[..., None, :]  # [..., T, 1, R/2]
