@@ -23,8 +23,6 @@ import numpy as np
 from . import precision
 from .errors import ArgumentError
 from .ops import ops as reference_ops
-from .ops.attention import attention_scores, attention_values, softmax_with_sinks
-from .ops.rope import rope_terms
 
 
 def _rounder(mode):
@@ -144,8 +142,8 @@ def _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops, *, bf
         q = R(ops.rms_norm(q, W[p + ".q_norm.weight"], eps=cfg.norm_eps))
         k = R(ops.rms_norm(k, W[p + ".k_norm.weight"], eps=cfg.norm_eps))
     if cfg.position == "rope" and bf16:  # each product and the sum rounded (spec/precision.md row 6)
-        q = R(sum(R(t) for t in rope_terms(q, cos, sin, pairing=cfg.rope_pairing)))  # [.., T, Hq, D]
-        k = R(sum(R(t) for t in rope_terms(k, cos, sin, pairing=cfg.rope_pairing)))  # [.., T, Hkv, D]
+        q = R(sum(R(t) for t in ops.rope_terms(q, cos, sin, pairing=cfg.rope_pairing)))  # [.., T, Hq, D]
+        k = R(sum(R(t) for t in ops.rope_terms(k, cos, sin, pairing=cfg.rope_pairing)))  # [.., T, Hkv, D]
     elif cfg.position == "rope":
         q = R(ops.apply_rope(q, cos, sin, pairing=cfg.rope_pairing))
         k = R(ops.apply_rope(k, cos, sin, pairing=cfg.rope_pairing))
@@ -158,12 +156,12 @@ def _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops, *, bf
     sinks = W[p + ".sinks"] if cfg.attention_sinks else None
     kw = dict(sinks=sinks, window=window, causal=True, q_offset=start)
     if bf16:  # scores, scaled scores, probabilities, output each rounded (spec/precision.md rows 7-11)
-        s = R(attention_scores(q, k, window=window, causal=True, q_offset=start, scale=1.0))  # [.., Hq, T, Tk]
+        s = R(ops.attention_scores(q, k, window=window, causal=True, q_offset=start, scale=1.0))  # [.., Hq, T, Tk]
         s = R(s * np.float32(1.0 / np.sqrt(D)))
-        probs = R(softmax_with_sinks(s, sinks))  # [.., Hq, T, Tk]
+        probs = R(ops.softmax_with_sinks(s, sinks))  # [.., Hq, T, Tk]
         record(p + ".probs", probs)
         vis = ops.visibility_mask(q.shape[-3], k.shape[-3], q_offset=start, window=window, causal=True)  # [T, Tk]
-        o = R(attention_values(probs, v, visible=vis))  # [.., T, Hq, D]
+        o = R(ops.attention_values(probs, v, visible=vis))  # [.., T, Hq, D]
     else:
         if record.active:
             record(p + ".probs", ops.attention_probs(q, k, v, **kw))

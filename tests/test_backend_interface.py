@@ -284,3 +284,21 @@ def test_register_backend(monkeypatch):
         get_backend("mine-too")
     with pytest.raises(BackendError, match="name"):
         register_backend("a:b", NumpyBackend)
+
+
+def test_bfloat16_pieces_are_ops_of_every_backend():
+    new = ("attention_scores", "softmax_with_sinks", "attention_values", "rope_terms")
+    assert set(new) <= set(OP_NAMES) and set(new) <= NumpyBackend().capabilities()["ops"]
+    assert not set(new) & Backend().capabilities()["ops"]  # the base class: OpNotSupported, a skip
+    g = np.random.default_rng(2)
+    x = g.standard_normal((3, 2, 8)).astype(np.float32)
+    cos, sin = ops.rope_cos_sin(ops.inv_freq_default(8), np.arange(3))
+    a, b = NumpyBackend().as_ops().rope_terms(x, cos, sin)  # a tuple crosses the interface
+    ra, rb = ops.rope_terms(x, cos, sin)
+    np.testing.assert_array_equal(a, ra)
+    np.testing.assert_array_equal(b, rb)
+    q, k = g.standard_normal((4, 2, 8)), g.standard_normal((4, 1, 8))
+    s = NumpyBackend().as_ops().attention_scores(q, k, window=2)
+    np.testing.assert_array_equal(s, ops.attention_scores(q, k, window=2))
+    with pytest.raises(OpNotSupported, match="softmax_with_sinks"):
+        Backend().softmax_with_sinks(s)

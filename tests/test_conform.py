@@ -220,3 +220,41 @@ def test_sizes_cross_tiling_edges():
     values = set(S.sizes().wrapped_strategy.elements) if hasattr(S.sizes(), "wrapped_strategy") else None
     values = values or set(S.sizes().elements)
     assert {1, 31, 32, 33, 127, 128, 129} <= values
+
+
+@settings(max_examples=30)
+@given(S.attention_configs(), st.integers(0, 2**32 - 1))
+def test_bfloat16_piece_inputs_follow_the_configuration(c, seed):
+    """softmax_with_sinks scores are -inf exactly where the configuration hides a key (loops over the
+    rule: causal j <= p, window p - W < j, mask), sinks drawn as the config says; attention_values
+    gets probabilities (rows sum to <= 1) and v of Hkv heads."""
+    x = S.build_inputs("softmax_with_sinks", c, seed, "float32")
+    s = x["scores"]
+    assert s.shape == (c["hq"], c["tq"], c["tk"])
+    mask = S.build_inputs("attention_scores", {**c, "score_scale": "one"}, seed, "float32")["mask"]  # same draws
+    for i in range(c["tq"]):
+        p = c["cache"] + i
+        for j in range(c["tk"]):
+            vis = (not c["causal"] or j <= p) and (c["window"] is None or j > p - c["window"])
+            vis = vis and (mask is None or bool(mask[i, j]))
+            assert bool(np.isneginf(s[:, i, j]).all()) == (not vis) and bool(np.isfinite(s[:, i, j]).all()) == vis
+    assert (x["sinks"] is None) == (c["sinks"] == "none")
+    if c["sinks"] == "extreme":
+        assert set(np.abs(x["sinks"]).tolist()) <= {30.0}
+    y = S.build_inputs("attention_values", {**c, "with_visible": True}, seed, "float64")
+    assert y["v"].shape == (c["tk"], c["hkv"], c["d"]) and y["visible"].shape == (c["tq"], c["tk"])
+    assert np.all(y["probs"] >= 0) and np.all(y["probs"].sum(axis=-1) <= 1 + 1e-12)  # float64 sums of <= Tk terms
+    assert np.all(y["probs"][:, ~y["visible"]] == 0)
+
+
+def test_attention_scores_draws_every_scale():
+    seen = set()
+
+    @settings(max_examples=40, derandomize=True, database=None)
+    @given(S.op_configs("attention_scores"))
+    def draw(c):
+        seen.add(S.build_inputs("attention_scores", c, 0, "float32")["scale"] is None and "default"
+                 or c["score_scale"])
+
+    draw()
+    assert seen == {"default", "custom", "one"}

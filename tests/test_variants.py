@@ -157,3 +157,42 @@ def test_yarn_variants_on_gpt_oss():
     want, _ = ops.inv_freq_yarn(64, base=150000.0, factor=32.0, original_max_position_embeddings=131072)
     np.testing.assert_array_equal(inv, want)
     assert not np.allclose(inv, ref_inv, rtol=1e-6)
+
+
+# the variants that change a knob of the bfloat16-mode pieces: their pieces compose to their attention
+COMPOSED = ("window_off_by_one", "full_causal_on_sliding", "gqa_tiled_heads", "sinks_ignored", "mask_minus_1e10")
+
+
+def _compose(o, q, k, v, sinks=None, **kw):
+    s = o.attention_scores(q, k, **kw)  # [Hq, Tq, Tk]
+    return o.attention_values(o.softmax_with_sinks(s, sinks), v)  # [Tq, Hq, Dv]; values finite: visible not needed
+
+
+@pytest.mark.parametrize("name", COMPOSED)
+def test_variant_pieces_compose_to_its_attention(name):
+    """attention_values(softmax_with_sinks(attention_scores(...))) through a variant's ops equals the variant's
+    attention, and differs from the reference there: a backend built from the variant stays consistent."""
+    g = np.random.default_rng(7)
+    q, k, v = g.standard_normal((8, 4, 8)), g.standard_normal((8, 2, 8)), g.standard_normal((8, 2, 8))
+    dead = np.ones((8, 8), bool)
+    dead[5] = False  # query 5 sees no key
+    configs = [dict(window=3, sinks=np.array([2.0, -1.0, 0.5, -np.inf])), dict(mask=dead)]
+    o = VARIANTS[name].ops()
+    differs = False
+    for kw in configs:
+        want = o.attention(q, k, v, **kw)
+        got = _compose(o, q, k, v, **kw)
+        # float64 both ways; mask_minus_1e10 rounds s - 1e10 to a float64 spacing of 2^-19 (a score off by
+        # <= 2^-20, p by a relative 2 * 2^-20), the others are the same float64 operations reordered (1e-12)
+        atol = 2 * 2.0**-20 * np.abs(v).max() if name == "mask_minus_1e10" else 1e-12
+        np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+        differs |= not np.allclose(got, ops.attention(q, k, v, **kw), rtol=0, atol=1e-6)
+    assert differs, f"{name}: the pieces do not differ from the reference"
+
+
+def test_reference_pieces_compose_to_attention():
+    g = np.random.default_rng(8)
+    q, k, v = g.standard_normal((8, 4, 8)), g.standard_normal((8, 2, 8)), g.standard_normal((8, 2, 8))
+    sinks = np.array([2.0, -1.0, 0.5, -np.inf])
+    np.testing.assert_array_equal(_compose(ops, q, k, v, sinks=sinks, window=3),
+                                  ops.attention(q, k, v, sinks=sinks, window=3))  # same operations, bit for bit

@@ -492,6 +492,55 @@ def _b_attention(i, y, u, ops=reference_ops):
     return out, {"D": d, "Tk": tk, "u": u, "gamma_4Tk+1": float(gamma(4 * tk + 1, u))}
 
 
+def _b_attention_scores(i, y, u, ops=reference_ops):
+    # s = fl(scale * fl(q . k)): the dot product of length D (gamma_D, any order), the scale's own
+    # roundings (1/sqrt(D): sqrt and reciprocal; a given scale rounded to the compute dtype) and the
+    # product: gamma_(D+3) scale (|q| . |k|). Masked entries are -inf on both sides (exact).
+    q, k = _f(i["q"]), _f(i["k"])
+    hq, hkv, d = q.shape[-2], k.shape[-2], q.shape[-1]
+    kk = np.repeat(np.abs(k), hq // hkv, axis=-2)  # [..., Tk, Hq, D]
+    scale = 1 / math.sqrt(d) if i["scale"] is None else float(i["scale"])
+    out = gamma(d + 3, u) * scale * np.einsum("...qhd,...khd->...hqk", np.abs(q), kk)  # [..., Hq, Tq, Tk]
+    return out, {"D": d, "u": u, "gamma_D+3": float(gamma(d + 3, u))}
+
+
+def _b_softmax_with_sinks(i, y, u, ops=reference_ops):
+    # softmax's bound over the last axis (the scores are inputs: no error of their own), plus the sink
+    # as one more denominator term p_sink (u|sink - m| + 2L u), p_sink = 1 - sum_j p_j; a -inf sink adds
+    # nothing. Masked (-inf) scores give exact zeros.
+    s = _f(i["scores"])
+    extra = None
+    if i["sinks"] is not None:
+        sink = _f(i["sinks"])[:, None, None]  # [Hq, 1, 1]
+        ps = np.where(np.isneginf(sink), 0.0, 1 - y.sum(axis=-1, keepdims=True))
+        extra = (ps, sink)
+    with np.errstate(invalid="ignore"):
+        b = np.where(y > 0, y * _softmax_rel(s, y, 0.0, u, extra) + _TINY[u], 0.0)
+    return b, {"Tk": s.shape[-1], "u": u}
+
+
+def _b_attention_values(i, y, u, ops=reference_ops):
+    # o = sum_j p_j v_j over Tk keys: Tk products and Tk - 1 additions in any order -> gamma_Tk sum_j
+    # |p_j| |v_j| (Higham (3.5)); keys not `visible` to a row are not in its sum.
+    p, v = np.abs(_f(i["probs"])), np.abs(_f(i["v"]))
+    if i["visible"] is not None:
+        p = np.where(np.asarray(i["visible"]), p, 0.0)  # [..., Hq, Tq, Tk]
+    hq, hkv, tk = p.shape[-3], v.shape[-2], p.shape[-1]
+    vv = np.repeat(v, hq // hkv, axis=-2)  # [..., Tk, Hq, Dv]
+    out = gamma(tk, u) * np.einsum("...hqk,...khd->...qhd", p, vv)  # [..., Tq, Hq, Dv]
+    return out, {"Tk": tk, "u": u, "gamma_Tk": float(gamma(tk, u))}
+
+
+def _b_rope_terms(i, y, u, ops=reference_ops):
+    # each rotated entry is one product (x_a cos_j, x_b sin_j, ...): u |y|; dims R .. D-1 are copies
+    # (a) or zeros (b): exact.
+    d = np.shape(i["x"])[-1]
+    r = d if i["rotary_dim"] is None else int(i["rotary_dim"])
+    out = u * np.abs(y)
+    out[..., r:] = 0.0
+    return out, {"u": u, "R": r}
+
+
 def _b_softmax(i, y, u, ops=reference_ops):
     x = np.moveaxis(_f(i["x"]), i["axis"], -1)
     p = np.moveaxis(y, i["axis"], -1)
@@ -671,6 +720,11 @@ _TABLE = [
                   Budget("rope_cos_sin", "ulp", "sin", "see row", _b_rope_cos_sin))),
     Budget("apply_rope", "error_model", "|err| <= gamma_2 (|x_a c| + |x_b s|); pass-through dims exact",
            "two products and one sum per output (cancellation allowed, hence not relative)", _b_apply_rope),
+    Budget("rope_terms", "ulp", "a, b: |err| <= u |y| on the rotated dims; pass-through dims exact",
+           "each rotated entry of a and b is one product (x_a cos, -(x_b sin), x_b cos, x_a sin); negation, "
+           "copies and zeros are exact", parts=(
+               Budget("rope_terms", "ulp", "a: u |y|", "one product per rotated entry", _b_rope_terms),
+               Budget("rope_terms", "ulp", "b: u |y|", "one product per rotated entry", _b_rope_terms))),
     _exact("visibility_mask", "booleans from integer comparisons"),
     _exact("repeat_kv", _GATHER),
     Budget("attention_probs", "error_model",
@@ -682,6 +736,17 @@ _TABLE = [
            "probabilities' bound times |v|, plus the weighted sum; 4Tk covers online/tiled rescaling",
            _b_attention),
     Budget("attention_online", "error_model", "as attention", "same quantity as attention", _b_attention),
+    Budget("attention_scores", "error_model", "|err| <= gamma_(D+3) scale (|q| . |k_j|); masked entries exact (-inf)",
+           "a dot product of length D in any order (Higham (3.5)), the scale's rounding (1/sqrt(D): sqrt and "
+           "reciprocal) and one product", _b_attention_scores),
+    Budget("softmax_with_sinks", "error_model",
+           "|err| <= p_j (eta_j + sum_l p_l eta_l + p_sink eta_sink + gamma_(Tk+1) + u) + tiny; "
+           "eta_j = u|s_j - m| + 2L u, eta_sink = u|sink - m| + 2L u",
+           _SM + "; the sink is one more denominator term (none when absent or -inf); masked: exact 0",
+           _b_softmax_with_sinks),
+    Budget("attention_values", "error_model", "|err| <= gamma_Tk sum_j |p_j| |v_j| (visible keys only)",
+           "a weighted sum of Tk values: Tk products and Tk - 1 additions in any order (Higham (3.5))",
+           _b_attention_values),
     Budget("router_topk_softmax", "error_model", "weights: softmax bound over the k selected logits; indices exact",
            _SM + "; " + _ROUTE, parts=(
                Budget("router_topk_softmax", "error_model", "softmax over the k selected logits", _SM,

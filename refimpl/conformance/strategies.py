@@ -367,17 +367,30 @@ def _(c, g, dt, seed):
                 attention_scaling=c["scaling"])
 
 
-@_op("apply_rope", st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33)), h=st.sampled_from((1, 2, 3)),
-                                              d=st.sampled_from((2, 8, 16, 64, 128)), pairing=st.sampled_from(("half", "interleaved")),
-                                              partial=st.sampled_from((False, False, True)), scale=scales())),
-     [dict(t=5, h=2, d=8, pairing="half", partial=False, scale=1.0)])
-def _(c, g, dt, seed):
+_ROPE = st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33)), h=st.sampled_from((1, 2, 3)),
+                                   d=st.sampled_from((2, 8, 16, 64, 128)), pairing=st.sampled_from(("half", "interleaved")),
+                                   partial=st.sampled_from((False, False, True)), scale=scales()))
+_ROPE_EX = [dict(t=5, h=2, d=8, pairing="half", partial=False, scale=1.0),
+            dict(t=3, h=2, d=16, pairing="interleaved", partial=True, scale=1.0)]
+
+
+def _rope_inputs(c, g, dt):
     d = c["d"]
     rd = d // 2 if c["partial"] and d % 4 == 0 else None
     half = (rd or d) // 2
     ang = g.uniform(0, 7, size=(c["t"], half))
     return dict(x=_cast(_vals(g, (c["t"], c["h"], d), c["scale"]), dt), cos=_cast(np.cos(ang), dt),
                 sin=_cast(np.sin(ang), dt), pairing=c["pairing"], rotary_dim=rd)
+
+
+@_op("apply_rope", _ROPE, _ROPE_EX[:1])
+def _(c, g, dt, seed):
+    return _rope_inputs(c, g, dt)
+
+
+@_op("rope_terms", _ROPE, _ROPE_EX)
+def _(c, g, dt, seed):
+    return _rope_inputs(c, g, dt)
 
 
 @_op("visibility_mask", st.builds(lambda a: a, attention_configs(with_mask=False)),
@@ -444,6 +457,56 @@ def _(c, g, dt, seed):
     lambda a: {**a[0], "block_size": a[1]}), [{**e, "block_size": 32} for e in _ATT_EX])
 def _(c, g, dt, seed):
     return {**_attention_inputs(c, g, dt), "block_size": c["block_size"]}
+
+
+# The bfloat16-mode pieces of attention. Scores: the scale is the default 1/sqrt(D), a custom one, or
+# 1.0 (the plain dot products the bfloat16 mode asks for). Softmax: drawn scores with -inf where the
+# configuration's visibility (window, causal, mask, dead rows) hides a key, sinks absent, ordinary,
+# extreme or partly -inf. Values: probabilities from that softmax, with or without the `visible` mask.
+
+_SCORE_SCALES = ("default", "custom", "one")
+
+
+@_op("attention_scores", st.tuples(attention_configs(), st.sampled_from(_SCORE_SCALES)).map(
+    lambda a: {**a[0], "score_scale": a[1]}),
+     [{**e, "score_scale": s} for e, s in zip(_ATT_EX, ("default", "one", "custom"))])
+def _(c, g, dt, seed):
+    out = _attention_inputs(c, g, dt, with_v=False)
+    del out["sinks"]
+    out["scale"] = {"default": None, "one": 1.0, "custom": 0.5 / np.sqrt(c["d"])}[c.get("score_scale", "default")]
+    return out
+
+
+def _visible(c, mask):
+    """[Tq, Tk]: the configuration's visibility_mask AND its mask."""
+    vis = reference_ops.visibility_mask(c["tq"], c["tk"], q_offset=c["cache"] if c["cache"] else None,
+                                        window=c["window"], causal=c["causal"])
+    return vis if mask is None else vis & mask
+
+
+def _softmax_inputs(c, g, dt):
+    """(scores [Hq, Tq, Tk] float64 with -inf where not visible, sinks [Hq] float64 or None, visible [Tq, Tk])."""
+    a = _attention_inputs(c, g, dt, with_v=False)
+    vis = _visible(c, a["mask"])
+    s = _vals(g, (c["hq"], c["tq"], c["tk"]), 3 * c["scale"])  # [Hq, Tq, Tk]
+    s = np.where(vis, s, -np.inf)
+    snk = None if a["sinks"] is None else np.asarray(a["sinks"], dtype=np.float64)
+    return s, snk, vis
+
+
+@_op("softmax_with_sinks", attention_configs(), _ATT_EX)
+def _(c, g, dt, seed):
+    s, snk, _ = _softmax_inputs(c, g, dt)
+    return dict(scores=_cast(s, dt), sinks=None if snk is None else _cast(snk, dt))
+
+
+@_op("attention_values", st.tuples(attention_configs(), st.booleans()).map(lambda a: {**a[0], "with_visible": a[1]}),
+     [{**e, "with_visible": w} for e, w in zip(_ATT_EX, (True, False, True))])
+def _(c, g, dt, seed):
+    s, snk, vis = _softmax_inputs(c, g, dt)
+    p = reference_ops.softmax_with_sinks(s, snk)  # [Hq, Tq, Tk], float64
+    v = _vals(g, (c["tk"], c["hkv"], c["d"]), 1.0)  # [Tk, Hkv, Dv]
+    return dict(probs=_cast(p, dt), v=_cast(v, dt), visible=vis if c.get("with_visible") else None)
 
 
 def _margin_ok(scores, count, rel=1e-4):

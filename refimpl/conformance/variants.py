@@ -20,6 +20,9 @@ from .budgets import bind
 from .compare import compare
 
 ATTENTION_OPS = ("attention", "attention_probs", "attention_online")
+# Ops that take the window / causal / mask knobs: the attention ops, visibility_mask and the bfloat16-mode
+# scores (the softmax and the weighted sum of the bfloat16 mode get the -inf pattern / `visible` from them).
+WINDOW_OPS = ATTENTION_OPS + ("visibility_mask", "attention_scores")
 GPT_OSS_YARN = {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
                 "original_max_position_embeddings": 4096, "truncate": False}
 
@@ -105,6 +108,12 @@ def _gqa_tiled(kw):
         kw["k"] = np.concatenate([k] * g, axis=-2)  # [..., Tk, Hq, D]: head h reads kv head h % Hkv
         if v is not None and np.ndim(v) == k.ndim:
             kw["v"] = np.concatenate([np.asarray(v)] * g, axis=-2)  # [..., Tk, Hq, Dv]
+
+
+def _gqa_tiled_values(kw):
+    p, v = np.asarray(kw["probs"]), np.asarray(kw["v"])
+    if p.ndim >= 3 and v.ndim == p.ndim and v.shape[-2] and p.shape[-3] % v.shape[-2] == 0:
+        kw["v"] = np.concatenate([v] * (p.shape[-3] // v.shape[-2]), axis=-2)  # [..., Tk, Hq, Dv]: head h reads h % Hkv
 
 
 def _yarn_rewrite(change):
@@ -207,6 +216,20 @@ def _mask_minus_1e10(op):
     return wrong
 
 
+def _mask_minus_1e10_scores(q, k, *, window=None, causal=True, q_offset=None, scale=None, mask=None):
+    """attention_scores with -1e10 added to the scores of hidden keys instead of setting them to -inf
+    (softmax_with_sinks then gives the same probabilities wherever a row sees a key, and the softmax
+    over all keys on a row that sees none and has no sink: the mask_minus_1e10 reading of attention)."""
+    kw = dict(window=window, causal=causal, q_offset=q_offset, scale=scale, mask=mask)
+    out = reference_ops.attention_scores(q, k, **kw)  # validates; [..., Hq, Tq, Tk]
+    every = reference_ops.attention_scores(q, k, window=None, causal=False, q_offset=0, scale=scale)  # [..., Hq, Tq, Tk]
+    tq, tk = np.shape(q)[-3], np.shape(k)[-3]
+    vis = reference_ops.visibility_mask(tq, tk, q_offset=q_offset, window=window, causal=causal)  # [Tq, Tk]
+    if mask is not None:
+        vis = vis & np.asarray(mask)
+    return np.where(vis, every, every + out.dtype.type(-1e10))
+
+
 def _softmax_all_experts(logits, k):
     return reference_ops.router_softmax_topk(logits, k, renormalize=False)
 
@@ -284,20 +307,25 @@ def _wrong_l0(r, kw):
 
 _LIST = [
     Variant("window_off_by_one", "sliding window sees window + 1 keys (i - window <= j instead of i - window < j)",
-            _each(ATTENTION_OPS + ("visibility_mask",), _window_plus_one), _ex_attention(window=3)),
+            _each(WINDOW_OPS, _window_plus_one), _ex_attention(window=3)),
     Variant("full_causal_on_sliding", "the window is ignored: sliding layers attend causally to everything",
-            _set(ATTENTION_OPS + ("visibility_mask",), window=None), _ex_attention(window=3)),
+            _set(WINDOW_OPS, window=None), _ex_attention(window=3)),
     Variant("gqa_tiled_heads", "query head h reads kv head h % Hkv (tiled) instead of h // (Hq/Hkv) (repeated)",
-            _each(ATTENTION_OPS, _gqa_tiled), _ex_attention()),
+            {**_each(ATTENTION_OPS + ("attention_scores",), _gqa_tiled),
+             **_each(("attention_values",), _gqa_tiled_values)}, _ex_attention()),
+    # sinks_scaled leaves softmax_with_sinks alone: it gets the scores already scaled, and neither D nor
+    # the scale is among its arguments, so "sink times the score scale" has no meaning there.
     Variant("sinks_scaled", "the sink logit is multiplied by the 1/sqrt(D) score scale",
             _each(ATTENTION_OPS, _sinks_scaled), _ex_attention(sinks=np.array([2.0, -1.0, 0.5, 3.0]))),
     Variant("sinks_ignored", "attention sinks dropped (no extra denominator term)",
-            _set(ATTENTION_OPS, sinks=None), _ex_attention(sinks=np.array([2.0, -1.0, 0.5, 3.0]))),
+            _set(ATTENTION_OPS + ("softmax_with_sinks",), sinks=None),
+            _ex_attention(sinks=np.array([2.0, -1.0, 0.5, 3.0]))),
     Variant("mask_minus_1e10", "masking adds -1e10 instead of -inf: a row with no visible key and no sink "
             "gives the softmax over all keys (uniform in float32) instead of zeros",
-            {op: _mask_minus_1e10(op) for op in ATTENTION_OPS}, _ex_attention(t=4, mask=_ROW_2_MASKED)),
+            {**{op: _mask_minus_1e10(op) for op in ATTENTION_OPS}, "attention_scores": _mask_minus_1e10_scores},
+            _ex_attention(t=4, mask=_ROW_2_MASKED)),
     Variant("rope_interleaved", "RoPE rotates pairs (2j, 2j+1) on half-split weights (pairs (j, j + D/2))",
-            _each(("apply_rope",), _swap_pairing), _ex_rope),
+            _each(("apply_rope", "rope_terms"), _swap_pairing), _ex_rope),
     Variant("yarn_missing", "YaRN scaling ignored (plain RoPE frequencies, no concentration)",
             {"rope_frequencies": _yarn_missing_frequencies, "inv_freq_yarn": _yarn_missing_inv}, _ex_yarn),
     Variant("yarn_wrong_original_length",

@@ -14,7 +14,8 @@ from .._validate import as_float_array, positive_int, require
 from ..errors import ArgumentError
 from ..precision import compute_dtype
 
-__all__ = ["visibility_mask", "repeat_kv", "attention_probs", "attention", "attention_online"]
+__all__ = ["visibility_mask", "repeat_kv", "attention_probs", "attention", "attention_online",
+           "attention_scores", "softmax_with_sinks", "attention_values"]
 
 
 # ----------------------------------------------------------------------------- checks
@@ -326,8 +327,8 @@ def attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_offset=
 
 # ----------------------------------------------------------------------------- bf16 building blocks
 # attention() split at the points where a bf16 implementation stores a tensor (spec/precision.md rows
-# 7-11): the model's "bfloat16" mode rounds between these steps. Not in OP_NAMES (no backend needs
-# them): attention_values(softmax_with_sinks(attention_scores(q, k, ...), sinks), v) equals
+# 7-11): the model's "bfloat16" mode rounds between these steps; they are ops like any other, so a
+# backend can stand in for them: attention_values(softmax_with_sinks(attention_scores(q, k, ...), sinks), v) equals
 # attention(q, k, v, ...) bit for bit.
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "rope_frequencies",
     "rope_cos_sin",
     "apply_rope",
+    "rope_terms",
 ]
 
 PAIRINGS = ("half", "interleaved")
