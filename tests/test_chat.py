@@ -27,7 +27,7 @@ from refimpl.text.chat import (
 
 @pytest.fixture(scope="module")
 def smol_template():
-    pytest.importorskip("gguf")
+    pytest.importorskip("gguf", reason="the gguf extra is not installed (pip install 'refimpl[gguf]')")
     from refimpl.checkpoints.gguf_reader import read_gguf_metadata
     from refimpl.fetch import find_smollm2_gguf
 
@@ -39,7 +39,7 @@ def smol_template():
 
 @pytest.fixture(scope="module")
 def jinja_render(smol_template):
-    jinja2 = pytest.importorskip("jinja2")
+    jinja2 = pytest.importorskip("jinja2", reason="jinja2 renders the GGUF's own chat template (pip install 'refimpl[dev]')")
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     tmpl = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(smol_template)
@@ -208,7 +208,7 @@ def quicktok_data():
 
 @pytest.fixture(scope="module")
 def harmony_tok():
-    pytest.importorskip("regex")
+    pytest.importorskip("regex", reason="the text extra is not installed (pip install 'refimpl[text]')")
     from refimpl.text.tokenizer import o200k_harmony
 
     return o200k_harmony(quicktok_data())

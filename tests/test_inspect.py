@@ -244,7 +244,7 @@ def test_kv_cache_loops(layers, kv_heads, group, head_dim, window, pattern, max_
 
 
 def _write_tiny_gguf(path, *, L=2, d=16, H=4, KV=2, I=24, Vocab=32):
-    gguf = pytest.importorskip("gguf")
+    gguf = pytest.importorskip("gguf", reason="the gguf extra is not installed (pip install 'refimpl[gguf]')")
     wr = gguf.GGUFWriter(str(path), "llama")
     wr.add_block_count(L)
     wr.add_context_length(64)

@@ -52,7 +52,7 @@ def quicktok_o200k():
 
 @pytest.fixture(scope="module")
 def smol_meta():
-    pytest.importorskip("gguf")
+    pytest.importorskip("gguf", reason="the gguf extra is not installed (pip install 'refimpl[gguf]')")
     from refimpl.checkpoints.gguf_reader import read_gguf_metadata
     from refimpl.fetch import find_smollm2_gguf
 
@@ -71,7 +71,7 @@ def smol_tok(smol_meta):
 def smol_hf(smol_meta):
     """SmolLM2's tokenizer as the HF `tokenizers` library runs it, built here from the GGUF fields with
     the pre-tokenizer of HuggingFaceTB/SmolLM2 tokenizer.json: Digits(individual) then ByteLevel(gpt-2 regex)."""
-    tk = pytest.importorskip("tokenizers")
+    tk = pytest.importorskip("tokenizers", reason="the text extra is not installed (pip install 'refimpl[text]')")
     toks, merges, types = (smol_meta[k] for k in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges",
                                                   "tokenizer.ggml.token_type"))
     hf = tk.Tokenizer(tk.models.BPE(vocab={t: i for i, t in enumerate(toks)},

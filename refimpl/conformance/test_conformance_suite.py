@@ -12,7 +12,7 @@ import pytest
 
 from refimpl.conformance import pytest_plugin
 
-pytest.importorskip("hypothesis")
+pytest.importorskip("hypothesis", reason="the conformance suite needs hypothesis (pip install 'refimpl[dev]')")
 
 
 def _plan(config):
