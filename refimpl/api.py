@@ -25,10 +25,11 @@ DEFAULT_MODEL = "smollm2-135m"
 class Model:
     """A loaded model: configuration, prepared weights, tokenizer, precision mode and op set."""
 
-    def __init__(self, config, weights, tokenizer=None, *, dtype="float32", ops=reference_ops, source=""):
+    def __init__(self, config, weights, tokenizer=None, *, dtype="float32", ops=reference_ops, source="",
+                 progress=False):
         self.config = config
         self.dtype = precision.check_mode(dtype)
-        self.weights = _model.prepare_weights(config, weights, dtype)
+        self.weights = _model.prepare_weights(config, weights, dtype, progress=progress)
         self.tokenizer = tokenizer
         self.ops = ops
         self.source = source
@@ -125,7 +126,7 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
 
         cfg, weights = load_weights(path)
         tok = _tokenizer_near(path, cfg)
-    m = Model(cfg, weights, tok, dtype=dtype, ops=ops, source=str(path))
+    m = Model(cfg, weights, tok, dtype=dtype, ops=ops, source=str(path), progress=progress)
     if progress:
         _status(f"loaded {m!r}")
     return m

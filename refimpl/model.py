@@ -21,6 +21,7 @@ rounded to bf16 (spec/precision.md).
 import numpy as np
 
 from . import precision
+from ._progress import Progress
 from .errors import ArgumentError
 from .ops import ops as reference_ops
 
@@ -257,17 +258,23 @@ def _expert_linear(W, prefix, ops):
     return lambda e, x, bias=None: ops.mxfp4_linear(x, np.asarray(blocks[e]), np.asarray(scales[e]), bias)
 
 
-def prepare_weights(cfg, weights, mode):
+def prepare_weights(cfg, weights, mode, *, progress=False):
     """Cast every dense tensor once to the mode's storage.
 
     MXFP4 blocks and scales stay packed, and an untied token embedding stays as stored
     (memory-mapped): only its gathered rows are ever converted.
+    progress: show a progress bar on stderr.
     """
     precision.check_mode(mode)
     R = _rounder(mode)
     out = {}
     tied = cfg.tie_word_embeddings or "lm_head" not in weights
+    bar = Progress(len(weights), f"preparing {len(weights)} tensors as {mode}") if progress else None
     for name, t in weights.items():
+        if bar is not None:
+            bar.update()
+        if name == "lm_head" and tied:
+            continue  # the same table as tok_embed: prepared once, below
         a = np.asarray(t)
         if name.endswith(".blocks") or name.endswith(".scales"):
             out[name] = t
@@ -277,6 +284,8 @@ def prepare_weights(cfg, weights, mode):
             out[name] = R(a)
         else:
             out[name] = a
+    if bar is not None:
+        bar.close()
     if tied:
         out["lm_head"] = out["tok_embed"]
     return out
