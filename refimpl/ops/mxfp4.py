@@ -5,6 +5,7 @@ import numpy as np
 from .._validate import as_float_array, require
 from ..errors import ArgumentError
 from ..precision import bfloat16, compute_dtype
+from .linear import linear
 
 BLOCK_SIZE = 32
 BYTES_PER_BLOCK = 16
@@ -236,7 +237,4 @@ def mxfp4_linear(x, blocks, scales, bias=None, *, nibble_order="low_first", scal
     """
     xa, b, s, bb, dt, scale_bias = _linear_args(x, blocks, scales, bias, nibble_order, scale_bias)
     wt = decode_mxfp4(b, s, dtype=dt, nibble_order=nibble_order, scale_bias=scale_bias)  # [out, in]
-    y = xa.astype(dt, copy=False) @ wt.T  # [..., out]
-    if bb is not None:
-        y = y + bb.astype(dt, copy=False)
-    return y
+    return linear(xa, wt, bb)  # [..., out]
