@@ -1,6 +1,6 @@
 """Backends: the reference operations, fast. See spec/backend-interface.md.
 
-    from backends import get_backend
+    from refimpl.backends import get_backend
     ops = get_backend("numpy").as_ops()      # or "numba", "cupy", "module:attribute", "variant:NAME"
 """
 
@@ -16,7 +16,7 @@ from .interface import (
     register_backend,
     registered_backends,
 )
-from .numpy_backend import NumpyBackend
+from .numpy import NumpyBackend
 
 __all__ = [
     "Backend", "BackendOps", "BackendError", "BackendUnavailable", "OpNotSupported", "NumpyBackend",

@@ -235,7 +235,7 @@ def _instantiate(obj, spec):
         except Exception as exc:
             raise BackendError(f"backend {spec!r}: building it failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, Backend):
-        raise BackendError(f"backend {spec!r}: expected a backends.Backend (class, instance or factory), "
+        raise BackendError(f"backend {spec!r}: expected a refimpl.backends.Backend (class, instance or factory), "
                            f"found {type(obj).__name__}")
     return obj
 
@@ -327,11 +327,11 @@ def _lazy(name, module, attr, requires, *, gpu=False):
 
 
 def _numpy_factory():
-    from .numpy_backend import NumpyBackend
+    from .numpy import NumpyBackend
 
     return NumpyBackend()
 
 
 register_backend("numpy", _numpy_factory)
-register_backend("numba", _lazy("numba", "backends.numba", "NumbaBackend", "numba"))
-register_backend("cupy", _lazy("cupy", "backends.cupy", "CupyBackend", "cupy", gpu=True))
+register_backend("numba", _lazy("numba", "refimpl.backends.numba", "NumbaBackend", "numba"))
+register_backend("cupy", _lazy("cupy", "refimpl.backends.cupy", "CupyBackend", "cupy", gpu=True))

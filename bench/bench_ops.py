@@ -91,7 +91,7 @@ def main(argv=None):
     import numba
     import numpy as np
 
-    from backends import get_backend
+    from refimpl.backends import get_backend
     from refimpl.conformance import compare
     from refimpl.ops import ops as reference
 

@@ -15,7 +15,7 @@ import numpy as np
 from . import model as _model
 from . import precision
 from .errors import ArgumentError, RefimplError
-from .kvcache import KVCache
+from .model.kvcache import KVCache
 from .ops import ops as reference_ops
 from .ops.sampling import sample
 
@@ -106,7 +106,7 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
     else:
         path = Path(os.path.expanduser(name))
         if not path.exists():
-            from .configs import PRESETS
+            from .checkpoints.config_files import PRESETS
 
             if name in PRESETS:
                 raise RefimplError(f"{name}: a preset has a configuration but no weights here; pass a path to "
@@ -147,7 +147,7 @@ def resolve_ops(backend):
     if backend in (None, "numpy", "reference"):
         return reference_ops
     try:
-        from backends.interface import get_backend
+        from refimpl.backends.interface import get_backend
     except ImportError:
         raise ArgumentError(f"backend: expected 'numpy' (no backend registry installed), found {backend!r}") from None
     return get_backend(backend).as_ops()

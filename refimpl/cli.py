@@ -69,7 +69,7 @@ def cmd_chat(args):
 
 
 def cmd_inspect(args):
-    from .inspect import inspect_json, inspect_report
+    from .sizes import inspect_json, inspect_report
 
     print(inspect_json(args.model) if args.json else inspect_report(args.model))
     return 0
@@ -100,7 +100,7 @@ def build_parser():
 
     i = sub.add_parser("inspect", help="parameters, active parameters, KV-cache and weight memory of a model")
     i.add_argument("model", help="preset name, config.json, or checkpoint path")
-    i.add_argument("--json", action="store_true", help="print the numbers as JSON (refimpl.inspect.inspect_data)")
+    i.add_argument("--json", action="store_true", help="print the numbers as JSON (refimpl.sizes.inspect_data)")
     i.set_defaults(func=cmd_inspect)
     from .conformance.cli import add_subcommands
     add_subcommands(sub)

@@ -1,4 +1,8 @@
 import os
+import sys
+
+# tests/ holds the shared tiny-model helpers (helpers_tiny, canonical_tiny) for every subfolder
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from hypothesis import HealthCheck, settings
 

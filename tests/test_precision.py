@@ -191,7 +191,7 @@ def test_bad_mode(bad):
 # recompose to the fused ops bit for bit (so float32/float64 results do not depend on the split),
 # and each must follow its own formula.
 
-from refimpl.model import _swiglu_oss_bf16  # noqa: E402
+from refimpl.model.forward import _swiglu_oss_bf16  # noqa: E402
 from refimpl.ops.attention import (attention, attention_scores, attention_values, softmax_with_sinks,  # noqa: E402
                                    visibility_mask)
 from refimpl.ops.rope import apply_rope, rope_terms  # noqa: E402

@@ -1,6 +1,6 @@
 """The Numba CPU backend: JIT-compiled kernels for the hot ops of refimpl (spec/backends-numba.md).
 
-    from backends import get_backend
+    from refimpl.backends import get_backend
     ops = get_backend("numba").as_ops()     # ops it lacks run the reference (ops.fallbacks)
 
 Implemented: rms_norm, layer_norm, gelu, silu, swiglu, swiglu_oss, apply_rope, attention (mask=None),
@@ -13,7 +13,7 @@ computes in refimpl.precision.compute_dtype and returns that dtype.
 import numba
 import numpy as np
 
-import refimpl
+from refimpl._version import __version__
 from refimpl._validate import positive_int
 
 from ..interface import DTYPES, Backend, OpNotSupported
@@ -39,7 +39,7 @@ class NumbaBackend(Backend):
     """
 
     name = "numba"
-    version = f"{refimpl.__version__}+numba{numba.__version__}"
+    version = f"{__version__}+numba{numba.__version__}"
 
     def capabilities(self):
         cap = super().capabilities()

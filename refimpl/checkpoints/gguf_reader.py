@@ -24,7 +24,7 @@ import numpy as np
 
 from .._progress import Progress
 from .._validate import positive_int, require
-from ..config import ModelConfig
+from ..model.config import ModelConfig
 from ..errors import ArgumentError, CheckpointError, ConfigError, RefimplError
 
 __all__ = ["read_gguf", "read_gguf_config", "read_gguf_metadata", "read_gguf_raw_tensors", "unpermute_rope_rows", "permute_rope_rows"]

@@ -19,8 +19,8 @@ import re
 import numpy as np
 
 from .._validate import is_float_dtype
-from ..config import ModelConfig
-from ..configs import load_config
+from ..model.config import ModelConfig
+from .config_files import load_config
 from ..errors import CheckpointError
 from .safetensors_io import open_checkpoint_dir, open_safetensors
 

@@ -67,7 +67,7 @@ def cmd_conform(args):
         from .suite import format_row, format_table, run_suite
     except ImportError as exc:  # hypothesis is a dev dependency
         raise RefimplError(f"conform: needs the package 'hypothesis' ({exc}); pip install 'refimpl[dev]'") from None
-    from backends.interface import get_backend
+    from refimpl.backends.interface import get_backend
 
     if args.max_examples < 0:
         raise ArgumentError(f"--max-examples: expected an integer >= 0, found {args.max_examples}")

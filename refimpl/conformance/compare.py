@@ -368,7 +368,7 @@ def _value_expr(name, v, context):
 def make_repro(op, inputs, context):
     """A copy-pasteable Python snippet that rebuilds the inputs and reruns the comparison."""
     lines = ["import numpy as np", "import ml_dtypes", "from refimpl.ops import ops",
-             "from refimpl.conformance import compare", "from backends import get_backend", ""]
+             "from refimpl.conformance import compare", "from refimpl.backends import get_backend", ""]
     exprs, notes = {}, []
     for name, v in inputs.items():
         expr, note = _value_expr(name, v, context)

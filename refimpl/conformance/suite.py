@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, reject, settings
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
-from backends.interface import BackendError, OpNotSupported, get_backend
+from refimpl.backends.interface import BackendError, OpNotSupported, get_backend
 from ..errors import ArgumentError, RefimplError
 from ..ops import OP_NAMES
 from ..ops import ops as reference_ops

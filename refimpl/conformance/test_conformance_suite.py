@@ -17,7 +17,7 @@ pytest.importorskip("hypothesis", reason="the conformance suite needs hypothesis
 
 def _plan(config):
     """[(op, kernel)] for the backend chosen on the command line (or one skip entry if it cannot run)."""
-    from backends.interface import BackendError, get_backend
+    from refimpl.backends.interface import BackendError, get_backend
     from refimpl.conformance.suite import suite_ops
 
     try:
@@ -39,7 +39,7 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(scope="module")
 def conformance_backend(request):
     """The backend under test, built from the same option/environment as the plugin's `backend` fixture."""
-    from backends.interface import BackendUnavailable, get_backend
+    from refimpl.backends.interface import BackendUnavailable, get_backend
 
     try:
         return get_backend(pytest_plugin.backend_spec(request.config))

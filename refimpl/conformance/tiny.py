@@ -5,7 +5,7 @@ A copy of tests/canonical_tiny.py (tests/ is not part of the installed package),
 
 import numpy as np
 
-from ..config import ModelConfig
+from ..model.config import ModelConfig
 from ..ops.mxfp4 import encode_mxfp4
 
 

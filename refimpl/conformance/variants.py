@@ -46,7 +46,7 @@ class Variant:
 
     def backend(self):
         """A NumPy backend running this variant (named "variant:<name>")."""
-        from backends.numpy_backend import NumpyBackend
+        from refimpl.backends.numpy import NumpyBackend
 
         return NumpyBackend(self.overrides, name=f"variant:{self.name}")
 

@@ -1,4 +1,4 @@
-"""refimpl.inspect: the calculator's numbers against released facts and independent tensor-by-tensor sums.
+"""refimpl.sizes: the calculator's numbers against released facts and independent tensor-by-tensor sums.
 
 Independent formulations used here: the gpt-oss checkpoint's tensor list (shapes and storage
 dtypes as released, shared/reference/released-models.md "gpt-oss checkpoint layouts") summed
@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refimpl.cli import main as cli_main
-from refimpl.config import ModelConfig
+from refimpl.model.config import ModelConfig
 from refimpl.errors import ArgumentError, ConfigError, RefimplError
-from refimpl.inspect import inspect_data, inspect_json, inspect_report
+from refimpl.sizes import inspect_data, inspect_json, inspect_report
 
 OSS = {"gpt-oss-20b": (24, 32), "gpt-oss-120b": (36, 128)}
 D, V, HQ, HKV, HD, INTER, TOPK = 2880, 201088, 64, 8, 64, 2880, 4

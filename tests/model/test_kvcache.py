@@ -1,4 +1,4 @@
-"""Tests for refimpl.kvcache (spec/kvcache.md): append equals concatenation, truncate, errors."""
+"""Tests for refimpl.model.kvcache (spec/kvcache.md): append equals concatenation, truncate, errors."""
 
 import ml_dtypes
 import numpy as np
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refimpl import ArgumentError
-from refimpl.kvcache import KVCache, kv_cache_bytes
+from refimpl.model.kvcache import KVCache, kv_cache_bytes
 
 CHUNKS = [0, 1, 2, 31, 32, 33, 127, 128, 129]
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backends import Backend, NumpyBackend
+from refimpl.backends import Backend, NumpyBackend
 from refimpl.cli import main
 from refimpl.conformance import strategies as S
 from refimpl.conformance.suite import MODEL_ARCHS, run_op, run_suite, suite_ops

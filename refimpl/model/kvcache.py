@@ -6,8 +6,8 @@ Per layer it holds the keys and values of every token seen so far, `[*batch, T, 
 
 import numpy as np
 
-from ._validate import as_float_array, is_float_dtype, positive_int, require
-from .errors import ArgumentError
+from .._validate import as_float_array, is_float_dtype, positive_int, require
+from ..errors import ArgumentError
 
 __all__ = ["KVCache", "kv_cache_bytes"]
 

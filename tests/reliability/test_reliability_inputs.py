@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.dirname(__file__))
 import canonical_tiny as ct  # noqa: E402
 
 from refimpl import Model  # noqa: E402

@@ -16,11 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.dirname(__file__))
 import canonical_tiny as ct  # noqa: E402
 
 from refimpl import Model  # noqa: E402
-from refimpl.configs import PRESETS  # noqa: E402
+from refimpl.checkpoints.config_files import PRESETS  # noqa: E402
 from refimpl.ops import ops  # noqa: E402
 
 BF16 = np.dtype(ml_dtypes.bfloat16)

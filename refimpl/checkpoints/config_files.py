@@ -17,8 +17,8 @@ import math
 import os
 from dataclasses import replace
 
-from .config import MAX_LAYERS, ModelConfig
-from .errors import ConfigError
+from ..model.config import MAX_LAYERS, ModelConfig
+from ..errors import ConfigError
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")
 HF_MODEL_TYPES = ("gpt2",) + LLAMA_FAMILY + ("mixtral", "gpt_oss")

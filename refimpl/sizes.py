@@ -4,7 +4,7 @@
     inspect_report("gpt-oss-20b")  -> the same numbers as text
     inspect_json("gpt-oss-20b")    -> json.dumps(inspect_data(...), indent=2)
 
-The argument is a preset name (refimpl.configs.PRESETS), a config.json file, a checkpoint folder
+The argument is a preset name (refimpl.checkpoints.config_files.PRESETS), a config.json file, a checkpoint folder
 (its config.json, else original/config.json), a .safetensors file (the config.json next to it), a
 .gguf file, or a ModelConfig. Nothing reads weights: a GGUF file's header and tensor table are read
 (tensor data stays memory-mapped), a folder's safetensors headers only.
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig
-from .configs import PRESETS, count_parameters, load_config, read_json_object
+from .model.config import ModelConfig
+from .checkpoints.config_files import PRESETS, count_parameters, load_config, read_json_object
 from .errors import ArgumentError, CheckpointError, RefimplError
-from .kvcache import kv_cache_bytes
+from .model.kvcache import kv_cache_bytes
 
 __all__ = ["inspect_data", "inspect_report", "inspect_json", "kv_cache_figures", "weight_memory",
            "MXFP4_BLOCK", "MXFP4_BYTES_PER_BLOCK", "CONTEXTS"]
@@ -129,7 +129,7 @@ def kv_cache_figures(cfg, num_tokens):
     """KV-cache bytes of one sequence of `num_tokens` tokens, every layer counted.
 
     Returns {"full": {"bf16", "fp32"}, "windowed": {"bf16", "fp32"}}: `full` keeps all tokens in
-    every layer (what refimpl.kvcache.KVCache does); `windowed` keeps min(T, W) tokens in a layer
+    every layer (what refimpl.model.kvcache.KVCache does); `windowed` keeps min(T, W) tokens in a layer
     with sliding window W (key j is visible to query i iff i - W < j <= i, so W keys suffice).
     """
     sliding = [cfg.layer_window(layer) for layer in range(cfg.num_layers)]

@@ -19,7 +19,7 @@ import refimpl  # noqa: F401
 from refimpl.api import load
 from refimpl.errors import RefimplError
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[2] / "golden"
 
 TINY_HF = ["tiny_gpt2", "tiny_llama", "tiny_mixtral", "tiny_qwen3", "tiny_gpt_oss_hf"]
 GPT_OSS_SAME = ["tiny_gpt_oss_original", "tiny_gpt_oss_hf_mxfp4"]

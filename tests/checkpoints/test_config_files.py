@@ -13,11 +13,10 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
 import helpers_tiny as tiny  # noqa: E402
 
-from refimpl.config import ModelConfig  # noqa: E402
-from refimpl.configs import (PRESETS, config_from_hf, config_from_openai_gpt_oss, count_parameters,  # noqa: E402
+from refimpl.model.config import ModelConfig  # noqa: E402
+from refimpl.checkpoints.config_files import (PRESETS, config_from_hf, config_from_openai_gpt_oss, count_parameters,  # noqa: E402
                              get_preset, load_config)
 from refimpl.errors import ConfigError  # noqa: E402
 

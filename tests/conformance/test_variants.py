@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from backends import get_backend
+from refimpl.backends import get_backend
 from refimpl.conformance import VARIANTS, compare, diagnose
 from refimpl.conformance.variants import GPT_OSS_YARN
 from refimpl.ops import OP_NAMES, ops

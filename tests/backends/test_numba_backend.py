@@ -20,9 +20,9 @@ numba = pytest.importorskip("numba", reason="numba is not installed (pip install
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from backends import BackendError, OpNotSupported, get_backend  # noqa: E402
-from backends.numba import NumbaBackend  # noqa: E402
-from backends.numba import _common  # noqa: E402
+from refimpl.backends import BackendError, OpNotSupported, get_backend  # noqa: E402
+from refimpl.backends.numba import NumbaBackend  # noqa: E402
+from refimpl.backends.numba import _common  # noqa: E402
 from canonical_tiny import tiny_config, tiny_weights  # noqa: E402
 from refimpl import ArgumentError  # noqa: E402
 from refimpl.api import Model  # noqa: E402

@@ -7,7 +7,7 @@ Hypothesis can be pasted into tests/regressions/fuzz_cases.json and is replayed 
 
 Valid files come from tests/helpers_tiny.py (safetensors layouts, hand-written names and shapes) and
 gguf's own GGUFWriter (a tiny llama); the loaders are refimpl.checkpoints.layouts.load_weights,
-refimpl.checkpoints.gguf_reader.read_gguf and refimpl.configs.load_config.
+refimpl.checkpoints.gguf_reader.read_gguf and refimpl.checkpoints.config_files.load_config.
 
 Set REFIMPL_FUZZ_STATS=<file.json> to have the outcome counts (per file kind: loaded / rejected)
 written at the end of the module; HYPOTHESIS_PROFILE=thorough runs 1000 examples per test.
@@ -26,12 +26,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.dirname(__file__))
 import helpers_tiny as tiny  # noqa: E402
 
 from refimpl.checkpoints.layouts import canonical_shapes, load_weights  # noqa: E402
 from refimpl.checkpoints.safetensors_io import DTYPES, open_safetensors  # noqa: E402
-from refimpl.configs import load_config  # noqa: E402
+from refimpl.checkpoints.config_files import load_config  # noqa: E402
 from refimpl.errors import CheckpointError, ConfigError, RefimplError  # noqa: E402
 
 gguf = pytest.importorskip("gguf", reason="the gguf extra is not installed")

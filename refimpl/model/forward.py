@@ -20,10 +20,10 @@ rounded to bf16 (spec/precision.md).
 
 import numpy as np
 
-from . import precision
-from ._progress import Progress
-from .errors import ArgumentError
-from .ops import ops as reference_ops
+from .. import precision
+from .._progress import Progress
+from ..errors import ArgumentError
+from ..ops import ops as reference_ops
 
 
 def _rounder(mode):

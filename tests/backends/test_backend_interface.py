@@ -10,7 +10,7 @@ import types
 import numpy as np
 import pytest
 
-from backends import (
+from refimpl.backends import (
     Backend,
     BackendError,
     BackendUnavailable,
@@ -19,7 +19,7 @@ from backends import (
     get_backend,
     register_backend,
 )
-from backends import interface
+from refimpl.backends import interface
 from refimpl.conformance import VARIANTS, compare, diagnose
 from refimpl.ops import OP_NAMES, ops
 
@@ -220,7 +220,7 @@ def test_select_by_module_attribute(monkeypatch):
     assert get_backend("third_party_backend:INSTANCE") is mod.INSTANCE
     assert get_backend("third_party_backend:make").name == "silu-only"
     assert type(get_backend("third_party_backend:nested.cls")) is MyRMSNorm
-    assert type(get_backend("backends.numpy_backend:NumpyBackend")) is NumpyBackend
+    assert type(get_backend("refimpl.backends.numpy:NumpyBackend")) is NumpyBackend
     for spec in ("third_party_backend:not_a_backend", "third_party_backend:missing", "no_such_module_xyz:Thing"):
         with pytest.raises(BackendError, match=re.escape(repr(spec))):
             get_backend(spec)
@@ -240,7 +240,7 @@ def test_select_variant_backend():
 
 
 def test_select_by_entry_point(monkeypatch):
-    ep = importlib.metadata.EntryPoint(name="mine", value="backends.numpy_backend:NumpyBackend",
+    ep = importlib.metadata.EntryPoint(name="mine", value="refimpl.backends.numpy:NumpyBackend",
                                        group="refimpl.backends")
     real = importlib.metadata.entry_points
 

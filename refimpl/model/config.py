@@ -2,13 +2,13 @@
 
 The forward pass in refimpl.model reads only this record and the weights; the
 readers of HF config.json, OpenAI's original gpt-oss config.json and the presets
-(refimpl.configs) all produce it.
+(refimpl.checkpoints.config_files) all produce it.
 """
 
 import math
 from dataclasses import asdict, dataclass, field
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ARCHS = ("gpt2", "llama", "mixtral", "gpt_oss")
 MAX_LAYERS = 65536  # far above any released model (Llama 3.1 405B: 126); refuses 10^9-layer configs at once

@@ -6,7 +6,8 @@ the reference); see spec/backend-interface.md.
 
 import numpy as np
 
-import refimpl
+from refimpl._version import __version__
+from refimpl.errors import ArgumentError
 from refimpl.ops import OP_NAMES
 from refimpl.ops import ops as reference_ops
 
@@ -33,14 +34,14 @@ class NumpyBackend(Backend):
     """
 
     name = "numpy"
-    version = refimpl.__version__
+    version = __version__
 
     def __init__(self, overrides=None, *, name=None):
         super().__init__()
         self._overrides = dict(overrides or {})
         unknown = set(self._overrides) - set(OP_NAMES)
         if unknown:
-            raise refimpl.ArgumentError(f"overrides: expected op names of refimpl.ops, found {sorted(unknown)}")
+            raise ArgumentError(f"overrides: expected op names of refimpl.ops, found {sorted(unknown)}")
         if name is not None:
             self.name = name
 

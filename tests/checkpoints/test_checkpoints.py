@@ -16,13 +16,12 @@ import pytest
 from hypothesis import given, strategies as st
 from safetensors.numpy import load_file as st_load, save_file as st_save
 
-sys.path.insert(0, os.path.dirname(__file__))
 import helpers_tiny as tiny  # noqa: E402
 
 from refimpl.checkpoints.layouts import canonical_shapes, detect_layout, load_weights, to_canonical  # noqa: E402
 from refimpl.checkpoints.safetensors_io import (  # noqa: E402
     DTYPES, open_checkpoint_dir, open_safetensors, save_safetensors)
-from refimpl.configs import config_from_hf, load_config  # noqa: E402
+from refimpl.checkpoints.config_files import config_from_hf, load_config  # noqa: E402
 from refimpl.errors import CheckpointError  # noqa: E402
 
 BF16 = np.dtype(ml_dtypes.bfloat16)

@@ -15,13 +15,12 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
 import canonical_tiny as ct  # noqa: E402
 
 from refimpl import Model  # noqa: E402
 from refimpl.ops import ops  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
 ROOT = os.path.dirname(HERE)
 ARCHS = ("gpt2", "llama", "qwen3", "mixtral", "gpt_oss")
 MODES = ("float64", "float32", "bfloat16")
