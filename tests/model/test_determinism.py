@@ -65,7 +65,8 @@ def outputs():
 def _run_with_threads(n, tmp):
     path = os.path.join(tmp, f"threads{n}.npz")
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(n), OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n),
-               PYTHONPATH=os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([ROOT, HERE, os.path.dirname(os.path.abspath(__file__)),
+                                           os.environ.get("PYTHONPATH", "")]))
     code = f"import numpy as np, test_determinism as t; np.savez({path!r}, **t.outputs())"
     res = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
