@@ -15,7 +15,6 @@ The rules and their public sources are in spec/checkpoints.md.
 import json
 import math
 import os
-from dataclasses import replace
 
 from ..model.config import MAX_LAYERS, ModelConfig
 from ..errors import ConfigError
@@ -544,6 +543,3 @@ def count_parameters(cfg):
     return {"total": total, "active": total - inactive - lookups, "per_component": pc}
 
 
-def with_name(cfg, name):
-    """cfg with another name (ModelConfig is frozen)."""
-    return replace(cfg, name=name)
