@@ -574,12 +574,6 @@ def _b_router_softmax_topk_w(i, y, u, ops=reference_ops):
     return y * rs + _TINY[u], {"k": i["k"], "u": u}
 
 
-def _b_route_experts_w(i, y, u, ops=reference_ops):
-    if i["rule"] == "topk_softmax":
-        return _b_router_topk_softmax_w(i, y, u, ops)
-    return _b_router_softmax_topk_w({**i, "renormalize": True}, y, u, ops)
-
-
 def _b_add(i, y, u, ops=reference_ops):
     return u * np.abs(y), {"u": u}
 
@@ -787,10 +781,6 @@ _TABLE = [
                Budget("router_softmax_topk", "error_model", "softmax over E, gathered, renormalised", _SM,
                       _b_router_softmax_topk_w),
                _exact("router_softmax_topk", _ROUTE))),
-    Budget("route_experts", "error_model", "weights: the bound of the rule's router; indices exact",
-           _SM + "; " + _ROUTE, parts=(
-               Budget("route_experts", "error_model", "the rule's router weights", _SM, _b_route_experts_w),
-               _exact("route_experts", _ROUTE))),
     Budget("expert_choice", "error_model", "gates: softmax over E, gathered; indices exact", _SM + "; " + _ROUTE,
            parts=(Budget("expert_choice", "error_model", "softmax over E, gathered", _SM, _b_expert_choice_gates),
                   _exact("expert_choice", _ROUTE))),

@@ -559,12 +559,6 @@ def _(c, g, dt, seed):
     return dict(logits=_cast(_margin_logits(g, (c["t"], c["e"])), dt), k=c["k"], renormalize=c["renormalize"])
 
 
-@_op("route_experts", st.tuples(moe_configs(), st.sampled_from(("topk_softmax", "softmax_topk"))).map(
-    lambda a: {**a[0], "rule": a[1]}), [dict(e=8, k=2, t=5, d=8, rule="topk_softmax")])
-def _(c, g, dt, seed):
-    return dict(logits=_cast(_margin_logits(g, (c["t"], c["e"])), dt), k=c["k"], rule=c["rule"])
-
-
 @_op("expert_choice", st.tuples(moe_configs(), st.floats(0, 1)).map(lambda a: {**a[0], "cap": a[1]}),
      [dict(e=4, k=2, t=8, d=8, cap=0.5)])
 def _(c, g, dt, seed):
