@@ -218,7 +218,7 @@ def model_trace(arch, *, dtype="float64", ops=reference_ops, ids=MODEL_IDS, seed
 
     cfg, w = tiny_model(arch, seed=seed)
     tr = {}
-    forward(cfg, prepare_weights(cfg, w, dtype), np.asarray(ids), mode=dtype, trace=tr, ops=ops)
+    forward(cfg, prepare_weights(cfg, w, dtype), np.asarray(ids), dtype=dtype, trace=tr, ops=ops)
     return tr
 
 

@@ -8,6 +8,7 @@ from ..precision import compute_dtype
 from .activations import check_swiglu_oss, swiglu_oss
 
 LOSS_FRACTIONS = ("per_token", "per_assignment")
+ROUTE_RULES = ("topk_softmax", "softmax_topk")
 
 
 def _check_logits(logits, name="logits", *, min_ndim=1):
@@ -50,6 +51,14 @@ def check_expert_choice(logits, capacity):
     t = a.shape[-2]
     capacity = positive_int(capacity, "capacity")
     require(capacity <= t, "capacity", f"an integer in [1, {t}] (the number of tokens)", capacity)
+
+
+def check_route_experts(logits, k, *, rule="topk_softmax"):
+    """The argument checks of route_experts: logits [..., E] (any values), k in [1, E], a known rule."""
+    require(rule in ROUTE_RULES, "rule", f"one of {ROUTE_RULES}", repr(rule))
+    a = as_float_array(logits, "logits", min_ndim=1)
+    require(a.shape[-1] >= 1, "logits", "at least one expert (last dimension >= 1)", f"shape {a.shape}")
+    _k(k, a.shape[-1])
 
 
 def _softmax(z):
@@ -109,6 +118,30 @@ def router_softmax_topk(logits, k, *, renormalize=True):
     if renormalize:
         w = w / np.sum(w, axis=-1, keepdims=True)
     return w.astype(dt, copy=False), idx
+
+
+def route_experts(logits, k, *, rule="topk_softmax"):
+    """A model's routing step: router_topk_softmax (rule "topk_softmax", gpt-oss) or router_softmax_topk
+    (rule "softmax_topk", Mixtral, renormalised) on rows of finite logits.
+
+    A row with a NaN or infinite logit (a non-finite hidden state) is routed as if its logits were
+    all 0 (the tie rule: experts 0 .. k-1) and gets NaN weights, so that its output is NaN while
+    every other row is routed and computed as if it were absent (as torch does per token).
+    Returns (weights [..., k] in compute_dtype(logits), indices [..., k] int64).
+    """
+    check_route_experts(logits, k, rule=rule)
+    a = as_float_array(logits, "logits")
+    a = a.astype(compute_dtype(a), copy=False)
+    bad = ~np.isfinite(a).all(axis=-1)  # [...]
+    if bad.any():
+        a = np.where(bad[..., None], a.dtype.type(0), a)
+    if rule == "topk_softmax":
+        w, idx = router_topk_softmax(a, k)
+    else:
+        w, idx = router_softmax_topk(a, k)
+    if bad.any():
+        w = np.where(bad[..., None], w.dtype.type(np.nan), w)
+    return w, idx
 
 
 def expert_choice(logits, capacity):
