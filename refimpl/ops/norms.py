@@ -120,8 +120,8 @@ def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
     sum of squares is accumulated, and the division and the scale applied,
     in that dtype, which is the result dtype. The scale is applied before any
     rounding back to a narrow storage dtype (gpt-oss ``RMSNorm``; HF
-    ``GptOssRMSNorm``); rounding the result to bfloat16, where a precision
-    mode wants it, is the caller's step.
+    ``GptOssRMSNorm``); rounding the result to bfloat16, where a model's
+    dtype wants it, is the caller's step (the op round_to_storage).
 
     cast_before_scale: if True and x is narrower than float32 (bfloat16,
     float16), the normalised value x / sqrt(...) is first rounded to x's
