@@ -19,7 +19,7 @@ ENV_VAR = "REFIMPL_BACKEND"
 def pytest_addoption(parser):
     group = parser.getgroup("refimpl", "refimpl conformance suite")
     group.addoption("--refimpl-backend", default=None,
-                    help="backend under test: a name, module:attribute or variant:NAME (default: $REFIMPL_BACKEND, else numpy)")
+                    help="backend under test: a name, module:attribute or misreading:NAME (default: $REFIMPL_BACKEND, else numpy)")
     group.addoption("--refimpl-dtype", default="float32", choices=["float32", "float64", "bfloat16"],
                     help="dtype of the inputs given to the backend (default: float32)")
     group.addoption("--refimpl-max-examples", default=20, type=int,
