@@ -253,13 +253,10 @@ def _from_module_attribute(spec):
     return _instantiate(obj, spec)
 
 
-def _from_variant(spec):
-    from refimpl.conformance.variants import VARIANTS
+def _from_misreading(spec):
+    from refimpl.conformance.selection import misreading_backend
 
-    name = spec[len("variant:"):]
-    if name not in VARIANTS:
-        raise BackendError(f"backend {spec!r}: unknown known-wrong variant {name!r}; known: {', '.join(sorted(VARIANTS))}")
-    return VARIANTS[name].backend()
+    return misreading_backend(spec[len("misreading:"):])
 
 
 def get_backend(spec=None):
@@ -267,7 +264,7 @@ def get_backend(spec=None):
 
     spec: a Backend instance (returned as is); a registered name ("numpy", "numba", "cupy", ...);
     "module:attribute" (an importable Backend subclass, instance or factory; a class is instantiated);
-    "variant:NAME" (the reference with a known-wrong variant, refimpl.conformance.variants);
+    "misreading:NAME" (the reference with a known-wrong reading, refimpl.conformance.misreadings);
     an entry point name in the group "refimpl.backends"; or None: the environment variable
     REFIMPL_BACKEND, else "numpy". Raises BackendError naming the spec, or BackendUnavailable.
     """
@@ -276,10 +273,10 @@ def get_backend(spec=None):
     if spec is None:
         spec = os.environ.get(ENV_VAR) or DEFAULT_BACKEND
     if not isinstance(spec, str) or not spec.strip():
-        raise BackendError(f"backend {spec!r}: expected a backend name, 'module:attribute' or 'variant:NAME'")
+        raise BackendError(f"backend {spec!r}: expected a backend name, 'module:attribute' or 'misreading:NAME'")
     spec = spec.strip()
-    if spec.startswith("variant:"):
-        return _from_variant(spec)
+    if spec.startswith("misreading:"):
+        return _from_misreading(spec)
     if ":" in spec:
         return _from_module_attribute(spec)
     if spec in _FACTORIES:
@@ -294,7 +291,7 @@ def get_backend(spec=None):
     raise BackendError(
         f"backend {spec!r}: unknown; registered: {', '.join(registered_backends()) or 'none'}; "
         f"entry points ({ENTRY_POINT_GROUP}): {', '.join(sorted(eps)) or 'none'}; "
-        f"other forms: 'module:attribute', 'variant:NAME'"
+        f"other forms: 'module:attribute', 'misreading:NAME'"
     )
 
 

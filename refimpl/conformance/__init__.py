@@ -1,13 +1,14 @@
 """Conformance: compare any implementation with the reference and say where and why it differs.
 
-compare(expected, actual, op=..., inputs=...) -> Report; BUDGETS (one table, budgets.py);
-VARIANTS and diagnose (known-wrong variants, variants.py). See spec/budgets.md and
-spec/backend-interface.md.
+compare(expected, actual, op=..., inputs=...) -> Report; BUDGETS (op -> Budget) and MISREADINGS
+(known-wrong readings) gathered from the op families in refimpl/conformance/ops/; diagnose names
+the misreadings a wrong output clearly matches. See spec/conformance.md and spec/budgets.md.
 """
 
-from .budgets import BUDGETS, Budget, get_budget, unit_roundoff
 from .compare import Report, compare, ulp_distance
-from .variants import VARIANTS, Variant, diagnose
+from .kit import Budget, Misreading, unit_roundoff
+from .misreadings import diagnose
+from .ops import BUDGETS, FAMILY, MISREADINGS, get_budget
 
-__all__ = ["BUDGETS", "Budget", "get_budget", "unit_roundoff", "Report", "compare", "ulp_distance",
-           "VARIANTS", "Variant", "diagnose"]
+__all__ = ["BUDGETS", "Budget", "FAMILY", "get_budget", "unit_roundoff", "Report", "compare", "ulp_distance",
+           "MISREADINGS", "Misreading", "diagnose"]

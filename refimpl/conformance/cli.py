@@ -1,7 +1,7 @@
 """`refimpl conform` and `refimpl diff` (hooked into refimpl/cli.py by add_subcommands).
 
     refimpl conform --backend SPEC [--ops a,b] [--dtype float32] [--json FILE] [--max-examples N]
-    refimpl conform --list-variants
+    refimpl conform --list-misreadings
     refimpl diff A.safetensors B.safetensors [--dtype bfloat16] [--json FILE]
     refimpl diff --model M --against TRACE.safetensors [--prompt TEXT | --ids 1,2,3]
 
@@ -18,15 +18,15 @@ def add_subcommands(subparsers):
     """Add the `conform` and `diff` subcommands to refimpl's argparse subparsers."""
     c = subparsers.add_parser("conform", help="run the conformance property suite against a backend")
     c.add_argument("--backend", default=None,
-                   help="backend name, module:attribute or variant:NAME (default: $REFIMPL_BACKEND, else numpy)")
+                   help="backend name, module:attribute (from the current directory) or misreading:NAME "
+                        "(default: $REFIMPL_BACKEND, else numpy)")
     c.add_argument("--ops", default=None, help="comma-separated op names and/or model:<arch> (default: all)")
     c.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"],
                    help="dtype of the inputs given to the backend (default: %(default)s)")
     c.add_argument("--json", default=None, metavar="FILE", help="write the machine-readable results here")
     c.add_argument("--max-examples", type=int, default=20, help="Hypothesis examples per op (default: %(default)s)")
-    c.add_argument("--shrink", action="store_true", help="shrink a failing case to a minimal one (slower)")
     c.add_argument("--no-models", action="store_true", help="skip the whole tiny-model checks")
-    c.add_argument("--list-variants", action="store_true", help="print the known-wrong variant names and exit")
+    c.add_argument("--list-misreadings", action="store_true", help="print the misreading names (known-wrong readings) and exit")
     c.add_argument("--quiet", action="store_true", help="print only the table, no failure details")
     c.set_defaults(func=cmd_conform)
 
@@ -57,31 +57,30 @@ def _write_json(path, obj):
 
 
 def cmd_conform(args):
-    if args.list_variants:
-        from .variants import VARIANTS
+    if args.list_misreadings:
+        from .misreadings import MISREADINGS
 
-        for name in VARIANTS:
-            print(name)
+        for name, m in MISREADINGS.items():
+            print(f"{name}: {m.description}")
         return 0
     try:
         from .suite import format_row, format_table, run_suite
     except ImportError as exc:  # hypothesis is a dev dependency
         raise RefimplError(f"conform: needs the package 'hypothesis' ({exc}); pip install 'refimpl[dev]'") from None
-    from refimpl.backends.interface import get_backend
+    from .selection import resolve_backend
 
     if args.max_examples < 0:
         raise ArgumentError(f"--max-examples: expected an integer >= 0, found {args.max_examples}")
     spec = args.backend
-    backend = get_backend(spec)
+    backend = resolve_backend(spec)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
     models = [] if args.no_models else None
-    progress = None
-    if sys.stderr.isatty():
-        def progress(row):
-            print("  " + format_row(row), file=sys.stderr, flush=True)
+
+    def progress(row):  # one line per row on stderr, terminal or not (a CI log shows how far it got)
+        print("  " + format_row(row), file=sys.stderr, flush=True)
 
     result = run_suite(backend, ops=ops, dtype=args.dtype, max_examples=args.max_examples, models=models,
-                       shrink=args.shrink, spec=spec or backend.name, progress=progress)
+                       spec=spec or backend.name, progress=None if args.quiet else progress)
     print(format_table(result, details=not args.quiet))
     if args.json:
         _write_json(args.json, result.to_dict())

@@ -20,7 +20,7 @@ from refimpl.backends import (
     register_backend,
 )
 from refimpl.backends import interface
-from refimpl.conformance import VARIANTS, compare, diagnose
+from refimpl.conformance import MISREADINGS, compare, diagnose
 from refimpl.ops import OP_NAMES, ops
 
 
@@ -201,8 +201,8 @@ def test_select_by_name_and_default(monkeypatch):
 
 
 def test_select_by_environment_variable(monkeypatch):
-    monkeypatch.setenv("REFIMPL_BACKEND", "variant:sinks_ignored")
-    assert get_backend().name == "variant:sinks_ignored"
+    monkeypatch.setenv("REFIMPL_BACKEND", "misreading:sinks_ignored")
+    assert get_backend().name == "misreading:sinks_ignored"
     monkeypatch.setenv("REFIMPL_BACKEND", "no-such-backend")
     with pytest.raises(BackendError, match="no-such-backend"):
         get_backend()
@@ -227,16 +227,16 @@ def test_select_by_module_attribute(monkeypatch):
 
 
 def test_select_variant_backend():
-    for name, variant in VARIANTS.items():
-        b = get_backend(f"variant:{name}")
-        assert b.name == f"variant:{name}"
+    for name, variant in MISREADINGS.items():
+        b = get_backend(f"misreading:{name}")
+        assert b.name == f"misreading:{name}"
         op, inputs = variant.example()
         got = getattr(b.as_ops(), op)(**inputs)
         want = variant.overrides[op](**inputs)
         for g_, w_ in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
             np.testing.assert_array_equal(np.asarray(g_), np.asarray(w_))
-    with pytest.raises(BackendError, match=re.escape("'variant:no_such_variant'")):
-        get_backend("variant:no_such_variant")
+    with pytest.raises(BackendError, match=re.escape("'misreading:no_such_variant'")):
+        get_backend("misreading:no_such_variant")
 
 
 def test_select_by_entry_point(monkeypatch):

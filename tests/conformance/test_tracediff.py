@@ -12,7 +12,7 @@ import pytest
 from refimpl.cli import main
 from refimpl.conformance.suite import model_trace
 from refimpl.conformance.tracediff import TRACE_C, canonical_key, diff_traces, load_trace, logit_metrics, save_trace
-from refimpl.conformance.variants import VARIANTS
+from refimpl.conformance.misreadings import MISREADINGS
 from refimpl.errors import ArgumentError
 
 U32 = 2.0**-24
@@ -33,7 +33,7 @@ U32 = 2.0**-24
 ])
 def test_first_divergence_names_the_tensor(variant, arch, first):
     ref = model_trace(arch, dtype="float64")
-    other = model_trace(arch, dtype="float32", ops=VARIANTS[variant].ops())
+    other = model_trace(arch, dtype="float32", ops=MISREADINGS[variant].ops())
     rep = diff_traces(ref, other, dtype="float32")
     assert rep.first == first, str(rep)
     names = [e.name for e in rep.entries]
@@ -147,7 +147,7 @@ def test_cli_diff_two_files(tmp_path):
     ref = model_trace("gpt_oss", dtype="float64")
     save_trace(tmp_path / "ref.safetensors", ref)
     save_trace(tmp_path / "ok.safetensors", model_trace("gpt_oss", dtype="float32"))
-    save_trace(tmp_path / "bad.safetensors", model_trace("gpt_oss", dtype="float32", ops=VARIANTS["window_off_by_one"].ops()))
+    save_trace(tmp_path / "bad.safetensors", model_trace("gpt_oss", dtype="float32", ops=MISREADINGS["window_off_by_one"].ops()))
     rc, out = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "ok.safetensors")])
     assert rc == 0 and "traces agree" in out and "greedy_agreement 1" in out
     rc, out = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "bad.safetensors"),
@@ -173,7 +173,7 @@ def test_cli_diff_against_model(tmp_path):
                     "--save-ref", str(tmp_path / "ref.safetensors")])
     assert rc == 0, out
     assert load_trace(tmp_path / "ref.safetensors")[0]["logits"].dtype == np.float64
-    bad = load(str(ckpt), dtype="float32", backend=VARIANTS["rope_interleaved"].backend())
+    bad = load(str(ckpt), dtype="float32", backend=MISREADINGS["rope_interleaved"].backend())
     save_trace(tmp_path / "bad.safetensors", bad.trace(ids))
     rc, out = _run(["diff", "--model", str(ckpt), "--against", str(tmp_path / "bad.safetensors"), "--ids", "1,5,7,2,9,11"])
     assert rc == 1 and "first divergence: layers.0.attn.q" in out
