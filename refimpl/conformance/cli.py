@@ -21,8 +21,9 @@ def add_subcommands(subparsers):
                    help="backend name, module:attribute (from the current directory) or misreading:NAME "
                         "(default: $REFIMPL_BACKEND, else numpy)")
     c.add_argument("--ops", default=None, help="comma-separated op names and/or model:<arch> (default: all)")
-    c.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"],
-                   help="dtype of the inputs given to the backend (default: %(default)s)")
+    c.add_argument("--dtype", default="float32,float64",
+                   help="comma-separated dtypes of the inputs given to the backend: float32, float64, bfloat16, "
+                        "or 'all' (default: %(default)s)")
     c.add_argument("--json", default=None, metavar="FILE", help="write the machine-readable results here")
     c.add_argument("--max-examples", type=int, default=20, help="Hypothesis examples per op (default: %(default)s)")
     c.add_argument("--no-models", action="store_true", help="skip the whole tiny-model checks")

@@ -41,6 +41,7 @@ from .selection import backend_name, kernel_names, resolve_backend, with_kernel
 
 SCHEMA_VERSION = 2
 DEFAULT_MAX_EXAMPLES = 20
+DEFAULT_DTYPES = ("float32", "float64")  # float64 too: float32 work inside a float64 run is a bug to catch
 INLINE_LIMIT = 32  # larger inputs are rebuilt in the repro by build_inputs(op, cfg, seed, dtype)
 SAMPLE_DRAWS = 64  # seeded draws per `sample` case
 ATTENTION_CONVENTION_OPS = ("attention", "attention_probs", "attention_online")
@@ -56,6 +57,7 @@ class OpResult:
 
     op: str
     kernel: str = "default"
+    dtype: str = "float32"
     status: str = "pass"  # "pass" | "fail" | "convention" | "skip" | "error"
     cases: int = 0
     failed_cases: int = 0
@@ -93,7 +95,7 @@ class OpResult:
 
     def to_dict(self):
         rep = self.report
-        return dict(op=self.op, kernel=self.kernel, status=self.status, cases=self.cases,
+        return dict(op=self.op, kernel=self.kernel, dtype=self.dtype, status=self.status, cases=self.cases,
                     failed_cases=self.failed_cases, declined_cases=self.declined_cases, failure=self.failure,
                     max_abs_err=_num(self.max_abs_err), budget_used=_num(self.budget_used), reason=self.reason,
                     misreadings=list(self.misreadings), conventions=list(self.conventions), cfg=self.cfg,
@@ -267,7 +269,7 @@ def run_op(backend, op, *, kernel=None, dtype="float32", max_examples=DEFAULT_MA
     t0 = time.perf_counter()
     names = kernel_names(backend, op)
     kernel = kernel or names[0]
-    res = OpResult(op=op, kernel=kernel)
+    res = OpResult(op=op, kernel=kernel, dtype=dtype)
     reason = backend.unsupported_reason(op, dtype=DTYPES[dtype]) if hasattr(backend, "unsupported_reason") else None
     if reason:
         res.status, res.reason = "skip", reason
@@ -459,7 +461,7 @@ def run_model(backend, arch, *, dtype="float32", spec=None, kernel="default"):
     from .tracediff import diff_traces
 
     t0 = time.perf_counter()
-    res = OpResult(op=f"model:{arch}", kernel=kernel)
+    res = OpResult(op=f"model:{arch}", kernel=kernel, dtype=dtype)
     b = backend
     if kernel != "default":
         op, _, k = kernel.partition("=")
@@ -521,7 +523,19 @@ def suite_ops(backend=None, ops=None):
     return [o for o in ops if not o.startswith("model:")]
 
 
-def run_suite(backend, *, ops=None, dtype="float32", max_examples=DEFAULT_MAX_EXAMPLES, models=None, spec=None,
+def dtype_list(dtype):
+    """("float32",) from "float32", ("float32", "float64") from "float32,float64" or a list; "all": every dtype."""
+    if dtype is None:
+        return DEFAULT_DTYPES
+    if isinstance(dtype, str):
+        dtype = tuple(DTYPES) if dtype == "all" else tuple(d.strip() for d in dtype.split(",") if d.strip())
+    bad = [d for d in dtype if d not in DTYPES]
+    if bad or not dtype:
+        raise ArgumentError(f"dtype: expected a comma-separated list of {', '.join(DTYPES)} (or 'all'), found {dtype!r}")
+    return tuple(dict.fromkeys(dtype))
+
+
+def run_suite(backend, *, ops=None, dtype=DEFAULT_DTYPES, max_examples=DEFAULT_MAX_EXAMPLES, models=None, spec=None,
               progress=None):
     """Run every op (each kernel) and, unless `ops` restricts them, every tiny model (each kernel choice).
 
@@ -529,8 +543,7 @@ def run_suite(backend, *, ops=None, dtype="float32", max_examples=DEFAULT_MAX_EX
     models: arch names to run (default: all when `ops` is None, else those named as model:<arch>).
     progress: optional callable(OpResult) called after each row.
     """
-    if dtype not in DTYPES:
-        raise ArgumentError(f"dtype: expected one of {sorted(DTYPES)}, found {dtype!r}")
+    dtypes = dtype_list(dtype)
     if backend is None or isinstance(backend, str):
         spec = spec or backend
         backend = resolve_backend(backend)
@@ -540,18 +553,20 @@ def run_suite(backend, *, ops=None, dtype="float32", max_examples=DEFAULT_MAX_EX
     rows = []
     for op in names:
         for kernel in kernel_names(backend, op):
-            r = run_op(backend, op, kernel=kernel, dtype=dtype, max_examples=max_examples, spec=spec)
-            rows.append(r)
-            if progress:
-                progress(r)
+            for dt in dtypes:
+                r = run_op(backend, op, kernel=kernel, dtype=dt, max_examples=max_examples, spec=spec)
+                rows.append(r)
+                if progress:
+                    progress(r)
     choices = [label for label, _ in _kernel_choices(backend)] if models else []
     for arch in models:
         for label in choices:
-            r = run_model(backend, arch, dtype=dtype, spec=spec, kernel=label)
-            rows.append(r)
-            if progress:
-                progress(r)
-    return SuiteResult(backend=backend_name(backend), version=str(getattr(backend, "version", "")), dtype=dtype,
+            for dt in dtypes:
+                r = run_model(backend, arch, dtype=dt, spec=spec, kernel=label)
+                rows.append(r)
+                if progress:
+                    progress(r)
+    return SuiteResult(backend=backend_name(backend), version=str(getattr(backend, "version", "")), dtype=",".join(dtypes),
                        max_examples=max_examples, rows=rows, spec=spec)
 
 
@@ -564,24 +579,24 @@ def _err_text(r):
 def format_row(r):
     op = r.op if r.kernel in ("default", None) else f"{r.op}[{r.kernel}]"
     used = "NaN/Inf" if r.failure == "nan_inf" else ("inf" if not np.isfinite(r.budget_used) else f"{r.budget_used:.3g}")
-    return f"{op:<40} {r.cases:>5} {_err_text(r):>11} {used:>11}  {r.status_text()}"
+    return f"{op:<40} {r.dtype:<8} {r.cases:>5} {_err_text(r):>11} {used:>11}  {r.status_text()}"
 
 
 def format_table(result, *, details=True):
     """The per-op table (op, cases, max abs err, budget used, status), then each failure's report."""
     spec = f" (spec {result.spec})" if result.spec and result.spec != result.backend.split(" ")[0] else ""
     lines = [f"backend {result.backend}{spec}, dtype {result.dtype}, max examples {result.max_examples}",
-             f"{'op':<40} {'cases':>5} {'max abs err':>11} {'budget used':>11}  status", "-" * 87]
+             f"{'op':<40} {'dtype':<8} {'cases':>5} {'max abs err':>11} {'budget used':>11}  status", "-" * 96]
     lines += [format_row(r) for r in result.rows]
     bad = [r for r in result.rows if not r.ok]
     n = {s: sum(r.status == s for r in result.rows) for s in ("pass", "fail", "convention", "error", "skip")}
-    lines.append("-" * 87)
+    lines.append("-" * 96)
     lines.append(f"{n['pass']} pass, {n['fail']} fail, {n['convention']} convention difference, {n['error']} error, "
                  f"{n['skip']} skip: {'OK' if result.ok else 'FAILED'}")
     if details:
         for r in bad:
             lines.append("")
-            lines.append(f"=== {r.op} [{r.kernel}]: {r.status_text()}")
+            lines.append(f"=== {r.op} [{r.kernel}] {r.dtype}: {r.status_text()}")
             if r.failed_cases and r.cases:
                 lines.append(f"  {r.failed_cases} of {r.cases} cases failed; the smallest failing case:")
             if r.report is not None:
@@ -591,5 +606,5 @@ def format_table(result, *, details=True):
             for c in r.conventions:
                 lines.append(f"  convention difference {c}: {CONVENTIONS[c]}")
             if r.cfg is not None:
-                lines.append(f"  regression case: build_inputs({r.op!r}, {r.cfg!r}, {r.seed!r}, {result.dtype!r})")
+                lines.append(f"  regression case: build_inputs({r.op!r}, {r.cfg!r}, {r.seed!r}, {r.dtype!r})")
     return "\n".join(lines)

@@ -152,10 +152,12 @@ def _(c, g, dt, seed):
 
 @case("swiglu_oss", st.fixed_dictionaries(dict(n=sizes(), scale=st.sampled_from((4.0, 1.0, 1e-3, 30.0)),
                                               layout=st.sampled_from(("interleaved", "interleaved", "halves")),
-                                              limit=st.sampled_from((7.0, 7.0, None)))),
-     [dict(n=16, scale=6.0, layout="interleaved", limit=7.0)])
+                                              limit=st.sampled_from((7.0, 7.0, None, 3.0)),
+                                              alpha=st.sampled_from((1.702, 1.702, 1.0)))),
+     [dict(n=16, scale=6.0, layout="interleaved", limit=7.0), dict(n=8, scale=4.0, layout="interleaved", limit=None, alpha=1.0)])
 def _(c, g, dt, seed):
-    return dict(h=as_dtype(normal_values(g, (3, 2 * c["n"]), c["scale"]), dt), layout=c["layout"], limit=c["limit"])
+    return dict(h=as_dtype(normal_values(g, (3, 2 * c["n"]), c["scale"]), dt), layout=c["layout"], limit=c["limit"],
+                alpha=c.get("alpha", 1.702))
 
 
 @case("gelu_mlp", st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33), small=(1, 3)), d=sizes(edges=(31, 32, 33)),

@@ -174,15 +174,24 @@ def attention_configs(draw, *, tq_sizes=(1, 2, 5, 8, 31, 32, 33, 64, 127, 128, 1
     cache = draw(st.sampled_from((0, 0, 1, 3, 31, 32, 33)))
     tk = tq + cache
     causal = draw(st.sampled_from((True, True, True, False)))
-    window = draw(windows(tk)) if causal else None
+    window = draw(windows(tk))  # with causal=False too: the window still bounds how far back a query sees
     sinks = draw(st.sampled_from(("none", "normal", "extreme", "neg_inf_some")))
     mask = draw(st.sampled_from(("none", "none", "random", "dead_row"))) if with_mask else "none"
     return dict(hq=hq, hkv=hkv, d=d, tq=tq, tk=tk, cache=cache, causal=causal, window=window, sinks=sinks,
-                mask=mask, scale=draw(st.sampled_from((1.0, 1.0, 3.0))), custom_scale=draw(st.booleans()))
+                mask=mask, scale=draw(st.sampled_from((1.0, 1.0, 3.0))), custom_scale=draw(st.booleans()),
+                values=draw(st.sampled_from(VALUE_KINDS)))
+
+
+# Values where numerics separate right from wrong: NaN in keys/values hidden from some query (they must
+# not leak through a 0 * NaN), every score of a row very negative (a missing max shift underflows to
+# 0/0), and scores large enough to overflow exp without the shift.
+VALUE_KINDS = ("normal", "normal", "hidden_nan", "very_negative", "large")
 
 
 @case("visibility_mask", st.builds(lambda a: a, attention_configs(with_mask=False)),
-     [dict(hq=1, hkv=1, d=2, tq=8, tk=8, cache=0, causal=True, window=3, sinks="none", mask="none", scale=1.0, custom_scale=False)])
+     [dict(hq=1, hkv=1, d=2, tq=8, tk=8, cache=0, causal=True, window=3, sinks="none", mask="none", scale=1.0, custom_scale=False),
+      dict(hq=1, hkv=1, d=2, tq=6, tk=6, cache=0, causal=False, window=2, sinks="none", mask="none", scale=1.0, custom_scale=False),
+      dict(hq=1, hkv=1, d=2, tq=3, tk=8, cache=5, causal=True, window=None, sinks="none", mask="none", scale=1.0, custom_scale=False)])
 def _(c, g, dt, seed):
     return dict(q_len=c["tq"], k_len=c["tk"], q_offset=c["cache"] if c["cache"] else None, window=c["window"],
                 causal=c["causal"])
@@ -198,9 +207,23 @@ def _(c, g, dt, seed):
 def _attention_inputs(c, g, dt, with_v=True):
     hq, hkv, d, tq, tk = c["hq"], c["hkv"], c["d"], c["tq"], c["tk"]
     s = c["scale"]
-    out = dict(q=as_dtype(normal_values(g, (tq, hq, d), s), dt), k=as_dtype(normal_values(g, (tk, hkv, d), 1.0), dt))
+    kind = c.get("values", "normal")
+    q, k = normal_values(g, (tq, hq, d), s), normal_values(g, (tk, hkv, d), 1.0)
+    v = normal_values(g, (tk, hkv, d), 1.0)
+    if kind == "very_negative":  # q.k = -|q||k| * 40: every visible score far below zero
+        q, k = np.abs(q) * 40 / np.sqrt(d), -np.abs(k) * 40 / np.sqrt(d)
+    elif kind == "large":
+        q = q * 30
+    elif kind == "hidden_nan":
+        vis = _visible(c, None)  # [Tq, Tk]
+        hidden = np.nonzero(~vis.all(axis=0))[0]  # keys hidden from at least one query
+        if hidden.size:
+            j = hidden[g.integers(hidden.size)]
+            v[j] = np.nan
+            k[j] = np.nan
+    out = dict(q=as_dtype(q, dt), k=as_dtype(k, dt))
     if with_v:
-        out["v"] = as_dtype(normal_values(g, (tk, hkv, d), 1.0), dt)
+        out["v"] = as_dtype(v, dt)
     sinks = None
     if c["sinks"] == "normal":
         sinks = g.standard_normal(hq)
@@ -228,7 +251,17 @@ _ATT_EX = [dict(hq=4, hkv=2, d=8, tq=8, tk=8, cache=0, causal=True, window=3, si
            dict(hq=4, hkv=2, d=8, tq=4, tk=4, cache=0, causal=True, window=None, sinks="none", mask="dead_row", scale=1.0,
                 custom_scale=False),
            dict(hq=2, hkv=1, d=16, tq=33, tk=66, cache=33, causal=True, window=40, sinks="neg_inf_some", mask="none",
-                scale=1.0, custom_scale=False)]
+                scale=1.0, custom_scale=False),
+           # the power cases: bottom-right alignment (q_offset > 0, Tq < Tk), a window without causality,
+           # hidden NaN, rows of very negative scores
+           dict(hq=4, hkv=2, d=8, tq=3, tk=8, cache=5, causal=True, window=None, sinks="none", mask="none", scale=1.0,
+                custom_scale=True),
+           dict(hq=2, hkv=2, d=8, tq=6, tk=6, cache=0, causal=False, window=2, sinks="none", mask="none", scale=1.0,
+                custom_scale=False),
+           dict(hq=2, hkv=1, d=8, tq=5, tk=5, cache=0, causal=True, window=2, sinks="normal", mask="none", scale=1.0,
+                custom_scale=False, values="hidden_nan"),
+           dict(hq=2, hkv=1, d=8, tq=5, tk=5, cache=0, causal=True, window=None, sinks="none", mask="none", scale=1.0,
+                custom_scale=False, values="very_negative")]
 
 
 @case("attention_probs", attention_configs(), _ATT_EX)
@@ -252,7 +285,7 @@ _SCORE_SCALES = ("default", "custom", "one")
 
 @case("attention_scores", st.tuples(attention_configs(), st.sampled_from(_SCORE_SCALES)).map(
     lambda a: {**a[0], "score_scale": a[1]}),
-     [{**e, "score_scale": s} for e, s in zip(_ATT_EX, ("default", "one", "custom"))])
+     [{**e, "score_scale": s} for e, s in zip(_ATT_EX, ("default", "one", "custom", "one", "default", "one", "default"))])
 def _(c, g, dt, seed):
     out = _attention_inputs(c, g, dt, with_v=False)
     del out["sinks"]
@@ -272,6 +305,10 @@ def _softmax_inputs(c, g, dt):
     a = _attention_inputs(c, g, dt, with_v=False)
     vis = _visible(c, a["mask"])
     s = normal_values(g, (c["hq"], c["tq"], c["tk"]), 3 * c["scale"])  # [Hq, Tq, Tk]
+    if c.get("values") == "very_negative":
+        s = s - 1000.0
+    elif c.get("values") == "large":
+        s = s * 100
     s = np.where(vis, s, -np.inf)
     snk = None if a["sinks"] is None else np.asarray(a["sinks"], dtype=np.float64)
     return s, snk, vis
@@ -284,10 +321,12 @@ def _(c, g, dt, seed):
 
 
 @case("attention_values", st.tuples(attention_configs(), st.booleans()).map(lambda a: {**a[0], "with_visible": a[1]}),
-     [{**e, "with_visible": w} for e, w in zip(_ATT_EX, (True, False, True))])
+      [{**e, "with_visible": w} for e, w in zip(_ATT_EX, (True, False, True, True, True, True, False))])
 def _(c, g, dt, seed):
     s, snk, vis = _softmax_inputs(c, g, dt)
     p = reference_ops.softmax_with_sinks(s, snk)  # [Hq, Tq, Tk], float64
+    if c.get("with_visible"):  # entries outside `visible` must not count, whatever they hold
+        p = np.where(vis, p, g.random(p.shape))
     v = normal_values(g, (c["tk"], c["hkv"], c["d"]), 1.0)  # [Tk, Hkv, Dv]
     return dict(probs=as_dtype(p, dt), v=as_dtype(v, dt), visible=vis if c.get("with_visible") else None)
 

@@ -152,7 +152,9 @@ def moe_configs(draw):
     k = draw(st.integers(1, min(e, 4)))
     t = draw(sizes(edges=(31, 32, 33), small=(1, 2, 5)))
     d = draw(st.sampled_from((1, 3, 8, 32, 33)))
-    return dict(e=e, k=k, t=t, d=d)
+    # duplicate expert slots (a token routed twice to one expert: both slots count) need k >= 2
+    dup = draw(st.sampled_from((False, False, True))) and k >= 2
+    return dict(e=e, k=k, t=t, d=d, dup=dup)
 
 
 class ExactExpert:
@@ -202,22 +204,28 @@ def _(c, g, dt, seed):
 def _routing(c, g, dt):
     t, e, k = c["t"], c["e"], c["k"]
     idx = np.argsort(g.random((t, e)), axis=-1)[:, :k]  # [T, k] distinct experts per token
+    if c.get("dup") and k >= 2:
+        idx[::2, 1] = idx[::2, 0]  # every other token: slot 1 repeats slot 0's expert
     w = g.random((t, k)) + 0.1
     return as_dtype(w / w.sum(axis=-1, keepdims=True), dt), idx
 
 
-@case("moe_combine", moe_configs(), [dict(e=4, k=2, t=5, d=8)])
+@case("moe_combine", moe_configs(), [dict(e=4, k=2, t=5, d=8), dict(e=4, k=2, t=4, d=3, dup=True)])
 def _(c, g, dt, seed):
     w, idx = _routing(c, g, dt)
     return dict(x=as_dtype(normal_values(g, (c["t"], c["d"]), 1.0), dt), weights=w, indices=idx, expert_fn=ExactExpert())
 
 
-@case("gpt_oss_experts", st.tuples(moe_configs(), st.sampled_from((1, 8, 33)), st.sampled_from((8.0, 1.0))).map(
-    lambda a: {**a[0], "i": a[1], "hscale": a[2]}), [dict(e=4, k=2, t=5, d=8, i=8, hscale=8.0)])
+@case("gpt_oss_experts", st.tuples(moe_configs(), st.sampled_from((1, 8, 33)), st.sampled_from((8.0, 1.0)),
+                                   st.sampled_from((1.702, 1.702, 1.0)), st.sampled_from((7.0, 7.0, None, 3.0))).map(
+    lambda a: {**a[0], "i": a[1], "hscale": a[2], "alpha": a[3], "limit": a[4]}),
+    [dict(e=4, k=2, t=5, d=8, i=8, hscale=8.0), dict(e=2, k=2, t=4, d=4, i=4, hscale=8.0, alpha=1.0, limit=None, dup=True),
+     dict(e=2, k=1, t=3, d=4, i=4, hscale=8.0, alpha=1.702, limit=3.0)])
 def _(c, g, dt, seed):
     e, d, i = c["e"], c["d"], c["i"]
     w, idx = _routing(c, g, dt)
-    return dict(t=as_dtype(normal_values(g, (c["t"], d), 1.0), dt), weights=w, indices=idx,
+    return dict(alpha=c.get("alpha", 1.702), limit=c.get("limit", 7.0),
+                t=as_dtype(normal_values(g, (c["t"], d), 1.0), dt), weights=w, indices=idx,
                 mlp1_weight=as_dtype(normal_values(g, (e, 2 * i, d), c["hscale"] / np.sqrt(d)), dt),
                 mlp1_bias=as_dtype(normal_values(g, (e, 2 * i), 0.5), dt),
                 mlp2_weight=as_dtype(normal_values(g, (e, d, i), 1 / np.sqrt(i)), dt), mlp2_bias=as_dtype(normal_values(g, (e, d), 0.5), dt))

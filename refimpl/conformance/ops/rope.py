@@ -241,25 +241,34 @@ def _(c, g, dt, seed):
 
 
 @case("inv_freq_llama3", st.fixed_dictionaries(dict(head_dim=st.sampled_from((16, 64, 128)), base=_BASE,
-                                                   factor=st.sampled_from((8.0, 32.0)), l0=st.sampled_from((2048, 8192)))),
-     [dict(head_dim=128, base=500000.0, factor=8.0, l0=8192)])
+                                                   factor=st.sampled_from((8.0, 32.0)), l0=st.sampled_from((2048, 8192)),
+                                                   bands=st.sampled_from(((1.0, 4.0), (2.0, 8.0), (1.0, 2.0))))),
+     [dict(head_dim=128, base=500000.0, factor=8.0, l0=8192), dict(head_dim=64, base=500000.0, factor=8.0, l0=8192, bands=(2.0, 8.0))])
 def _(c, g, dt, seed):
-    return dict(head_dim=c["head_dim"], base=c["base"], factor=c["factor"], low_freq_factor=1.0, high_freq_factor=4.0,
+    lff, hff = c.get("bands", (1.0, 4.0))
+    return dict(head_dim=c["head_dim"], base=c["base"], factor=c["factor"], low_freq_factor=lff, high_freq_factor=hff,
                 original_max_position_embeddings=c["l0"])
 
 
 _YARN = st.fixed_dictionaries(dict(head_dim=st.sampled_from((16, 64, 128)), base=st.sampled_from((150000.0, 10000.0, 1e6)),
                                    factor=st.sampled_from((32.0, 4.0, 40.0)), l0=st.sampled_from((4096, 2048)),
-                                   truncate=st.booleans()))
+                                   truncate=st.booleans(),
+                                   scaling=st.sampled_from(("default", "default", "mscale", "mscale_swapped",
+                                                            "attention_factor"))))
 
 
-_YARN_EX = [dict(head_dim=64, base=150000.0, factor=32.0, l0=4096, truncate=False)]
+_YARN_EX = [dict(head_dim=64, base=150000.0, factor=32.0, l0=4096, truncate=False),
+            dict(head_dim=64, base=10000.0, factor=4.0, l0=4096, truncate=True, scaling="mscale"),
+            dict(head_dim=64, base=10000.0, factor=4.0, l0=4096, truncate=False, scaling="attention_factor")]
+# the concentration knobs (DeepSeek-style mscale / mscale_all_dim, a given attention_factor)
+_YARN_SCALING = {"default": {}, "mscale": dict(mscale=0.707, mscale_all_dim=1.0),
+                 "mscale_swapped": dict(mscale=1.0, mscale_all_dim=0.707), "attention_factor": dict(attention_factor=1.5)}
 
 
 @case("inv_freq_yarn", _YARN, _YARN_EX)
 def _(c, g, dt, seed):
     return dict(head_dim=c["head_dim"], base=c["base"], factor=c["factor"], original_max_position_embeddings=c["l0"],
-                truncate=c["truncate"])
+                truncate=c["truncate"], **_YARN_SCALING[c.get("scaling", "default")])
 
 
 @case("yarn_correction_range", _YARN, _YARN_EX)
@@ -268,11 +277,15 @@ def _(c, g, dt, seed):
 
 
 @case("rope_frequencies", st.fixed_dictionaries(dict(head_dim=st.sampled_from((16, 64, 128)), base=_BASE,
-                                                    kind=st.sampled_from(("none", "linear", "llama3", "yarn", "yarn")),
+                                                    kind=st.sampled_from(("none", "linear", "llama3", "yarn", "yarn",
+                                                                          "linear_type_key", "yarn_type_key")),
                                                     truncate=st.booleans(), with_max=st.booleans())),
-     [dict(head_dim=64, base=150000.0, kind="yarn", truncate=False, with_max=True)])
+     [dict(head_dim=64, base=150000.0, kind="yarn", truncate=False, with_max=True),
+      dict(head_dim=64, base=10000.0, kind="linear_type_key", truncate=False, with_max=False)])
 def _(c, g, dt, seed):
     kind = c["kind"]
+    old_key = kind.endswith("_type_key")  # rope_scaling's older "type" key instead of "rope_type"
+    kind = kind.replace("_type_key", "")
     rs, mx = None, None
     if kind == "linear":
         rs = {"rope_type": "linear", "factor": 4.0}
@@ -283,17 +296,25 @@ def _(c, g, dt, seed):
         rs = {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
               "original_max_position_embeddings": 4096, "truncate": c["truncate"]}
         mx = 131072 if c["with_max"] else None
+    if old_key and rs is not None:
+        rs = {("type" if k == "rope_type" else k): v for k, v in rs.items()}
     return dict(head_dim=c["head_dim"], base=c["base"], rope_scaling=rs, max_position_embeddings=mx)
 
 
 @case("rope_cos_sin", st.fixed_dictionaries(dict(head_dim=st.sampled_from((2, 16, 64, 128)), t=sizes(edges=(31, 32, 33, 129)),
                                                 start=st.sampled_from((0, 1, 4095, 100000)),
-                                                scaling=st.sampled_from((1.0, 1.3465735902799727)))),
-     [dict(head_dim=64, t=33, start=0, scaling=1.0)])
+                                                scaling=st.sampled_from((1.0, 1.3465735902799727)),
+                                                angle_dtype=st.sampled_from(("float64", "float64", "float32")),
+                                                batched=st.booleans())),
+     [dict(head_dim=64, t=33, start=0, scaling=1.0), dict(head_dim=16, t=5, start=4095, scaling=1.3465735902799727,
+                                                        angle_dtype="float32", batched=True)])
 def _(c, g, dt, seed):
     inv = reference_ops.inv_freq_default(c["head_dim"], base=10000.0)
-    return dict(inv_freq=as_dtype(inv, dt), positions=np.arange(c["start"], c["start"] + c["t"]),
-                attention_scaling=c["scaling"])
+    pos = np.arange(c["start"], c["start"] + c["t"])
+    if c.get("batched"):  # per-sequence positions [B, T]: each sequence starts elsewhere
+        pos = np.stack([pos, pos + 7, np.maximum(pos - 3, 0)])
+    return dict(inv_freq=as_dtype(inv, dt), positions=pos, attention_scaling=c["scaling"],
+                angle_dtype=np.dtype(c.get("angle_dtype", "float64")).type)
 
 
 _ROPE = st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33)), h=st.sampled_from((1, 2, 3)),
