@@ -110,6 +110,9 @@ def _b_attention_values(i, y, u, ops=reference_ops):
     hq, hkv, tk = p.shape[-3], v.shape[-2], p.shape[-1]
     vv = np.repeat(v, hq // hkv, axis=-2)  # [..., Tk, Hq, Dv]
     out = gamma(tk, u) * np.einsum("...hqk,...khd->...qhd", p, vv)  # [..., Tq, Hq, Dv]
+    # products in the subnormal range (probabilities below the smallest normal) lose up to one
+    # subnormal step each: Tk times the smallest subnormal
+    out = out + tk * (FLOAT_TINY[u] * 2 * u)
     return out, {"Tk": tk, "u": u, "gamma_Tk": float(gamma(tk, u))}
 
 
@@ -325,9 +328,10 @@ def _(c, g, dt, seed):
 def _(c, g, dt, seed):
     s, snk, vis = _softmax_inputs(c, g, dt)
     p = reference_ops.softmax_with_sinks(s, snk)  # [Hq, Tq, Tk], float64
-    if c.get("with_visible"):  # entries outside `visible` must not count, whatever they hold
-        p = np.where(vis, p, g.random(p.shape))
     v = normal_values(g, (c["tk"], c["hkv"], c["d"]), 1.0)  # [Tk, Hkv, Dv]
+    hidden = np.nonzero(~vis.all(axis=0))[0]  # keys hidden from some query
+    if c.get("with_visible") and c.get("values") == "hidden_nan" and hidden.size:
+        v[hidden[0]] = np.nan  # a key outside `visible` contributes nothing to that row, even a NaN
     return dict(probs=as_dtype(p, dt), v=as_dtype(v, dt), visible=vis if c.get("with_visible") else None)
 
 

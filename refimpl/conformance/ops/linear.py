@@ -40,9 +40,9 @@ BUDGETS = [
 # ----------------------------------------------------------------------------- cases
 
 
-@case("linear", st.fixed_dictionaries(dict(t=sizes(), k=sizes(), n=sizes(edges=(31, 32, 33, 129)), bias=st.booleans(),
-                                          scale=scales())),
-     [dict(t=3, k=33, n=5, bias=True, scale=1.0)])
+@case("linear", st.fixed_dictionaries(dict(t=sizes(small=(0, 1, 2, 3, 5, 7, 8, 16)), k=sizes(), n=sizes(edges=(31, 32, 33, 129)),
+                                          bias=st.booleans(), scale=scales())),
+     [dict(t=3, k=33, n=5, bias=True, scale=1.0), dict(t=0, k=4, n=3, bias=False, scale=1.0)])
 def _(c, g, dt, seed):
     k = c["k"]
     return dict(x=as_dtype(normal_values(g, (c["t"], k), c["scale"]), dt), weight=as_dtype(normal_values(g, (c["n"], k), 1 / np.sqrt(k)), dt),

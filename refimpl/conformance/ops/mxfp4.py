@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from ...ops import ops as reference_ops
 from ..kit import (
+    DTYPES,
     Budget,
     Misreading,
     as_dtype,
@@ -49,36 +50,53 @@ BUDGETS = [
 # ----------------------------------------------------------------------------- cases
 
 
-@case("decode_e8m0", st.fixed_dictionaries(dict(n=sizes(), lo=st.sampled_from((0, 100, 120)))), [dict(n=33, lo=100)])
+@case("decode_e8m0", st.fixed_dictionaries(dict(n=sizes(), lo=st.sampled_from((0, 100, 120)), bias=st.sampled_from((127, 127, 128)))),
+     [dict(n=33, lo=100), dict(n=4, lo=0, extremes=True)])
 def _(c, g, dt, seed):
-    return dict(scales=g.integers(c["lo"], 255 - c["lo"] // 2, size=(2, c["n"]), dtype=np.uint8))
+    s = g.integers(c["lo"], 256, size=(2, c["n"]), dtype=np.uint8)
+    s.flat[: min(s.size, 4)] = np.array([255, 254, 0, 127], np.uint8)[: min(s.size, 4)]  # the extreme codes, 255 too
+    return dict(scales=s, bias=c.get("bias", 127))
 
 
-def _mx(g, out, groups):
-    return (g.integers(0, 256, size=(out, groups, 16), dtype=np.uint8),
-            g.integers(118, 136, size=(out, groups), dtype=np.uint8))
+def _mx(g, out, groups, extremes=False):
+    blocks = g.integers(0, 256, size=(out, groups, 16), dtype=np.uint8)
+    scales = g.integers(118, 136, size=(out, groups), dtype=np.uint8)
+    if extremes:
+        scales.flat[0] = 255
+        scales.flat[-1] = 0
+    return blocks, scales
 
 
-@case("decode_mxfp4", st.fixed_dictionaries(dict(out=sizes(edges=(31, 32, 33)), groups=st.integers(1, 5))),
-     [dict(out=3, groups=2)])
+_ORDERS = st.sampled_from(("low_first", "low_first", "high_first"))
+
+
+@case("decode_mxfp4", st.fixed_dictionaries(dict(out=sizes(edges=(31, 32, 33)), groups=st.integers(1, 5),
+                                                out_dtype=st.sampled_from(("float32", "float64", "bfloat16")),
+                                                order=_ORDERS, extremes=st.booleans())),
+     [dict(out=3, groups=2), dict(out=2, groups=1, out_dtype="float64", order="high_first", extremes=True)])
 def _(c, g, dt, seed):
-    b, s = _mx(g, c["out"], c["groups"])
-    return dict(blocks=b, scales=s)
+    b, s = _mx(g, c["out"], c["groups"], c.get("extremes", False))
+    return dict(blocks=b, scales=s, dtype=DTYPES[c.get("out_dtype", "float32")], nibble_order=c.get("order", "low_first"))
 
 
-@case("encode_mxfp4", st.fixed_dictionaries(dict(out=sizes(edges=(31, 32, 33)), groups=st.integers(1, 4), scale=scales())),
-     [dict(out=3, groups=2, scale=1.0)])
+@case("encode_mxfp4", st.fixed_dictionaries(dict(out=sizes(edges=(31, 32, 33)), groups=st.integers(1, 4), scale=scales(),
+                                                rule=st.sampled_from(("ceil", "floor")), ties=st.sampled_from(("even", "away")))),
+     [dict(out=3, groups=2, scale=1.0), dict(out=2, groups=1, scale=4.0, rule="floor", ties="away")])
 def _(c, g, dt, seed):
-    return dict(w=as_dtype(normal_values(g, (c["out"], 32 * c["groups"]), c["scale"]), dt))
+    w = normal_values(g, (c["out"], 32 * c["groups"]), c["scale"])
+    w.flat[::7] = np.round(w.flat[::7] * 4) / 4  # quarter steps: the E2M1 rounding ties
+    return dict(w=as_dtype(w, dt), scale_rule=c.get("rule", "ceil"), ties=c.get("ties", "even"))
 
 
-@case("mxfp4_linear", st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33)), out=sizes(edges=(31, 32, 33)),
-                                                groups=st.integers(1, 4), bias=st.booleans())),
-     [dict(t=3, out=5, groups=2, bias=True)])
+@case("mxfp4_linear", st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33), small=(0, 1, 2, 3)), out=sizes(edges=(31, 32, 33)),
+                                                groups=st.integers(1, 4), bias=st.booleans(), order=_ORDERS,
+                                                scale_bias=st.sampled_from((127, 127, 128)))),
+     [dict(t=3, out=5, groups=2, bias=True), dict(t=2, out=3, groups=1, bias=False, order="high_first", scale_bias=128)])
 def _(c, g, dt, seed):
     b, s = _mx(g, c["out"], c["groups"])
     return dict(x=as_dtype(normal_values(g, (c["t"], 32 * c["groups"]), 1.0), dt), blocks=b, scales=s,
-                bias=as_dtype(normal_values(g, c["out"], 1.0), dt) if c["bias"] else None)
+                bias=as_dtype(normal_values(g, c["out"], 1.0), dt) if c["bias"] else None,
+                nibble_order=c.get("order", "low_first"), scale_bias=c.get("scale_bias", 127))
 
 
 # ----------------------------------------------------------------------------- misreadings

@@ -64,9 +64,35 @@ def _(c, g, dt, seed):
 _VOCAB = st.fixed_dictionaries(dict(t=st.sampled_from((1, 2, 5)), v=sizes(edges=(31, 32, 33, 129), small=(2, 3, 8))))
 
 
-@case("greedy", _VOCAB, [dict(t=3, v=33)])
+# Where selections separate right from wrong: exact ties (the spec's rule: lowest index for greedy,
+# every tied value kept at the top-k threshold), +inf and -inf entries.
+_SPECIAL = st.sampled_from(("none", "none", "ties", "inf"))
+
+
+def _special(x, kind, g, k=1):
+    """Rows with a tie at rank k (value of rank k-1 copied to a later-ranked entry), or +-inf entries."""
+    x = np.array(x, dtype=np.float64)
+    n = x.shape[-1]
+    if kind == "ties" and n >= 2:
+        order = np.argsort(-x, axis=-1, kind="stable")
+        r = min(max(k, 1), n - 1)
+        src = np.take_along_axis(x, order[..., r - 1:r], axis=-1)
+        np.put_along_axis(x, order[..., r:r + 1], src, axis=-1)
+    elif kind == "inf" and n >= 3:
+        x[..., 0] = -np.inf
+        x[..., n // 2] = np.inf if k == "pos" else x[..., n // 2]
+    return x
+
+
+@case("greedy", st.tuples(_VOCAB, _SPECIAL).map(lambda a: {**a[0], "special": a[1]}),
+      [dict(t=3, v=33), dict(t=2, v=5, special="ties"), dict(t=2, v=5, special="inf")])
 def _(c, g, dt, seed):
-    return dict(logits=as_dtype(margin_logits(g, (c["t"], c["v"])), dt))
+    x = margin_logits(g, (c["t"], c["v"]))
+    kind = c.get("special", "none")
+    x = _special(x, kind, g, k="pos" if kind == "inf" else 1)
+    if kind == "inf" and c["v"] >= 3:
+        x[..., -1] = np.inf  # two +inf: a tie at +inf goes to the lower index
+    return dict(logits=as_dtype(x, dt))
 
 
 @case("apply_temperature", st.tuples(_VOCAB, st.sampled_from((0.7, 1.0, 2.0, 1e-2))).map(lambda a: {**a[0], "temp": a[1]}),
@@ -75,9 +101,12 @@ def _(c, g, dt, seed):
     return dict(logits=as_dtype(normal_values(g, (c["t"], c["v"]), 3.0), dt), temperature=c["temp"])
 
 
-@case("top_k_filter", st.tuples(_VOCAB, st.floats(0, 1)).map(lambda a: {**a[0], "kf": a[1]}), [dict(t=3, v=33, kf=0.3)])
+@case("top_k_filter", st.tuples(_VOCAB, st.floats(0, 1), _SPECIAL).map(lambda a: {**a[0], "kf": a[1], "special": a[2]}),
+      [dict(t=3, v=33, kf=0.3), dict(t=2, v=5, kf=0.4, special="ties")])
 def _(c, g, dt, seed):
-    return dict(logits=as_dtype(margin_logits(g, (c["t"], c["v"])), dt), k=max(1, int(round(c["kf"] * c["v"]))))
+    k = max(1, int(round(c["kf"] * c["v"])))
+    x = _special(margin_logits(g, (c["t"], c["v"])), c.get("special", "none"), g, k=k)
+    return dict(logits=as_dtype(x, dt), k=k)
 
 
 def _top_p_with_margin(x, frac):
@@ -92,9 +121,14 @@ def _top_p_with_margin(x, frac):
     return min(p, 0.999), ok
 
 
-@case("top_p_filter", st.tuples(_VOCAB, st.floats(0, 1), st.sampled_from((1, 1, 2))).map(
-    lambda a: {**a[0], "pf": a[1], "min_keep": a[2]}), [dict(t=3, v=33, pf=0.3, min_keep=1)])
+@case("top_p_filter", st.tuples(_VOCAB, st.floats(0, 1), st.sampled_from((1, 1, 2, 3, 8)), st.booleans()).map(
+    lambda a: {**a[0], "pf": a[1], "min_keep": a[2], "exact": a[3]}),
+      [dict(t=3, v=33, pf=0.3, min_keep=1), dict(t=1, v=4, pf=0.0, min_keep=3), dict(t=1, v=4, pf=0.5, min_keep=1, exact=True)])
 def _(c, g, dt, seed):
+    if c.get("exact"):  # the spec's boundary rule on exact sums: four equal logits, p at a prefix sum
+        v = max(c["v"], 2)
+        p = {0: 0.25, 1: 0.5, 2: 0.75}[int(c["pf"] * 2.999)] if v == 4 else float(int(c["pf"] * (v - 1)) + 1) / v
+        return dict(logits=as_dtype(np.zeros((c["t"], v)) + 0.5, dt), p=min(p, 1.0), min_keep=c["min_keep"])
     for _ in range(50):
         x = as_dtype(margin_logits(g, (c["t"], c["v"]), gap=0.7), dt)
         p, ok = _top_p_with_margin(x, c["pf"])
@@ -103,13 +137,21 @@ def _(c, g, dt, seed):
     return dict(logits=x, p=p, min_keep=c["min_keep"])
 
 
-@case("sample", st.tuples(_VOCAB, st.sampled_from((0.0, 0.7, 1.0)), st.sampled_from((None, 5)), st.sampled_from((None, 0.9))).map(
-    lambda a: {**a[0], "temp": a[1], "top_k": a[2], "top_p": a[3]}), [dict(t=3, v=33, temp=0.7, top_k=None, top_p=None)])
+@case("sample", st.tuples(_VOCAB, st.sampled_from((0.0, 0.5, 0.7, 1.0, 2.0)), st.sampled_from((None, 1, 5)),
+                          st.sampled_from((None, 0.5, 0.9))).map(
+    lambda a: {**a[0], "temp": a[1], "top_k": a[2], "top_p": a[3]}),
+      [dict(t=3, v=33, temp=0.7, top_k=None, top_p=None), dict(t=4, v=8, temp=0.5, top_k=None, top_p=0.5),
+       dict(t=4, v=8, temp=2.0, top_k=5, top_p=0.9)])
 def _(c, g, dt, seed):
     x = as_dtype(margin_logits(g, (c["t"], c["v"])), dt)
     top_p = c["top_p"]
-    if top_p is not None:
-        top_p, _ = _top_p_with_margin(x, 0.5)
+    if top_p is not None:  # p placed between two prefix sums of the distribution the filter really sees
+        y = x.astype(np.float64)
+        if c["temp"] > 0:
+            y = reference_ops.apply_temperature(y, c["temp"])
+        if c["top_k"] is not None:
+            y = reference_ops.top_k_filter(y, c["top_k"])
+        top_p, _ = _top_p_with_margin(y, top_p)
     rng_seed = seed
     if c["temp"] > 0:
         # choose the Generator seed so that the draw u * C_total stays away from every C_i
