@@ -21,7 +21,7 @@ from refimpl.ops import OP_NAMES
 
 RESULT_KEYS = {"schema_version", "backend", "backend_version", "spec", "dtype", "max_examples", "ok", "summary",
                "results"}
-ROW_KEYS = {"op", "kernel", "status", "cases", "failed_cases", "declined_cases", "failure", "max_abs_err", "budget_used",
+ROW_KEYS = {"op", "kernel", "dtype", "status", "cases", "failed_cases", "declined_cases", "failure", "max_abs_err", "budget_used",
             "reason", "misreadings", "conventions", "cfg", "seed", "seconds", "notes", "report", "text"}
 STATUSES = ("pass", "fail", "convention", "skip", "error")
 
@@ -111,7 +111,7 @@ class OnlyRmsNorm(Backend):
 
 
 def test_missing_ops_and_dtypes_skip_with_reason():
-    res = run_suite(OnlyRmsNorm(), ops=["rms_norm", "layer_norm", "attention"], max_examples=3)
+    res = run_suite(OnlyRmsNorm(), ops=["rms_norm", "layer_norm", "attention"], dtype="float32", max_examples=3)
     rows = {r.op: r for r in res.rows}
     assert rows["rms_norm"].status == "pass" and rows["rms_norm"].cases >= 3
     assert rows["layer_norm"].status == "skip" and "not implemented by backend 'only-rms'" in rows["layer_norm"].reason
