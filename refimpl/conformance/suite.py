@@ -257,14 +257,20 @@ def _check_sample(fn, inputs, ctx, dtype):
 # ----------------------------------------------------------------------------- op rows
 
 
+class _Stop(Exception):
+    """Raised inside a row to end it at its first failure (stop_at_first_failure=True)."""
+
+
 def run_op(backend, op, *, kernel=None, dtype="float32", max_examples=DEFAULT_MAX_EXAMPLES, spec=None,
-           with_examples=True, diagnose_failures=True):
+           with_examples=True, diagnose_failures=True, stop_at_first_failure=False):
     """Check `op` of `backend` (kernel `kernel`, default the backend's first) on every case.
 
     Returns an OpResult: "skip" with the backend's reason when it lacks the op (or the dtype) or
     declines every case; "fail" with the count of failing cases and the smallest one's Report and
     misreadings; "convention" when the only difference is a named convention; "error" when the
-    backend raised something other than OpNotSupported.
+    backend raised something other than OpNotSupported. stop_at_first_failure: end the row at its
+    first failing case (the verdict is the same; the count and the smallest case are not; for tests
+    that only need the verdict, such as the mutation corpus).
     """
     t0 = time.perf_counter()
     names = kernel_names(backend, op)
@@ -303,6 +309,8 @@ def run_op(backend, op, *, kernel=None, dtype="float32", max_examples=DEFAULT_MA
         except (RefimplError, ArithmeticError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
             errors.append((cfg, seed, exc))
             res.cases += 1
+            if stop_at_first_failure:
+                raise _Stop()
             return
         res.cases += 1
         if np.isfinite(rep.max_abs_err):
@@ -319,6 +327,8 @@ def run_op(backend, op, *, kernel=None, dtype="float32", max_examples=DEFAULT_MA
                     else:
                         rep = rest
             failures.append(_Case(cfg, seed, inputs, rep, _size(inputs), conv, only))
+            if stop_at_first_failure and not only:
+                raise _Stop()
 
     try:
         if with_examples:
@@ -333,6 +343,8 @@ def run_op(backend, op, *, kernel=None, dtype="float32", max_examples=DEFAULT_MA
                 check(cfg, seed, True)
 
             prop()
+    except _Stop:
+        pass
     except HypothesisException as exc:
         res.status, res.reason = "error", f"hypothesis: {type(exc).__name__}: {exc}"
     except Exception as exc:

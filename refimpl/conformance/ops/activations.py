@@ -57,8 +57,8 @@ def _gelu_parts(x, approximate, u):
     e = np.vectorize(math.erf, otypes=[np.float64])(w) if w.size else w
     y = 0.5 * x * (1 + e)
     derf = 2 / math.sqrt(math.pi) * np.exp(-w * w)
-    # w = x / sqrt(2): gamma_2; erf: lib; 1 + e, * x: 2u |y|.
-    b = 2 * u * np.abs(y) + 0.5 * np.abs(x) * (derf * np.abs(w) * gamma(2, u) + lib * np.abs(e))
+    # w = x / sqrt(2): gamma_2; erf: LIB_ULP["erf"] ulps; 1 + e, * x: 2u |y|.
+    b = 2 * u * np.abs(y) + 0.5 * np.abs(x) * (derf * np.abs(w) * gamma(2, u) + lib_rel(u, "erf") * np.abs(e))
     dy = 0.5 * (1 + e) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
     return y, dy, b
 
