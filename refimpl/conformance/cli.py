@@ -96,15 +96,18 @@ def _parse_ids(text):
 
 
 def cmd_diff(args):
-    from .tracediff import TRACE_C, diff_traces, load_trace, save_trace
+    from .tracediff import TRACE_C, check_overlap, diff_traces, load_trace, save_trace, stored_dtype
 
     c = TRACE_C if args.c is None else args.c
+    model = ids = None
     if args.model is None:
         if len(args.traces) != 2 or args.against:
             raise ArgumentError("traces: expected two trace files A B (or --model M --against TRACE), "
                                 f"found {len(args.traces)} file(s)")
-        ref, _ = load_trace(args.traces[0])
-        other, _ = load_trace(args.traces[1])
+        ref, ref_meta = load_trace(args.traces[0])
+        other, meta = load_trace(args.traces[1])
+        names = (args.traces[0], args.traces[1])
+        stored = [stored_dtype(ref_meta), stored_dtype(meta)]
     else:
         if args.against is None and len(args.traces) == 1:
             args.against = args.traces[0]
@@ -125,10 +128,33 @@ def cmd_diff(args):
         else:
             raise ArgumentError("--ids: expected --ids or --prompt (the trace file stores no ids)")
         ref = model.trace(ids)
+        names = (f"{args.model} (reference)", args.against)
+        stored = [None, stored_dtype(meta)]
         if args.save_ref:
             save_trace(args.save_ref, ref, ids=ids, metadata={"producer": "refimpl", "dtype": args.model_dtype})
-    rep = diff_traces(ref, other, dtype=args.dtype, c=c)
+    check_overlap(ref, other, *names)  # empty or disjoint: exit 2, both name sets listed
+    dtype, u = args.dtype, None
+    meta_dtypes = [d for d in stored if d]
+    if dtype is None and meta_dtypes:  # the precision a file says it was computed in counts, not only how it is stored
+        from .tracediff import unit_roundoff_of
+
+        u = unit_roundoff_of(*meta_dtypes, *[v.dtype for v in ref.values()], *[v.dtype for v in other.values()])
+    rep = diff_traces(ref, other, dtype=dtype, u=u, c=c)
+    if u is not None:
+        rep.notes.append(f"tolerance from the stored dtype {', '.join(meta_dtypes)} (metadata 'dtype'); --dtype overrides it")
+    hits = None
+    if model is not None and not rep.ok:
+        from .diagnosis import diagnose_trace
+
+        hits = diagnose_trace(model.config, model.weights, ids, model.dtype, other, dtype=dtype, u=u, c=c)
+        if hits:
+            rep.notes.append("reproduced by: " + "; ".join(f"{n} ({d})" for n, d in hits))
+        else:
+            rep.notes.append("no known misreading (op-level or config-level) reproduces the other trace")
     print(rep)
     if args.json:
-        _write_json(args.json, rep.to_dict())
+        d = rep.to_dict()
+        if hits is not None:
+            d["misreadings"] = [dict(name=n, description=t) for n, t in hits]
+        _write_json(args.json, d)
     return 0 if rep.ok else 1

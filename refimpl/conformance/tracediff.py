@@ -29,7 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, RefimplError
+
+
+class TraceFileError(RefimplError):
+    """A trace file that cannot be compared: unreadable, not safetensors/.npz, empty, or disjoint names."""
 from ..precision import bfloat16
 
 TRACE_C = 32.0
@@ -102,11 +106,34 @@ def save_trace(path, trace, *, ids=None, metadata=None):
 
 
 def load_trace(path):
-    """(ordered dict name -> array, metadata dict) from a trace file written by save_trace or any
-    engine (names of spec/trace.md; without an "order" entry, names are put in forward order)."""
+    """(ordered dict name -> array, metadata dict) from a trace file: a safetensors file written by
+    save_trace or any engine (names of spec/trace.md; without an "order" entry, names are put in
+    forward order), or a NumPy .npz archive (no pickles). Anything else: TraceFileError."""
+    import os
+
+    if not os.path.isfile(path):
+        raise TraceFileError(f"{path}: expected a trace file (safetensors or .npz), found "
+                             f"{'a directory' if os.path.isdir(path) else 'nothing'}")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head[:2] == b"PK":  # a zip archive: NumPy's .npz
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                trace = {n: np.array(z[n]) for n in z.files}
+        except Exception as exc:
+            raise TraceFileError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})") from None
+        return {n: trace[n] for n in sorted(trace, key=canonical_key)}, {}
+    size = os.path.getsize(path)
+    n = int.from_bytes(head, "little") if len(head) == 8 else -1
+    if len(head) < 8 or n < 2 or n > size - 8:
+        raise TraceFileError(f"{path}: not a safetensors file (nor .npz): the first 8 bytes are not a header "
+                             f"length that fits the file ({size} bytes)")
     from ..checkpoints.safetensors_io import open_safetensors
 
-    f = open_safetensors(path)
+    try:
+        f = open_safetensors(path)
+    except RefimplError as exc:
+        raise TraceFileError(f"{path}: not a safetensors file (nor .npz): {exc}") from None
     meta = dict(f.metadata)
     names = list(f)
     order = None
@@ -118,6 +145,25 @@ def load_trace(path):
     if order is None or set(order) != set(names):
         order = sorted(names, key=canonical_key)
     return {n: np.array(f[n]) for n in order}, meta
+
+
+def stored_dtype(meta):
+    """The precision a trace file says it was computed in (metadata "dtype"), or None."""
+    d = (meta or {}).get("dtype")
+    return d if d in _U else None
+
+
+def check_overlap(ref, other, ref_name="reference", other_name="other"):
+    """TraceFileError (exit 2 in `refimpl diff`) when a trace is empty or the two share no tensor name."""
+    for t, nm in ((ref, ref_name), (other, other_name)):
+        if not t:
+            raise TraceFileError(f"{nm}: the trace holds no tensor; nothing to compare")
+    if not set(ref) & set(other):
+        def names(t):
+            ns = list(t)
+            return ", ".join(ns[:12]) + (f" ... ({len(ns)} in all)" if len(ns) > 12 else "")
+        raise TraceFileError(f"the traces share no tensor name (spec/trace.md names expected):\n"
+                             f"  {ref_name}: {names(ref)}\n  {other_name}: {names(other)}")
 
 
 # ----------------------------------------------------------------------------- the diff

@@ -183,3 +183,42 @@ def test_cli_diff_against_model(tmp_path):
     save_trace(tmp_path / "bad.safetensors", bad.trace(ids))
     rc, out = _run(["diff", "--model", str(ckpt), "--against", str(tmp_path / "bad.safetensors"), "--ids", "1,5,7,2,9,11"])
     assert rc == 1 and "first divergence: layers.0.attn.q" in out
+
+
+def test_diff_refuses_disjoint_and_empty_and_reads_npz(tmp_path):
+    ref = {"embed": np.ones((2, 3)), "logits": np.ones((2, 4))}
+    save_trace(tmp_path / "ref.safetensors", ref)
+    save_trace(tmp_path / "disjoint.safetensors", {"hidden.0": np.ones((2, 3))})
+    rc, out = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "disjoint.safetensors")])
+    assert rc == 2  # refused, not "traces agree"
+    np.savez(tmp_path / "t.npz", **ref)
+    rc, out = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "t.npz")])
+    assert rc == 0 and "traces agree" in out
+    (tmp_path / "junk.bin").write_bytes(b"\xff" * 64)
+    with pytest.raises(Exception, match="not a safetensors file"):
+        load_trace(tmp_path / "junk.bin")
+    np.savez(tmp_path / "empty.npz")
+    rc, _ = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "empty.npz")])
+    assert rc == 2
+
+
+def test_diff_honours_the_stored_dtype(tmp_path):
+    ref = model_trace("llama", dtype="float64")
+    bf = {k: np.asarray(v, dtype=np.float32) for k, v in model_trace("llama", dtype="bfloat16").items()}
+    save_trace(tmp_path / "ref.safetensors", ref)
+    save_trace(tmp_path / "bf.safetensors", bf, metadata={"dtype": "bfloat16"})  # stored as float32, as HF dumps are
+    rc, out = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "bf.safetensors")])
+    assert rc == 0 and "stored dtype bfloat16" in out, out
+
+
+def test_diff_with_model_names_the_misreading(tmp_path):
+    from helpers_tiny import make_checkpoint
+
+    from refimpl.api import load
+
+    ckpt, _, _ = make_checkpoint(tmp_path, "llama")
+    ids = [1, 5, 7, 2, 9, 11]
+    bad = load(str(ckpt), dtype="float32", backend=MISREADINGS["rope_interleaved"].backend())
+    save_trace(tmp_path / "bad.safetensors", bad.trace(ids), ids=ids)
+    rc, out = _run(["diff", "--model", str(ckpt), "--against", str(tmp_path / "bad.safetensors")])
+    assert rc == 1 and "reproduced by: rope_interleaved" in out, out
