@@ -121,7 +121,7 @@ BUDGETS = [
     exact("repeat_kv", GATHER),
     Budget("attention_probs", "error_model",
            "|err| <= p_j (eta_j + sum_l p_l eta_l + p_sink eta_sink + gamma_(Tk+1) + u) + tiny; "
-           "eta_j = gamma_(D+3) scale (|q|.|k_j|) + u|s_j - m| + 2L u",
+           "eta_j = gamma_(D+3) scale (|q|.|k_j|) + 2u|s_j - m| + 2L u + (2L+2) u ln S",
            SOFTMAX_REASON + "; the scores are dot products of length D times the scale (gamma_(D+3)); masked: exact 0",
            _b_attention_probs),
     Budget("attention", "error_model", "|err| <= sum_j B_p,j |v_j| + gamma_(4Tk+1) sum_j p_j |v_j|",
@@ -133,7 +133,7 @@ BUDGETS = [
            "reciprocal) and one product", _b_attention_scores),
     Budget("softmax_with_sinks", "error_model",
            "|err| <= p_j (eta_j + sum_l p_l eta_l + p_sink eta_sink + gamma_(Tk+1) + u) + tiny; "
-           "eta_j = u|s_j - m| + 2L u, eta_sink = u|sink - m| + 2L u",
+           "eta_j = 2u|s_j - m| + 2L u + (2L+2) u ln S, eta_sink = u|sink - m| + 2L u",
            SOFTMAX_REASON + "; the sink is one more denominator term (none when absent or -inf); masked: exact 0",
            _b_softmax_with_sinks),
     Budget("attention_values", "error_model", "|err| <= gamma_Tk sum_j |p_j| |v_j| (visible keys only)",

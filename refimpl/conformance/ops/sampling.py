@@ -42,7 +42,7 @@ def _b_apply_temperature(i, y, u, ops=reference_ops):
 
 BUDGETS = [
     Budget("softmax", "error_model", "|err| <= p_j (eta_j + sum_l p_l eta_l + gamma_n + u) + tiny, "
-           "eta_j = u|x_j - m| + 2L u", SOFTMAX_REASON, _b_softmax),
+           "eta_j = 2u|x_j - m| + 2L u + (2L+2) u ln S (logsumexp form admitted)", SOFTMAX_REASON, _b_softmax),
     exact("greedy", "argmax: exact when the top two logits differ (drawn with a margin); ties go to the lowest index"),
     Budget("apply_temperature", "ulp", "|err| <= 2u |y|", "the temperature's rounding and one division (or *1/T)",
            _b_apply_temperature),
