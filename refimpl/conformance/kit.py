@@ -166,7 +166,7 @@ def oss_parts(h, alpha, limit, layout, u):
     y = g * s * (l + 1)
     # alpha * g: gamma_2 (the constant and the product); sigmoid: (1 - s)|z| gamma_2 + 2 lib + 2u;
     # * g, l + 1, final product: 3u.
-    b = np.abs(y) * ((1 - s) * np.abs(z) * gamma(2, u) + 2 * lib_rel(u) + 5 * u) + np.abs(g * (l + 1)) / FLOAT_MAX[u]
+    b = np.abs(y) * ((1 - s) * np.abs(z) * gamma(2, u) + 2 * lib_rel(u) + 5 * u) + 2 * np.abs(g * (l + 1)) / FLOAT_MAX[u]
     dg = s * (1 + z * (1 - s)) * (l + 1)
     dl = g * s
     return y, dg, dl, b
