@@ -9,6 +9,7 @@ from .compare import Report, compare, ulp_distance
 from .kit import Budget, Misreading, unit_roundoff
 from .misreadings import diagnose
 from .ops import BUDGETS, FAMILY, MISREADINGS, get_budget
+from . import selection  # noqa: F401  registers the backend prefix misreading:NAME
 
 __all__ = ["BUDGETS", "Budget", "FAMILY", "get_budget", "unit_roundoff", "Report", "compare", "ulp_distance",
            "MISREADINGS", "Misreading", "diagnose"]

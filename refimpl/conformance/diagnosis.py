@@ -58,7 +58,7 @@ def diagnose_trace(cfg, weights, ids, mode, other, *, dtype=None, u=None, c=None
     for m in MISREADINGS.values():
         tr = {}
         try:
-            forward(cfg, weights, ids, mode=mode, trace=tr, ops=m.ops())
+            forward(cfg, weights, ids, dtype=mode, trace=tr, ops=m.ops())
         except Exception:
             continue
         if diff_traces(tr, other, dtype=dtype, **kw).ok:
@@ -66,7 +66,7 @@ def diagnose_trace(cfg, weights, ids, mode, other, *, dtype=None, u=None, c=None
     for name, desc, cfg2 in config_misreadings(cfg):
         tr = {}
         try:
-            forward(cfg2, weights, ids, mode=mode, trace=tr)
+            forward(cfg2, weights, ids, dtype=mode, trace=tr)
         except Exception:
             continue
         if diff_traces(tr, other, dtype=dtype, **kw).ok:

@@ -2,15 +2,12 @@
 
     backend = resolve_backend("misreading:window_off_by_one" | "my_module:MyBackend" | "numpy" | None)
 
-`module:attr` resolves from the current directory as pytest does (the directory is put first on
-sys.path while importing); `misreading:NAME` builds the reference with that misreading
-(refimpl.conformance.misreadings); everything else goes to the backend registry.
+`module:attr` resolves from the current directory as pytest does (refimpl.backends.registry);
+`misreading:NAME` builds the reference with that misreading (refimpl.conformance.misreadings),
+registered here with the registry's `register_prefix`; everything else is the registry's.
 """
 
-import os
-import sys
-
-from refimpl.backends import BackendError, get_backend
+from refimpl.backends import BackendError, get_backend, register_prefix
 
 PREFIX = "misreading:"
 
@@ -24,54 +21,24 @@ def misreading_backend(name):
     return MISREADINGS[name].backend()
 
 
-def _register_prefix():
-    """Offer misreading:NAME to the registry itself, where it supports prefixes (refimpl.backends.registry)."""
-    try:
-        from refimpl.backends import registry
-    except ImportError:
-        return
-    reg = getattr(registry, "register_prefix", None)
-    if reg is not None:
-        try:
-            reg(PREFIX.rstrip(":"), misreading_backend)
-        except Exception:  # already registered, or another signature: resolve_backend handles the prefix
-            pass
-
-
-_register_prefix()
+register_prefix(PREFIX.rstrip(":"), misreading_backend, replace=True)
 
 
 def resolve_backend(spec=None):
     """The backend for `spec` (a Backend, a name, module:attr, misreading:NAME, or None for the default)."""
-    if isinstance(spec, str):
-        spec = spec.strip()
-        if spec.startswith(PREFIX):
-            return misreading_backend(spec[len(PREFIX):])
-        if ":" in spec:
-            cwd = os.getcwd()
-            added = cwd not in sys.path and "" not in sys.path
-            if added:
-                sys.path.insert(0, cwd)
-            try:
-                return get_backend(spec)
-            finally:
-                if added and cwd in sys.path:
-                    sys.path.remove(cwd)
     return get_backend(spec)
 
 
 def kernel_names(backend, op):
-    """The backend's kernel names for `op` (first = default)."""
-    fn = getattr(backend, "kernel_names", None) or getattr(backend, "kernel_variants")
-    return list(fn(op))
+    """The backend's kernel names for `op` (first = default); ["default"] when it lists none."""
+    return list(backend.kernel_names(op)) or ["default"]
 
 
 def with_kernel(backend, op, name):
     """A copy of `backend` running kernel `name` for `op` (the backend itself for its default kernel)."""
     if name == kernel_names(backend, op)[0]:
         return backend
-    fn = getattr(backend, "with_kernel", None) or getattr(backend, "with_variant")
-    return fn(op, name)
+    return backend.with_kernel(op, name)
 
 
 def backend_name(backend):

@@ -440,14 +440,14 @@ def model_trace(arch, *, dtype="float64", ops=reference_ops, ids=MODEL_IDS, seed
     cfg, w = tiny_model(arch, seed=seed)
     pw = prepare_weights(cfg, w, dtype)
     tr = {}
-    forward(cfg, pw, np.asarray(ids), mode=dtype, trace=tr, ops=ops)
+    forward(cfg, pw, np.asarray(ids), dtype=dtype, trace=tr, ops=ops)
     if prefill is not None:
         from ..model.kvcache import KVCache
 
         cache_dtype = np.float64 if dtype == "float64" else np.float32
         cache = KVCache(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, dtype=cache_dtype)
-        forward(cfg, pw, np.asarray(ids[:prefill]), cache=cache, mode=dtype, ops=ops)
-        steps = [forward(cfg, pw, np.asarray(ids[i:i + 1]), cache=cache, mode=dtype, ops=ops)[-1]
+        forward(cfg, pw, np.asarray(ids[:prefill]), cache=cache, dtype=dtype, ops=ops)
+        steps = [np.asarray(forward(cfg, pw, np.asarray(ids[i:i + 1]), cache=cache, dtype=dtype, ops=ops))[-1]
                  for i in range(prefill, len(ids))]
         tr["decode.logits"] = np.stack(steps)
     return tr

@@ -18,6 +18,7 @@ from refimpl.conformance.suite import MODEL_ARCHS, run_op, run_suite, suite_ops
 from refimpl.conformance.misreadings import MISREADINGS
 from refimpl.conformance.ops import attention as A, moe as M
 from refimpl.ops import OP_NAMES
+from refimpl.ops import ops as ref_ops
 
 RESULT_KEYS = {"schema_version", "backend", "backend_version", "spec", "dtype", "max_examples", "ok", "summary",
                "results"}
@@ -125,15 +126,12 @@ class TwoLinearKernels(NumpyBackend):
 
     name = "two-linear"
 
-    def kernel_variants(self, op):
-        return ["plain", "tiled"] if op == "linear" else super().kernel_variants(op)
+    def _tiled(x, weight, bias=None):
+        k = np.shape(x)[-1]
+        keep = max(32, k - k % 32)
+        return ref_ops.linear(np.asarray(x)[..., :keep], np.asarray(weight)[:, :keep], bias)
 
-    def linear(self, x, weight, bias=None):
-        if self.kernel_variant("linear") == "tiled":
-            k = np.shape(x)[-1]
-            keep = max(32, k - k % 32)
-            x, weight = np.asarray(x)[..., :keep], np.asarray(weight)[:, :keep]
-        return super().linear(x, weight, bias)
+    kernels = {"linear": {"plain": ref_ops.linear, "tiled": _tiled}}
 
 
 def test_each_kernel_variant_is_tested_and_a_tiling_bug_is_caught():
@@ -270,17 +268,17 @@ def test_attention_scores_draws_every_scale():
     assert seen == {"default", "custom", "one"}
 
 
-class DecliningRmsNorm(NumpyBackend):
-    """rms_norm declines rows wider than 8 (a kernel with a size limit); everything else is the reference."""
+def _declining_rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
+    """rms_norm that declines rows wider than 8 (a kernel with a size limit)."""
+    from refimpl.backends import OpNotSupported
 
-    name = "declining"
+    if np.shape(x)[-1] > 8:
+        raise OpNotSupported("rms_norm", "declining", "rows wider than 8")
+    return ref_ops.rms_norm(x, weight, eps=eps, cast_before_scale=cast_before_scale)
 
-    def rms_norm(self, x, weight, *, eps=1e-5, cast_before_scale=False):
-        from refimpl.backends import OpNotSupported
 
-        if np.shape(x)[-1] > 8:
-            raise OpNotSupported("rms_norm", self, "rows wider than 8")
-        return super().rms_norm(x, weight, eps=eps, cast_before_scale=cast_before_scale)
+def DecliningRmsNorm():
+    return NumpyBackend({"rms_norm": _declining_rms_norm}, name="declining")
 
 
 def test_model_rows_decode_with_a_cache_and_fall_back_on_declined_cases():

@@ -110,6 +110,18 @@ def _b_swiglu_mlp(i, y, u, ops=reference_ops):
     return linear_bound(a, dw, None, ba, u), {"u": u, "d": x.shape[-1], "I": gw.shape[0]}
 
 
+BF16_ULP = 2.0 ** -8  # relative spacing of bfloat16 values (8 significand bits)
+
+
+def _b_swiglu_oss_bf16(i, y, u, ops=reference_ops):
+    # Defined in float32 arithmetic: NumPy's own steps give the same bits. Another exp may round one
+    # float32 ulp differently and flip a bfloat16 rounding: one bf16 ulp per rounded step (5), each
+    # passed on with a factor <= 2 (|d sigmoid| <= 1/4 times |alpha g|, products): 8 bf16 ulps of |y|,
+    # plus one bf16 ulp of the largest |y| in the row for values near 0.
+    yy = np.abs(np.asarray(y, dtype=np.float64))
+    return 8 * BF16_ULP * (yy + BF16_ULP * yy.max(axis=-1, keepdims=True)), {"bf16_ulp": BF16_ULP}
+
+
 BUDGETS = [
     Budget("gelu", "ulp",
            "tanh: |err| <= max(2u|y| + |x|/2 (sech^2(z)|z| gamma_7 + 2L u|t|), |y| ((1-s)|2z| gamma_7 + (4L+3)u)); "
@@ -124,6 +136,9 @@ BUDGETS = [
     Budget("swiglu_oss", "ulp", "|err| <= |y| ((1-s)|alpha g| gamma_2 + (4L+5) u) + 2 |g (l+1)| / max_float",
            ELEM + "; clamps are exact; alpha*g (2 roundings) through sigmoid's condition (1-s)|z|; "
            "sigmoid 2 lib + 2u; *g, +1, * : 3u", _b_swiglu_oss),
+    Budget("swiglu_oss_bf16", "ulp", "|err| <= 8 bf16 ulps (|y| + 2^-8 max|y|)",
+           "float32 steps each rounded to bfloat16 (spec/precision.md row 17); one bf16 flip per step",
+           _b_swiglu_oss_bf16),
     Budget("gelu_mlp", "error_model", "linear bound, through |gelu'(h)|, gelu's bound, then the second linear",
            "composition of linear, gelu, linear; each stage's input error times its derivative", _b_gelu_mlp),
     Budget("swiglu_mlp", "error_model",
@@ -159,6 +174,14 @@ def _(c, g, dt, seed):
 def _(c, g, dt, seed):
     return dict(h=as_dtype(normal_values(g, (3, 2 * c["n"]), c["scale"]), dt), layout=c["layout"], limit=c["limit"],
                 alpha=c.get("alpha", 1.702))
+
+
+@case("swiglu_oss_bf16", st.fixed_dictionaries(dict(n=sizes(), scale=st.sampled_from((4.0, 1.0, 1e-3, 30.0)),
+                                                   limit=st.sampled_from((7.0, 7.0, None)))),
+      [dict(n=16, scale=6.0, limit=7.0)])
+def _(c, g, dt, seed):
+    h = reference_ops.round_to_storage(normal_values(g, (3, 2 * c["n"]), c["scale"]), "bfloat16")  # bf16-valued, as the model gives
+    return dict(h=as_dtype(h, dt), limit=c["limit"])
 
 
 @case("gelu_mlp", st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33), small=(1, 3)), d=sizes(edges=(31, 32, 33)),
@@ -212,11 +235,11 @@ def _ex_gelu():
 
 MISREADINGS = [
     Misreading("swiglu_no_clamp", "gpt-oss SwiGLU without the clamp at limit 7",
-            with_knobs(("swiglu_oss", "gpt_oss_experts"), limit=None), _ex_swiglu),
+            with_knobs(("swiglu_oss", "swiglu_oss_bf16", "gpt_oss_experts"), limit=None), _ex_swiglu),
     Misreading("swiglu_no_plus_one", "gpt-oss SwiGLU multiplies by lin instead of (lin + 1)",
             {"swiglu_oss": _swiglu_no_plus_one}, _ex_swiglu),
     Misreading("swiglu_silu", "gpt-oss SwiGLU with SiLU (alpha = 1) instead of alpha = 1.702",
-            with_knobs(("swiglu_oss", "gpt_oss_experts"), alpha=1.0), _ex_swiglu),
+            with_knobs(("swiglu_oss", "swiglu_oss_bf16", "gpt_oss_experts"), alpha=1.0), _ex_swiglu),
     Misreading("swiglu_halves", "gpt-oss SwiGLU splits gate/linear into halves instead of interleaved columns",
             with_knobs(("swiglu_oss",), layout="halves"), _ex_swiglu),
     Misreading("gelu_erf_for_tanh", "exact erf GELU where the model uses the tanh approximation (GPT-2)",
