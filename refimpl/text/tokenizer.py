@@ -87,8 +87,97 @@ def bytes_to_unicode():
     return table
 
 
+_NO_MERGE = -1
+
+
+class _PairTable(dict):
+    """{(a << shift) | b: (rank << shift) | merged id, or _NO_MERGE} for `_bpe_merge`.
+
+    `fill(a, b)` computes (and the table keeps) an entry not yet present; without `fill` a
+    missing pair has no merge. `merged == (1 << shift) - 1` marks a merge whose result is not a token.
+    """
+
+    def __init__(self, shift, fill=None):
+        super().__init__()
+        self.shift = shift
+        self.fill = fill
+
+    def __missing__(self, key):
+        if self.fill is None:
+            return _NO_MERGE
+        v = self.fill(key >> self.shift, key & ((1 << self.shift) - 1))
+        self[key] = v
+        return v
+
+
+def _bpe_merge(ids, pairs):
+    """Byte-pair merge the token ids `ids` of one piece: the adjacent pair of lowest rank first,
+    the leftmost one on a tie, until no adjacent pair has a rank. O(n log n) in the piece length.
+
+    pairs: a `_PairTable`. Every adjacent pair of the current parts has an entry rank * n +
+    position-of-its-left-part in a heap (so the heap's minimum is the lowest rank, leftmost); a merge
+    links its two parts into one (doubly linked list) and pushes the two pairs it creates; a popped
+    entry whose pair has changed since it was pushed is skipped (parts only grow, so a changed pair
+    never has its old rank again). Same result as rescanning every pair after each merge (the
+    quadratic textbook loop `_bpe`, kept as the tests' oracle).
+    """
+    n = len(ids)
+    if n < 2:
+        return list(ids)
+    import heapq
+
+    shift = pairs.shift
+    mask = (1 << shift) - 1
+    tok = list(ids)
+    nxt = list(range(1, n + 1))
+    nxt[-1] = -1
+    prv = list(range(-1, n - 1))
+    heap = []
+    for i in range(n - 1):
+        v = pairs[(tok[i] << shift) | tok[i + 1]]
+        if v >= 0:
+            heap.append((v >> shift) * n + i)
+    heapq.heapify(heap)
+    pop, push = heapq.heappop, heapq.heappush
+    while heap:
+        key = pop(heap)
+        i = key % n
+        a = tok[i]
+        if a < 0:
+            continue
+        j = nxt[i]
+        if j < 0:
+            continue
+        v = pairs[(a << shift) | tok[j]]
+        if v < 0 or (v >> shift) * n + i != key:
+            continue  # stale: the pair at i changed since this entry was pushed
+        m = v & mask
+        if m == mask:
+            raise _MergeNotAToken(a, tok[j])
+        tok[i] = m
+        tok[j] = -1
+        k = nxt[j]
+        nxt[i] = k
+        if k >= 0:
+            prv[k] = i
+            v = pairs[(m << shift) | tok[k]]
+            if v >= 0:
+                push(heap, (v >> shift) * n + i)
+        p = prv[i]
+        if p >= 0:
+            v = pairs[(tok[p] << shift) | m]
+            if v >= 0:
+                push(heap, (v >> shift) * n + p)
+    return [t for t in tok if t >= 0]
+
+
+class _MergeNotAToken(Exception):
+    """A merge whose result has no id (merges and tokens disagree)."""
+
+
 def _bpe(parts, rank):
-    """Byte-pair merge the list `parts` (bytes) with pair ranks `rank(a, b) -> int | None`."""
+    """The textbook quadratic loop (rescan every pair after each merge); the tests' oracle for
+    `_bpe_merge`. parts: list of bytes; rank(a, b) -> int | None."""
     parts = list(parts)
     while len(parts) > 1:
         best, best_i = None, -1
@@ -128,6 +217,7 @@ class Tokenizer:
         self.eos_ids = tuple(eos_ids)
         self.add_bos = add_bos
         self._cache = {}
+        self._pairs = None
         if kind == "hf":
             self.vocab_size = hf.get_vocab_size(with_added_tokens=True)
         else:
@@ -151,8 +241,10 @@ class Tokenizer:
         tokens, matched whole in the text. backend: "python" (this module's BPE) or "tokenizers"
         (the HF `tokenizers` library, same vocabulary, merges and pre-tokenizer).
         """
-        if backend not in ("python", "tokenizers"):
-            raise ArgumentError(f"backend: expected 'python' or 'tokenizers', found {backend!r}")
+        if backend not in ("python", "tokenizers", "auto"):
+            raise ArgumentError(f"backend: expected 'python', 'tokenizers' or 'auto', found {backend!r}")
+        if backend == "auto":
+            backend = "tokenizers" if importlib.util.find_spec("tokenizers") is not None else "python"
 
         def field(key, default=KeyError):
             if key in metadata:
@@ -168,12 +260,15 @@ class Tokenizer:
         if pre not in _GGUF_PRE:
             raise TokenizerError(f"tokenizer.ggml.pre: expected one of {sorted(_GGUF_PRE)}, found {pre!r}")
         pattern, digits_first = _GGUF_PRE[pre]
-        tokens = list(field("tokenizer.ggml.tokens"))
-        types = list(field("tokenizer.ggml.token_type", [1] * len(tokens)))
+        if not isinstance(model, str):
+            raise TokenizerError(f"tokenizer.ggml.model: expected a string, found {type(model).__name__}")
+        tokens = _list_of(field("tokenizer.ggml.tokens"), str, "tokenizer.ggml.tokens", "strings")
+        types = _list_of(field("tokenizer.ggml.token_type", [1] * len(tokens)), int, "tokenizer.ggml.token_type",
+                         "integers")
         if len(types) != len(tokens):
             raise TokenizerError(f"tokenizer.ggml.token_type: expected {len(tokens)} entries (one per token), "
                                  f"found {len(types)}")
-        merges_raw = list(field("tokenizer.ggml.merges"))
+        merges_raw = _list_of(field("tokenizer.ggml.merges"), str, "tokenizer.ggml.merges", "strings")
 
         decoder = {c: b for b, c in bytes_to_unicode().items()}
         id_bytes, specials = [], {}
@@ -198,15 +293,27 @@ class Tokenizer:
                 raise TokenizerError(f"tokenizer.ggml.merges[{r}]: expected byte-level characters, found "
                                      f"{exc.args[0]!r}") from None
             merges.setdefault(pair, r)
-        bos = metadata.get("tokenizer.ggml.bos_token_id")
-        eos = tuple(dict.fromkeys(i for i in (metadata.get("tokenizer.ggml.eos_token_id"),
-                                              metadata.get("tokenizer.ggml.eot_token_id")) if i is not None))
+        def token_id(key):
+            v = metadata.get(key)
+            if v is None:
+                return None
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < len(tokens):
+                raise TokenizerError(f"{key}: expected a token id in 0..{len(tokens) - 1}, found "
+                                     f"{_describe(v)}")
+            return v
+
+        bos = token_id("tokenizer.ggml.bos_token_id")
+        eos = tuple(dict.fromkeys(i for i in (token_id("tokenizer.ggml.eos_token_id"),
+                                              token_id("tokenizer.ggml.eot_token_id")) if i is not None))
+        add_bos = metadata.get("tokenizer.ggml.add_bos_token", False)
+        if not isinstance(add_bos, bool):
+            raise TokenizerError(f"tokenizer.ggml.add_bos_token: expected true or false, found {_describe(add_bos)}")
         hf = None
         if backend == "tokenizers":
             hf = _build_hf_bytelevel(tokens, merges_raw, specials, digits_first)
         return cls(kind="hf" if hf is not None else "merges", id_bytes=id_bytes, specials=specials,
                    pattern=pattern, digits_first=digits_first, merges=merges, token_strings=tokens,
-                   bos_id=bos, eos_ids=eos, add_bos=bool(metadata.get("tokenizer.ggml.add_bos_token", False)),
+                   bos_id=bos, eos_ids=eos, add_bos=add_bos,
                    hf=hf, name=str(metadata.get("general.name", "")))
 
     @classmethod
@@ -470,36 +577,74 @@ class Tokenizer:
             got = self._cache.get(piece)
             if got is None:
                 got = self._encode_piece(piece.encode("utf-8"))
-                if len(self._cache) < 200_000:
+                if len(self._cache) < 200_000 and len(piece) <= 64:
                     self._cache[piece] = got
             ids.extend(got)
         return ids
 
+    def _merge_tables(self):
+        """(byte -> id or None list, `_PairTable`) for `_bpe_merge`, built on first use."""
+        if self._pairs is None:
+            table = self._bytes_id
+            shift = max(len(self._id_bytes), 2).bit_length()
+            mask = (1 << shift) - 1
+            byte_ids = [table.get(bytes([x])) for x in range(256)]
+            if self._kind == "ranks":
+                idb = self._id_bytes
+
+                def fill(a, b):
+                    r = table.get(idb[a] + idb[b])
+                    return _NO_MERGE if r is None else (r << shift) | r
+
+                pairs = _PairTable(shift, fill)
+            else:
+                pairs = _PairTable(shift)
+                for (x, y), r in self._merges.items():
+                    ia, ib = table.get(x), table.get(y)
+                    if ia is None or ib is None:
+                        continue  # parts are always tokens, so this merge can never apply
+                    m = table.get(x + y)
+                    pairs[(ia << shift) | ib] = (r << shift) | (mask if m is None else m)
+            self._pairs = (byte_ids, pairs)
+        return self._pairs
+
     def _encode_piece(self, b):
-        table = self._bytes_id
+        """Ids of one pre-token's bytes `b` (spec/tokenizer.md step 3)."""
         if self._kind == "ranks":
-            whole = table.get(b)
+            whole = self._bytes_id.get(b)
             if whole is not None:
                 return [whole]
-
-            def rank(x, y):
-                return table.get(x + y)
-        else:
-            merges = self._merges
-
-            def rank(x, y):
-                return merges.get((x, y))
+        byte_ids, pairs = self._merge_tables()
+        if pairs.fill is not None and len(pairs) > 4_000_000:
+            pairs.clear()  # the rank memo of a tiktoken vocabulary stays bounded
         # a byte with no token of its own is dropped and its neighbours become adjacent (as the HF
         # tokenizers BPE does with no unk token); SmolLM2 lacks 21 such bytes
-        singles = [b[i:i + 1] for i in range(len(b))]
-        out = []
-        for part in _bpe([x for x in singles if x in table], rank):
-            i = table.get(part)
-            if i is None:
-                raise TokenizerError(f"{self.name or 'vocabulary'}: expected a token for the merge result "
-                                     f"{part!r}, found none (merges and tokens disagree)")
-            out.append(i)
-        return out
+        ids = [i for i in map(byte_ids.__getitem__, b) if i is not None]
+        try:
+            return _bpe_merge(ids, pairs)
+        except _MergeNotAToken as exc:
+            x, y = (self._id_bytes[i] for i in exc.args)
+            raise TokenizerError(f"{self.name or 'vocabulary'}: expected a token for the merge result "
+                                 f"{x + y!r}, found none (merges and tokens disagree)") from None
+
+
+def _describe(v):
+    """A short description of a metadata value for a message (its type, and the value if small)."""
+    if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 40):
+        return f"{type(v).__name__} {v!r}"
+    if isinstance(v, (list, tuple)):
+        return f"a list of {len(v)} entries"
+    return f"a {type(v).__name__}"
+
+
+def _list_of(v, kind, key, what):
+    """`v` as a list whose every entry is a `kind` (bool is not an int); TokenizerError naming `key`."""
+    if not isinstance(v, (list, tuple)):
+        raise TokenizerError(f"{key}: expected a list of {what}, found {_describe(v)}")
+    for k, x in enumerate(v):
+        if not isinstance(x, kind) or isinstance(x, bool):
+            raise TokenizerError(f"{key}[{k}]: expected one of a list of {what}, found {_describe(x)}")
+    return list(v)
 
 
 def _read_source(src, name):

@@ -473,8 +473,8 @@ def test_mxfp4_scales_that_do_not_match_blocks(tmp_path):
 @pytest.mark.parametrize("kind, field, value, needle", [
     ("gpt_oss_hf_mxfp4", "num_hidden_layers", 10 ** 9, "num_hidden_layers"),  # refused at once, no 10^9 list
     ("llama", "num_attention_heads", 3, "num_attention_heads"),              # 16 not divisible by 3
-    ("gpt_oss_hf_mxfp4", "num_key_value_heads", 3, "num_kv_heads"),
-    ("gpt_oss_hf_mxfp4", "num_experts_per_tok", 5, "experts_per_token"),
+    ("gpt_oss_hf_mxfp4", "num_key_value_heads", 3, "num_key_value_heads: expected a divisor of num_attention_heads"),
+    ("gpt_oss_hf_mxfp4", "num_experts_per_tok", 5, "num_experts_per_tok: expected 1..num_local_experts"),
     ("gpt_oss_hf_mxfp4", "sliding_window", 0, "sliding_window"),
     ("mistral", "sliding_window", -4, "sliding_window"),
     ("llama", "rms_norm_eps", float("nan"), "rms_norm_eps"),
