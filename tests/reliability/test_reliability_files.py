@@ -532,13 +532,13 @@ def test_gguf_block_count_the_tensors_do_not_back(tmp_path, corpus):
 
 
 def test_gguf_field_contradictions_name_the_file(tmp_path, corpus):
-    """ModelConfig's own checks (kv heads not dividing heads) carry the GGUF path, not only general.name."""
+    """ModelConfig's own checks (kv heads not dividing heads) carry the GGUF path and name the GGUF keys."""
     raw = corpus.files["gguf_llama"]["model.gguf"]
     key = b"llama.attention.head_count_kv"
     at = raw.index(key) + len(key) + 4
     p = tmp_path / "kv.gguf"
     p.write_bytes(raw[:at] + (3).to_bytes(4, "little") + raw[at + 4:])
-    with pytest.raises(ConfigError, match="num_kv_heads") as ei:
+    with pytest.raises(ConfigError, match="llama.attention.head_count_kv: expected a divisor of llama.attention.head_count=4, found 3") as ei:
         read_gguf(p)
     assert str(p) in str(ei.value)
 
