@@ -40,6 +40,12 @@ def open_regular(path, error, what="file"):
     except IsADirectoryError:
         raise error(f"{path}: expected {what}, found a directory") from None
     except OSError as exc:
+        try:  # a socket (ENXIO) or another special file that cannot even be opened: say what it is
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            raise error(f"{path}: expected {what} (a regular file), found {file_kind(mode)}") from None
         raise error(f"{path}: cannot read: {exc.strerror or type(exc).__name__} (expected {what})") from None
     try:
         mode = os.fstat(fd).st_mode
