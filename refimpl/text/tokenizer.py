@@ -19,6 +19,7 @@ replacing invalid sequences with U+FFFD.
 """
 
 import base64
+import heapq
 import importlib.util
 import struct
 from pathlib import Path
@@ -124,8 +125,6 @@ def _bpe_merge(ids, pairs):
     n = len(ids)
     if n < 2:
         return list(ids)
-    import heapq
-
     shift = pairs.shift
     mask = (1 << shift) - 1
     tok = list(ids)
@@ -169,6 +168,106 @@ def _bpe_merge(ids, pairs):
             if v >= 0:
                 push(heap, (v >> shift) * n + p)
     return [t for t in tok if t >= 0]
+
+
+SMALL_PIECE = 16  # pieces shorter than this use the rescanning loop (fewer steps than a heap's setup)
+
+
+def _bpe_small(ids, pairs):
+    """`_bpe_merge` for a short piece: rescan the pairs after each merge (lowest rank, leftmost)."""
+    shift = pairs.shift
+    mask = (1 << shift) - 1
+    tok = list(ids)
+    while len(tok) > 1:
+        best, best_rank, best_i = -1, -1, -1
+        a = tok[0]
+        for i in range(len(tok) - 1):
+            b = tok[i + 1]
+            v = pairs[(a << shift) | b]
+            if v >= 0 and (best < 0 or v >> shift < best_rank):
+                best, best_rank, best_i = v, v >> shift, i
+            a = b
+        if best < 0:
+            break
+        m = best & mask
+        if m == mask:
+            raise _MergeNotAToken(tok[best_i], tok[best_i + 1])
+        tok[best_i:best_i + 2] = [m]
+    return tok
+
+
+ROUNDS_MIN_LENGTH = 4096  # pieces at least this long start with `_bpe_rounds`
+
+
+def _lookup_many(pairs, left, right):
+    """`pairs` entries of many (left, right) id pairs at once (NumPy int64 arrays in and out)."""
+    import numpy as np
+
+    keys = (left << pairs.shift) | right
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    vals = np.fromiter((pairs[k] for k in uniq.tolist()), dtype=np.int64, count=len(uniq))
+    return vals[inverse.reshape(-1)]
+
+
+def _bpe_rounds(ids, pairs):
+    """The same merges as `_bpe_merge`, done a rank at a time with NumPy on a long piece.
+
+    Let r be the lowest rank among the adjacent pairs and C the positions holding a pair of rank r.
+    Merging never creates a pair of rank r again (a merges-list rank names one pair; a tiktoken
+    rank names one byte string, and a new pair's bytes are longer than the merged part's). So, as
+    long as no merge creates a pair of rank < r, the one-at-a-time rule (lowest rank, leftmost)
+    merges exactly the positions of C picked greedily left to right without overlap (in each run of
+    consecutive positions of C: the 1st, 3rd, 5th, ...). The round checks every pair a merge creates,
+    in merge order (also the transient pair (merged, next part) that a later merge of the next part
+    replaces), and applies only the merges up to the first one creating a rank below r; the next
+    round starts again from the lowest rank. When a round merges fewer than 1/64 of the parts (no
+    long repetitive structure) the rest is left to the heap (`_bpe_merge`). Same result as
+    `_bpe_merge`, checked against the textbook loop in tests/reliability/test_tokenizer_linear.py.
+    """
+    import numpy as np
+
+    shift = pairs.shift
+    mask = (1 << shift) - 1
+    tok = np.asarray(ids, dtype=np.int64)
+    while len(tok) > 1:
+        n = len(tok)
+        v = _lookup_many(pairs, tok[:-1], tok[1:])
+        has = v >= 0
+        if not has.any():
+            break
+        rk = np.where(has, v >> shift, np.iinfo(np.int64).max)
+        r = rk.min()
+        cand = np.flatnonzero(rk == r)
+        new_run = np.ones(len(cand), dtype=bool)
+        new_run[1:] = np.diff(cand) != 1
+        run_start = np.maximum.accumulate(np.where(new_run, np.arange(len(cand)), 0))
+        sel = cand[(np.arange(len(cand)) - run_start) % 2 == 0]
+        merged = v[sel] & mask
+        if (merged == mask).any():
+            return None  # a merge result that is not a token: the heap path raises the error
+        # the part left of each merge when it happens: the previous merge's result if adjacent
+        left = np.where(sel > 0, tok[np.maximum(sel - 1, 0)], -1)
+        adjacent = np.zeros(len(sel), dtype=bool)
+        adjacent[1:] = sel[1:] - sel[:-1] == 2
+        left = np.where(adjacent, np.concatenate(([-1], merged[:-1])), left)
+        right = np.where(sel + 2 < n, tok[np.minimum(sel + 2, n - 1)], -1)
+        bad = np.zeros(len(sel), dtype=bool)
+        for other, first in ((left, True), (right, False)):
+            ok = other >= 0
+            if ok.any():
+                a, b = (other[ok], merged[ok]) if first else (merged[ok], other[ok])
+                vv = _lookup_many(pairs, a, b)
+                bad[ok] |= (vv >= 0) & ((vv >> shift) < r)
+        if bad.any():
+            m = int(np.argmax(bad))
+            sel, merged = sel[:m + 1], merged[:m + 1]
+        tok[sel] = merged
+        keep = np.ones(n, dtype=bool)
+        keep[sel + 1] = False
+        tok = tok[keep]
+        if len(sel) * 64 < n:
+            return _bpe_merge(tok.tolist(), pairs)
+    return tok.tolist()
 
 
 class _MergeNotAToken(Exception):
@@ -657,6 +756,12 @@ class Tokenizer:
         # tokenizers BPE does with no unk token); SmolLM2 lacks 21 such bytes
         ids = [i for i in map(byte_ids.__getitem__, b) if i is not None]
         try:
+            if len(ids) < SMALL_PIECE:
+                return _bpe_small(ids, pairs)
+            if len(ids) >= ROUNDS_MIN_LENGTH:
+                got = _bpe_rounds(ids, pairs)
+                if got is not None:
+                    return got
             return _bpe_merge(ids, pairs)
         except _MergeNotAToken as exc:
             x, y = (self._id_bytes[i] for i in exc.args)

@@ -1,4 +1,4 @@
-"""The pure-Python BPE is O(n log n) and equals the textbook rescanning loop.
+"""The pure-Python BPE is O(n log n) and equals the textbook rescanning loop (heap and NumPy rounds).
 
 `_bpe_merge` (heap of (rank, position) + linked list) against `_bpe` (rescan every pair after each
 merge, the rule as spec/tokenizer.md states it) on random small vocabularies and texts built to
@@ -7,7 +7,7 @@ vocabularies; and the number of pair lookups grows linearly with a run's length 
 """
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refimpl.text import tokenizer as T
@@ -40,6 +40,10 @@ def test_heap_bpe_equals_textbook_loop_on_rank_vocabularies(tokens, text):
     want = [ranks[b]] if b in ranks else [ranks[p] for p in T._bpe([b[i:i + 1] for i in range(len(b))],
                                                                     lambda x, y: ranks.get(x + y))]
     assert tok._encode_piece(b) == want
+    if b not in ranks:  # the NumPy rounds used for long pieces give the same merges
+        byte_ids, pairs = tok._merge_tables()
+        got = T._bpe_rounds([byte_ids[x] for x in b], pairs)
+        assert got is None or got == want
 
 
 @given(st.lists(st.tuples(st.text("abc", min_size=1, max_size=3), st.text("abc", min_size=1, max_size=3)),
@@ -58,6 +62,8 @@ def test_heap_bpe_equals_textbook_loop_on_merge_lists(pairs, text):
     want = [tokens.index(p.decode()) for p in T._bpe([b[i:i + 1] for i in range(len(b))],
                                                      lambda x, y: rank.get((x, y)))]
     assert tok._encode_piece(b) == want
+    byte_ids, pairs = tok._merge_tables()
+    assert T._bpe_rounds([byte_ids[x] for x in b], pairs) in (None, want)
 
 
 def _lookups(tok, text):
@@ -77,6 +83,21 @@ def _lookups(tok, text):
     finally:
         tok._pairs = (byte_ids, pairs)
     return calls[0]
+
+
+@settings(max_examples=60)
+@given(st.sampled_from(["a", "ab", "aab", "abc", "ba"]), st.integers(1, 300), st.text("abc", max_size=6))
+def test_rounds_equal_textbook_loop_on_long_repetitive_pieces(unit, reps, tail):
+    """Long runs (where the rounds do the work) against the textbook loop, rank vocabulary with
+    tokens reachable by several splits (aaa = a+aa = aa+a)."""
+    ranks = _rank_vocab([b"aa", b"aaa", b"ab", b"aab", b"aaaa", b"abab", b"ba", b"bc", b"abc", b"aaaaaa", b"aabaab"])
+    tok = Tokenizer.from_tiktoken_vocab(b"\n".join(f"{__import__('base64').b64encode(b).decode()} {r}".encode()
+                                                   for b, r in ranks.items()), pattern=r"[abc]+")
+    b = (unit * reps + tail).encode()
+    want = [ranks[p] for p in T._bpe([b[i:i + 1] for i in range(len(b))], lambda x, y: ranks.get(x + y))]
+    byte_ids, pairs = tok._merge_tables()
+    assert T._bpe_rounds([byte_ids[x] for x in b], pairs) == want
+    assert T._bpe_merge([byte_ids[x] for x in b], pairs) == want
 
 
 @pytest.mark.parametrize("unit", ["a", " ", "ab"])
