@@ -9,7 +9,8 @@ reference); o200k_harmony (gpt-oss) through the pure-Python BPE. Peers in the sa
 C++ o200k encoder (when installed) the peer of the o200k one; each peer runs in a subprocess with a
 time cap (--peer-cap seconds) so a quadratic peer cannot stall the run. Every encode is timed once
 after one warm-up on 10 KB (time.perf_counter); the ids of the Python and library SmolLM2 runs are
-compared. Machine: CPU, cores, load average before and after (a shared machine inflates times).
+compared. Wall and CPU time (time.process_time) are both reported: on a shared machine the wall time
+includes waiting for a core. Machine: CPU, cores, load average before and after.
 """
 
 import argparse
@@ -32,10 +33,12 @@ def texts(size):
 
 
 def timed(fn, text):
+    """(wall seconds, CPU seconds of this process, ids): on a shared machine the CPU time is what the
+    encode itself cost; the wall time includes waiting for a core."""
     fn(text[:10_000])
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     ids = fn(text)
-    return time.perf_counter() - t, ids
+    return time.perf_counter() - t, time.process_time() - c, ids
 
 
 PEER_QUICKTOK = """
@@ -47,7 +50,8 @@ rng = random.Random(0)
 b64 = base64.b64encode(bytes(rng.getrandbits(8) for _ in range(size * 3 // 4 + 3))).decode()[:size]
 text = {"letter": "a" * size, "spaces": " " * size, "base64": b64}[kind]
 enc.encode_ordinary(text[:10000])
-t = time.perf_counter(); ids = enc.encode_ordinary(text); print(json.dumps(time.perf_counter() - t))
+t, c = time.perf_counter(), time.process_time(); ids = enc.encode_ordinary(text)
+print(json.dumps([time.perf_counter() - t, time.process_time() - c]))
 """
 
 
@@ -90,10 +94,11 @@ def main():
     ids_by = {}
     for kind, text in texts(a.size).items():
         for name, tok in engines.items():
-            sec, ids = timed(lambda s: tok.encode(s, allowed_special="none"), text)
-            report["results"][f"{name} / {kind}"] = {"seconds": round(sec, 3), "ids": len(ids)}
+            sec, cpu, ids = timed(lambda s: tok.encode(s, allowed_special="none"), text)
+            report["results"][f"{name} / {kind}"] = {"wall_seconds": round(sec, 3), "cpu_seconds": round(cpu, 3),
+                                                     "ids": len(ids)}
             ids_by[(name, kind)] = ids
-            print(f"{name:24s} {kind:7s} {sec:7.3f} s  {len(ids):8d} ids", flush=True)
+            print(f"{name:24s} {kind:7s} {sec:7.3f} s wall {cpu:7.3f} s CPU  {len(ids):8d} ids", flush=True)
         if "smollm2 python" in engines:
             same = ids_by[("smollm2 python", kind)] == ids_by[("smollm2 default (auto)", kind)]
             report["results"][f"smollm2 python == library / {kind}"] = same
@@ -101,7 +106,8 @@ def main():
         if "o200k python" in engines:
             q = peer_quicktok(a.size, kind, a.peer_cap)
             report["results"][f"o200k quicktok peer / {kind}"] = q
-            print(f"{'o200k quicktok (peer)':24s} {kind:7s} {q if isinstance(q, str) else f'{q:7.3f} s'}", flush=True)
+            shown = q if isinstance(q, str) else f"{q[0]:7.3f} s wall {q[1]:7.3f} s CPU"
+            print(f"{'o200k quicktok (peer)':24s} {kind:7s} {shown}", flush=True)
     report["load_after"] = os.getloadavg()
     print(f"machine: {report['machine']['cpu']}, {report['machine']['usable_cpus']} usable CPUs, load average "
           f"{report['load_before'][0]:.2f} before, {report['load_after'][0]:.2f} after")

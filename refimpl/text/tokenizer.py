@@ -708,13 +708,15 @@ class Tokenizer:
                 if prev is not None:
                     hf.encode_special_tokens = prev
         ids = []
+        extend, cache = ids.extend, self._cache
+        cached, encode_piece = cache.get, self._encode_piece
         for piece in self._pretokenize(text):
-            got = self._cache.get(piece)
+            got = cached(piece)
             if got is None:
-                got = self._encode_piece(piece.encode("utf-8"))
-                if len(self._cache) < 200_000 and len(piece) <= 64:
-                    self._cache[piece] = got
-            ids.extend(got)
+                got = encode_piece(piece.encode("utf-8"))
+                if len(piece) <= 64 and len(cache) < 200_000:
+                    cache[piece] = got
+            extend(got)
         return ids
 
     def _merge_tables(self):
