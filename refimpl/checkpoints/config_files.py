@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from ..model.config import MAX_LAYERS, ModelConfig
 from ..errors import ConfigError
-from .files import open_regular
+from .._files import open_regular
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")
 HF_MODEL_TYPES = ("gpt2",) + LLAMA_FAMILY + ("mixtral", "gpt_oss")

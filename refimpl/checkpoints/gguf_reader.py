@@ -30,7 +30,7 @@ from .._validate import positive_int, require
 from ..model.config import ModelConfig
 from .config_files import respell
 from ..errors import ArgumentError, CheckpointError, ConfigError, RefimplError
-from .files import open_regular, require_regular
+from .._files import open_regular, require_regular
 
 __all__ = ["read_gguf", "read_gguf_config", "read_gguf_metadata", "read_gguf_raw_tensors", "prescan_gguf", "unpermute_rope_rows", "permute_rope_rows"]
 

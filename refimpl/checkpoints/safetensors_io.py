@@ -19,7 +19,7 @@ import ml_dtypes  # noqa: F401  (registers bfloat16 and the float8 dtypes with N
 import numpy as np
 
 from ..errors import CheckpointError
-from .files import open_regular
+from .._files import open_regular
 
 HEADER_LIMIT = 100_000_000  # the reference reader refuses larger headers
 

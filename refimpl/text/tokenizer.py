@@ -776,7 +776,7 @@ TEXT_FILE_LIMIT = 256 << 20  # a tokenizer.json or vocabulary file larger than 2
 
 def _read_bytes_file(p, what):
     """The bytes of regular file `p` (a FIFO or device is refused at once), at most TEXT_FILE_LIMIT."""
-    from ..checkpoints.files import open_regular
+    from .._files import open_regular
 
     with open_regular(p, TokenizerError, what) as f:
         try:
