@@ -55,7 +55,7 @@ class _Reader:
 
     def check(self, field, v, kind):
         if kind == "int":
-            if isinstance(v, float) and v.is_integer():
+            if isinstance(v, float) and v.is_integer() and abs(v) <= 2 ** 53:  # 4.0 -> 4; 1e308 stays a float
                 v = int(v)
             if not isinstance(v, int) or isinstance(v, bool):
                 self.fail(field, "an integer", repr(v))

@@ -1503,6 +1503,30 @@ def inspect_config_with_infinity():
 
 
 @case("cli", timeout=30)
+def inspect_config_with_a_list_for_torch_dtype():
+    """Documented: torch_dtype only picks the release dtype of the memory estimate; a value that is not a
+    known dtype name (here a list) falls back to bfloat16 instead of failing."""
+    sys.path.insert(0, TESTS)
+    import helpers_tiny as tiny
+
+    d = fresh("cli")
+    write(os.path.join(d, "config.json"), json.dumps(dict(tiny.hf_config("llama"), torch_dtype=["bfloat16"])))
+    rc, out, err = cli_in_process(["inspect", d])
+    return rc == 0 and "Traceback" not in err and "bfloat16" in out
+
+
+@case("cli", timeout=30)
+def inspect_config_with_layers_1e308():
+    sys.path.insert(0, TESTS)
+    import helpers_tiny as tiny
+
+    d = fresh("cli")
+    write(os.path.join(d, "config.json"), json.dumps(dict(tiny.hf_config("llama"), num_hidden_layers=1e308)))
+    rc, _, err = cli_in_process(["inspect", d])
+    return cli_error_ok(rc, err, needle="num_hidden_layers: expected an integer, found 1e\+308")
+
+
+@case("cli", timeout=30)
 def inspect_config_nested_10000_deep():
     d = fresh("cli")
     write(os.path.join(d, "config.json"), "[" * 10000 + "]" * 10000)
