@@ -42,7 +42,11 @@ def cmd_chat(args):
     from .api import load
     from .text import chat
 
+    if sys.stdin is None or sys.stdin.closed:
+        raise RefimplError("stdin: expected an open terminal or pipe to read chat turns from, found it closed")
     model = load(args.model, dtype=args.dtype, backend=args.backend, progress=True)
+    if model.tokenizer is None:
+        raise RefimplError(f"{args.model}: no tokenizer found next to the checkpoint (tokenizer.json); chat needs one")
     harmony = model.config.arch == "gpt_oss"
     messages = []
     print("(empty line or Ctrl-D to quit)", file=sys.stderr)
@@ -107,15 +111,71 @@ def build_parser():
     return p
 
 
+def _check_outputs(args):
+    """Refuse an output path (--json, --save-ref) that cannot be written, before any work is done:
+    it is opened for appending (created and removed again if it did not exist)."""
+    import os
+
+    for dest in ("json", "save_ref"):
+        path = getattr(args, dest, None)
+        if not isinstance(path, str) or path == "-":
+            continue
+        flag = "--" + dest.replace("_", "-")
+        existed = os.path.lexists(path)
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as exc:
+            raise RefimplError(f"{flag} {path}: expected a writable file path, found it unwritable "
+                               f"({exc.strerror or type(exc).__name__})") from None
+        if not existed:
+            os.remove(path)
+
+
+def _one_line(exc):
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
 def main(argv=None):
+    """Run one command; every failure is one line on stderr (spec/reliability.md, "CLI"): exit 2 for a
+    RefimplError, 1 for an unexpected error (REFIMPL_DEBUG=1 shows its traceback), 130 for Ctrl-C,
+    141 when the reader of stdout went away (a broken pipe, e.g. `refimpl ... | head`)."""
+    import os
+
     args = build_parser().parse_args(argv)
     try:
+        _check_outputs(args)
         return args.func(args)
     except RefimplError as exc:
-        print(f"refimpl: error: {exc}", file=sys.stderr)
+        _err(f"refimpl: error: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        try:  # send what is still buffered for stdout nowhere, so the exit does not complain again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
+    except SystemExit as exc:  # the commands return their status; only a plugin or backend exits
+        _err(f"refimpl: error: {args.command}: a backend or plugin called sys.exit({exc.code!r}) "
+             "while the command ran; nothing was done after it")
+        return 1
+    except Exception as exc:
+        if os.environ.get("REFIMPL_DEBUG"):
+            raise
+        _err(f"refimpl: error: {args.command}: unexpected {_one_line(exc)} "
+             "(an internal error: please report it; REFIMPL_DEBUG=1 shows the traceback)")
+        return 1
+
+
+def _err(line):
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):  # stderr closed too: the exit status still tells
+        pass
 
 
 if __name__ == "__main__":
