@@ -78,8 +78,8 @@ def _utf8(text, what):
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ArgumentError(f"{what}: expected UTF-8 text, found the byte {text[exc.start].encode('utf-8', 'surrogateescape')!r} "
-                            f"at character {exc.start}") from None
+        byte = text[exc.start].encode("utf-8", "surrogateescape")
+        raise ArgumentError(f"{what}: expected UTF-8 text, found the byte {byte!r} at character {exc.start}") from None
     return text
 
 
@@ -268,7 +268,8 @@ def _timing_line(t):
     pre = first - t["t0"]
     dec_n = max(t["new"] - 1, 0)
     dec = t["t_end"] - first
-    parts = [f"prompt {t['prompt_tokens']} tokens in {pre:.2f} s ({t['prompt_tokens'] / pre if pre > 0 else 0:.1f} tok/s)"]
+    n = t["prompt_tokens"]
+    parts = [f"prompt {n} tokens in {pre:.2f} s ({n / pre if pre > 0 else 0:.1f} tok/s)"]
     if dec_n:
         parts.append(f"decode {dec_n} tokens in {dec:.2f} s ({dec_n / dec if dec > 0 else 0:.1f} tok/s)")
     _say(", ".join(parts) + (" (interrupted)" if t.get("interrupted") else ""))
@@ -322,7 +323,8 @@ def cmd_generate(args):
         if not ids:
             raise ArgumentError("PROMPT: expected some text, found an empty prompt")
     elif max(ids) >= model.config.vocab_size:
-        raise ArgumentError(f"--ids: expected ids below the vocabulary size {model.config.vocab_size}, found {max(ids)}")
+        raise ArgumentError(f"--ids: expected ids below the vocabulary size {model.config.vocab_size}, "
+                            f"found {max(ids)}")
     max_new = _budget(model, len(ids), args.max_new_tokens, "prompt")
     ids_mode = args.ids is not None
     if not ids_mode:
@@ -485,7 +487,8 @@ def cmd_perplexity(args):
     fed = sum(w["end"] - w["begin"] for w in r["windows"])
     print(f"perplexity {r['ppl']:.4f}  (mean NLL {r['nll']:.5f} nats over {r['tokens']} tokens of {len(ids)}; "
           f"context {context}, stride {stride}{', BOS added' if args.add_bos else ''})")
-    _say(f"{len(r['windows'])} windows, {fed} tokens through the model in {dt:.1f} s ({fed / dt if dt else 0:.1f} tok/s)")
+    _say(f"{len(r['windows'])} windows, {fed} tokens through the model in {dt:.1f} s "
+         f"({fed / dt if dt else 0:.1f} tok/s)")
     if args.json:
         out = {"model": display, "file": args.file, "dtype": args.dtype, "add_bos": args.add_bos,
                "n_ids": len(ids), **r}
@@ -496,7 +499,8 @@ def cmd_perplexity(args):
             try:
                 Path(args.json).write_text(data, encoding="utf-8")
             except OSError as exc:
-                raise ArgumentError(f"--json {args.json}: expected a writable path, found {exc.strerror or exc}") from None
+                raise ArgumentError(f"--json {args.json}: expected a writable path, "
+                                    f"found {exc.strerror or exc}") from None
     return 0
 
 
@@ -511,7 +515,8 @@ def cmd_inspect(args):
 
 def build_parser():
     p = argparse.ArgumentParser(prog="refimpl", formatter_class=_Formatter,
-                                description="NumPy reference transformer (GPT-2 to gpt-oss): run, chat, evaluate, check.")
+                                description="NumPy reference transformer (GPT-2 to gpt-oss): run, chat, evaluate, "
+                                            "check.")
     p.add_argument("--version", action="version", version=f"refimpl {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -543,10 +548,12 @@ def build_parser():
                        description="Continue a prompt, streaming the text to stdout; a timing line goes to stderr.")
     model_args(g)
     sampling_args(g, 32, "most new tokens (also bounded by the model's context)")
-    g.add_argument("--prompt-file", default=None, metavar="FILE", help="read the prompt from FILE (UTF-8) (default: none)")
+    g.add_argument("--prompt-file", default=None, metavar="FILE",
+                   help="read the prompt from FILE (UTF-8) (default: none)")
     g.add_argument("--ids", default=None, metavar="IDS",
                    help='prompt as token ids "1,5,9": no tokenizer needed, the new ids are printed (default: none)')
-    g.add_argument("prompt", nargs="?", default=None, metavar="PROMPT", help="the prompt text; '-' reads standard input")
+    g.add_argument("prompt", nargs="?", default=None, metavar="PROMPT",
+                   help="the prompt text; '-' reads standard input")
     g.set_defaults(func=cmd_generate)
 
     c = sub.add_parser("chat", formatter_class=_Formatter,
@@ -561,7 +568,8 @@ def build_parser():
     c.add_argument("--timing", action="store_true", help="print a timing line after each reply (default: off)")
     c.set_defaults(func=cmd_chat)
 
-    pp = sub.add_parser("perplexity", formatter_class=_Formatter, help="perplexity of a text file (HF's strided recipe)",
+    pp = sub.add_parser("perplexity", formatter_class=_Formatter,
+                        help="perplexity of a text file (HF's strided recipe)",
                         description="Perplexity of FILE: every token scored given the tokens before it in a sliding "
                                     "window (spec/perplexity.md); no BOS unless --add-bos.")
     model_args(pp)

@@ -94,8 +94,10 @@ def smollm2():
     return refimpl.load("smollm2-135m", dtype="float32")
 
 
-@pytest.mark.parametrize("case", CASE["cases"],
-                         ids=[f"{c['text']}-ctx{c['context']}-stride{c['stride']}-bos{c['add_bos']}" for c in CASE["cases"]])
+_IDS = [f"{c['text']}-ctx{c['context']}-stride{c['stride']}-bos{c['add_bos']}" for c in CASE["cases"]]
+
+
+@pytest.mark.parametrize("case", CASE["cases"], ids=_IDS)
 def test_smollm2_perplexity_matches_hf(smollm2, case):
     text = (GOLDEN / "perplexity" / case["text"]).read_text(encoding="utf-8")
     ids = smollm2.tokenizer.encode(text)

@@ -371,7 +371,8 @@ def apply_chat_template(tokenizer, conversation, tools=None, documents=None, cha
         if val:
             raise ArgumentError(f"{name}: not provided by refimpl's apply_chat_template; found {val!r}")
     if tokenizer_kwargs:
-        raise ArgumentError(f"tokenizer_kwargs: not provided by refimpl's apply_chat_template; found {tokenizer_kwargs!r}")
+        raise ArgumentError(f"tokenizer_kwargs: not provided by refimpl's apply_chat_template; "
+                            f"found {tokenizer_kwargs!r}")
     if max_length is not None:
         raise ArgumentError(f"max_length: not provided by refimpl's apply_chat_template (no truncation); "
                             f"found {max_length!r}")
