@@ -119,7 +119,8 @@ def _status(msg):
 
 
 def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progress=False):
-    """Load a model by preset name or path (GGUF file, safetensors file or checkpoint folder).
+    """Load a model by preset name, path (GGUF file, safetensors file or checkpoint folder) or hub id
+    ("org/name", found in the local Hugging Face cache: refimpl.hub).
 
     dtype: "float64" | "float32" | "bfloat16" (one Precision, made here). backend: "numpy" (the
     reference), a registered name, "module:attribute", or a Backend; the weights are handed to it once.
@@ -133,6 +134,10 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
         path = smollm2_gguf_path()
     else:
         path = Path(os.path.expanduser(name))
+        from .hub import is_hub_id, resolve_hub_id
+
+        if not path.exists() and is_hub_id(name):
+            path = resolve_hub_id(name)  # the local Hugging Face cache only
         if not path.exists():
             from .checkpoints.config_files import PRESETS
 
@@ -140,7 +145,8 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
                 raise RefimplError(f"{name}: a preset has a configuration but no weights here; pass a path to "
                                    f"its checkpoint, or use `refimpl inspect {name}` for its sizes")
             raise RefimplError(f"{name}: no such file or folder, and not a known model name "
-                               f"(known: {DEFAULT_MODEL}, or a path to a .gguf / .safetensors / checkpoint folder)")
+                               f"(known: {DEFAULT_MODEL}, a path to a .gguf / .safetensors / checkpoint folder, "
+                               f"or a hub id org/name)")
     if progress:
         _status(f"loading {path} ...")
     if path.is_file() and path.suffix == ".gguf":

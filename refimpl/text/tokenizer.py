@@ -295,8 +295,20 @@ class Tokenizer:
 
     Build one with `from_gguf_metadata`, `from_tokenizer_json` or `from_tiktoken_vocab`.
     Attributes: vocab_size, bos_id (or None), eos_ids (tuple), special_tokens ({text: id}),
-    add_bos (whether the model's own tools prepend bos_id; `encode` never does).
+    add_bos (whether the model's own tools prepend bos_id; `encode` never does), chat_template and
+    special_tokens_map (the model's Jinja chat template(s) and HF's named special tokens, read by
+    refimpl.text.chat_template from the GGUF or the files beside tokenizer.json).
     """
+
+    chat_template = None        # str | {name: str} | None
+    special_tokens_map = None   # {"bos_token": text, "eos_token": text, ...} | None
+
+    def apply_chat_template(self, conversation, **kwargs):
+        """`conversation` rendered by the model's chat template: transformers' apply_chat_template
+        (same arguments and defaults); refimpl.text.chat_template, spec/chat-formats.md."""
+        from .chat_template import apply_chat_template
+
+        return apply_chat_template(self, conversation, **kwargs)
 
     def __init__(self, *, kind, id_bytes, specials, pattern=None, digits_first=False, merges=None,
                  token_strings=None, bos_id=None, eos_ids=(), add_bos=False, hf=None, name=""):
@@ -410,10 +422,12 @@ class Tokenizer:
         hf = None
         if backend == "tokenizers":
             hf = _build_hf_bytelevel(tokens, merges_raw, specials, digits_first)
-        return cls(kind="hf" if hf is not None else "merges", id_bytes=id_bytes, specials=specials,
+        from .chat_template import attach_gguf
+
+        return attach_gguf(cls(kind="hf" if hf is not None else "merges", id_bytes=id_bytes, specials=specials,
                    pattern=pattern, digits_first=digits_first, merges=merges, token_strings=tokens,
                    bos_id=bos, eos_ids=eos, add_bos=add_bos,
-                   hf=hf, name=str(metadata.get("general.name", "")))
+                   hf=hf, name=str(metadata.get("general.name", ""))), metadata)
 
     @classmethod
     def from_tokenizer_json(cls, path, *, bos_token=None, eos_tokens=None):
@@ -478,7 +492,10 @@ class Tokenizer:
 
         bos = id_of(bos_token, "bos_token") if bos_token else None
         eos = tuple(id_of(t, "eos_tokens") for t in (eos_tokens or ()))
-        return cls(kind="hf", id_bytes=None, specials=specials, bos_id=bos, eos_ids=eos, hf=hf, name=p.name)
+        from .chat_template import attach_near
+
+        return attach_near(cls(kind="hf", id_bytes=None, specials=specials, bos_id=bos, eos_ids=eos, hf=hf,
+                               name=p.name), p.parent)
 
     @classmethod
     def from_tiktoken_vocab(cls, path_or_bytes, specials=None, *, pattern="o200k", bos_token=None,
