@@ -56,11 +56,13 @@ class Model:
                        dtype=dt, batch_shape=batch_shape)
 
     def generate(self, ids, max_new_tokens=32, temperature=0.0, top_k=None, top_p=None, seed=None,
-                 stop_ids=None, on_token=None):
+                 stop_ids=None, on_token=None, on_logits=None):
         """New token ids (the prompt not included), decoding with a KV cache.
 
         Stops after max_new_tokens or at the first id in stop_ids (default: the
         model's end-of-sequence ids), which is included in the result.
+        on_token(id) is called after each draw; on_logits(logits) before it, with the
+        float64 logits [V] the draw is made from (before temperature and filters).
         """
         prompt = np.asarray(ids)
         if prompt.ndim != 1:
@@ -76,6 +78,8 @@ class Model:
         logits = _model.forward(self.config, self.weights, prompt, cache=cache, mode=self.dtype, ops=self.ops)
         for _ in range(max_new_tokens):
             last = np.asarray(logits[-1], dtype=np.float64)  # [V]
+            if on_logits is not None:
+                on_logits(last)
             tok = int(sample(last, temperature=temperature, top_k=top_k, top_p=top_p,
                              rng=rng if temperature > 0 else None))
             out.append(tok)

@@ -104,6 +104,8 @@ def build_parser():
     i.set_defaults(func=cmd_inspect)
     from .conformance.cli import add_subcommands
     add_subcommands(sub)
+    from .serve import add_serve_parser
+    add_serve_parser(sub)
     return p
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from .._validate import as_float_array, positive_int, require
 from ..precision import compute_dtype
 
-__all__ = ["softmax", "greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample"]
+__all__ = ["softmax", "log_softmax", "greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample"]
 
 
 def _logits(logits, *, allow_pos_inf=True, need_finite_max=False):
@@ -57,6 +57,28 @@ def softmax(x, axis=-1):
     s = np.sum(e, axis=axis, keepdims=True)  # [..., 1, ...]
     with np.errstate(invalid="ignore", divide="ignore"):
         y = np.where(s == 0, 0, e / np.where(s == 0, 1, s))
+    return y.astype(a.dtype)
+
+
+def log_softmax(x, axis=-1):
+    """Natural log of softmax along `axis`, without forming the softmax (no underflow to log 0).
+
+    y_i = (x_i - m) - log(sum_j exp(x_j - m)), m = max_j x_j, computed in compute_dtype(x) and
+    returned in that dtype: pass float64 logits for float64 log-probabilities. Entries equal to
+    -inf give -inf; a slice that is all -inf gives -inf everywhere (not NaN); other NaN/+inf
+    propagate as IEEE arithmetic says. exp(log_softmax(x)) equals softmax(x) up to rounding.
+    Used for the log-probabilities that `refimpl serve` reports (spec/serve.md).
+    """
+    a = as_float_array(x, "x", min_ndim=1)
+    require(isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim,
+            "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
+    a = a.astype(compute_dtype(a))
+    m = np.max(a, axis=axis, keepdims=True)  # [..., 1, ...]
+    m = np.where(np.isneginf(m), 0, m).astype(a.dtype)
+    z = a - m
+    s = np.sum(np.exp(z), axis=axis, keepdims=True)  # [..., 1, ...]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.where(s == 0, -np.inf, z - np.log(np.where(s == 0, 1, s)))
     return y.astype(a.dtype)
 
 
