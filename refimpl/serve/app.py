@@ -141,6 +141,7 @@ async def _job_events(svc, job, events, request=None):
     """Submit the job, yield its events to the end; a non-streamed request (request given) checks
     its client every _POLL_S and cancels the job when it left. The job is cancelled on any exit."""
     svc.engine.submit(job)
+    next_check = time.monotonic() + _POLL_S
     try:
         while True:
             if request is None:
@@ -149,8 +150,12 @@ async def _job_events(svc, job, events, request=None):
                 try:
                     ev = await asyncio.wait_for(events.queue.get(), _POLL_S)
                 except asyncio.TimeoutError:
+                    ev = None
+                if time.monotonic() >= next_check:
                     if await request.is_disconnected():
-                        raise _ClientGone() from None
+                        raise _ClientGone()
+                    next_check = time.monotonic() + _POLL_S
+                if ev is None:
                     continue
             if ev[0] == "error":
                 raise P.ApiError(ev[1], ev[2])

@@ -14,6 +14,7 @@ from refimpl.api import Model
 from refimpl.conformance.tiny import tiny_config, tiny_weights
 
 IM_START, IM_END = 256, 257
+MODEL_ID = "tiny-chatml"  # the name the test server gives chatml_model()
 
 
 def byte_tokenizer():
