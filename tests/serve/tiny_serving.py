@@ -7,6 +7,7 @@ that greedy decoding after "<|start|>assistant" emits HARMONY_SCRIPT (analysis, 
 """
 
 import base64
+import dataclasses
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def scripted_harmony_model(tokenizer):
     V = tokenizer.vocab_size
     cfg = tiny_config("gpt_oss", vocab_size=V, max_position_embeddings=256, eos_token_ids=(
         tokenizer.special_tokens["<|return|>"], tokenizer.special_tokens["<|call|>"]))
-    W = tiny_weights(cfg, seed=0)
+    W = tiny_weights(dataclasses.replace(cfg, vocab_size=2), seed=0)  # embeddings and head are set below
     d = cfg.hidden_size
     rng = np.random.default_rng(1)
     emb = np.zeros((V, d))
