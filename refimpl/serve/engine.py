@@ -87,6 +87,14 @@ def token_text(tokenizer, token_id):
         return "bytes:" + "".join(f"\\x{c:02x}" for c in b), b
 
 
+UNLIKELY = -9999.0  # stands for a log-probability of -inf, which JSON cannot carry (OpenAI's sentinel)
+
+
+def _finite(v):
+    v = float(v)
+    return v if v != float("-inf") else UNLIKELY
+
+
 def top_logprobs(lp, n):
     """The n largest entries of lp [V] as [(id, value)], largest first, ties by lower id (O(V))."""
     if n <= 0:
@@ -95,11 +103,11 @@ def top_logprobs(lp, n):
     thr = np.partition(lp, lp.shape[0] - n)[lp.shape[0] - n]
     cand = np.nonzero(lp >= thr)[0]  # every id at or above the n-th largest value
     order = sorted(cand.tolist(), key=lambda i: (-lp[i], i))[:n]
-    return [(i, float(lp[i])) for i in order]
+    return [(i, _finite(lp[i])) for i in order]
 
 
 def logprob_entry(lp, token_id, n):
-    return (int(token_id), float(lp[token_id]), top_logprobs(lp, n))
+    return (int(token_id), _finite(lp[token_id]), top_logprobs(lp, n))
 
 
 def _hold_back(text, stops):
