@@ -552,6 +552,21 @@ def _b_softmax(i, y, u, ops=reference_ops):
     return np.moveaxis(b, -1, i["axis"]), {"n": x.shape[-1], "u": u}
 
 
+def _b_log_softmax(i, y, u, ops=reference_ops):
+    # y_j = z_j - log S, z = x - m, S = sum_l exp(z_l): the shift u|z_j|; S's relative error
+    # sum_l p_l (u|z_l| + lib) + gamma_n is log S's absolute error; log adds lib |log S|; the last
+    # subtraction u|y_j|. -inf entries are -inf on both sides (exact).
+    x = np.moveaxis(_f(i["x"]), i["axis"], -1)
+    ly = np.moveaxis(y, i["axis"], -1)
+    m = np.max(x, axis=-1, keepdims=True)
+    z = np.where(np.isfinite(x), x - m, 0.0)
+    p = np.exp(ly)
+    log_s = np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+    rel_s = (p * (u * np.abs(z) + _lib(u))).sum(axis=-1, keepdims=True) + gamma(x.shape[-1], u)
+    b = np.where(np.isfinite(ly), u * np.abs(z) + rel_s + _lib(u) * np.abs(log_s) + u * np.abs(ly), 0.0)
+    return np.moveaxis(b, -1, i["axis"]), {"n": x.shape[-1], "u": u}
+
+
 def _routing_full(logits, u):
     x = _f(logits)
     p = reference_ops.softmax(x)
@@ -780,6 +795,9 @@ _TABLE = [
            "the decode is exact, then linear's bound", _b_mxfp4_linear),
     Budget("softmax", "error_model", "|err| <= p_j (eta_j + sum_l p_l eta_l + gamma_n + u) + tiny, "
            "eta_j = u|x_j - m| + 2L u", _SM, _b_softmax),
+    Budget("log_softmax", "error_model", "|err| <= u|z_j| + sum_l p_l (u|z_l| + lib) + gamma_n + lib |log S| + u|y_j|, "
+           "z = x - m, S = sum exp(z)", "the shift u|z|; exp lib and the sum gamma_n make S's relative error, which is "
+           "log S's absolute error; log lib; the subtraction u", _b_log_softmax),
     _exact("greedy", "argmax: exact when the top two logits differ (drawn with a margin); ties go to the lowest index"),
     Budget("apply_temperature", "ulp", "|err| <= 2u |y|", "the temperature's rounding and one division (or *1/T)",
            _b_apply_temperature),

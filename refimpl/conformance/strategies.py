@@ -611,6 +611,13 @@ def _(c, g, dt, seed):
     return dict(x=_cast(_vals(g, (c["t"], c["n"]), 3 * c["scale"]), dt), axis=c["axis"])
 
 
+@_op("log_softmax", st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33)), n=sizes(), scale=scales(),
+                                               axis=st.sampled_from((-1, 0)))),
+     [dict(t=3, n=33, scale=3.0, axis=-1)])
+def _(c, g, dt, seed):
+    return dict(x=_cast(_vals(g, (c["t"], c["n"]), 3 * c["scale"]), dt), axis=c["axis"])
+
+
 _VOCAB = st.fixed_dictionaries(dict(t=st.sampled_from((1, 2, 5)), v=sizes(edges=(31, 32, 33, 129), small=(2, 3, 8))))
 
 
