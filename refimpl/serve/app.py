@@ -66,10 +66,10 @@ class Service:
                              code="invalid_value")
         return ids
 
-    def _encode(self, text):
+    def _encode(self, text, *, bos=True):
         tok = self.model.tokenizer
         ids = tok.encode(text, allowed_special="all")
-        if tok.add_bos and tok.bos_id is not None:
+        if bos and tok.add_bos and tok.bos_id is not None:
             ids = [tok.bos_id] + ids
         return ids
 
@@ -88,7 +88,7 @@ class Service:
             text = render_prompt(self.model, req.messages, reasoning_effort=req.reasoning_effort)
         except RefimplError as exc:
             raise P.ApiError(400, str(exc), param="messages", code="invalid_value") from None
-        ids = self._check_ids(self._encode(text), "messages")
+        ids = self._check_ids(self._encode(text, bos=False), "messages")  # a template writes its own BOS
         n = P.plan_max_tokens(req.max_tokens, len(ids), self.model.config.max_position_embeddings,
                               self.default_max_tokens, param="max_tokens")
         return ids, n

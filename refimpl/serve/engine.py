@@ -42,12 +42,16 @@ def is_harmony(model):
 def render_prompt(model, messages, *, reasoning_effort=None):
     """The chat prompt text of OpenAI-style messages ({"role", "content"}, content already a str).
 
-    ChatML (refimpl.text.chat.render_chatml) for most models; harmony for gpt-oss: a harmony system
-    message (harmony_system_content with the reasoning effort), OpenAI "system"/"developer" messages
-    as a developer message "# Instructions\\n\\n{content}", assistant history on channel "final".
-    When tokenizer.apply_chat_template lands, this whole function becomes its one call:
-        model.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    The model's own chat template when its tokenizer carries one (tokenizer.apply_chat_template,
+    refimpl.text.chat_template; reasoning_effort is passed as a template variable). Otherwise
+    ChatML (refimpl.text.chat.render_chatml), or harmony for gpt-oss: a harmony system message
+    (harmony_system_content with the reasoning effort), OpenAI "system"/"developer" messages as a
+    developer message "# Instructions\n\n{content}", assistant history on channel "final".
     """
+    tok = model.tokenizer
+    if getattr(tok, "chat_template", None) is not None and hasattr(tok, "apply_chat_template"):
+        extra = {"reasoning_effort": reasoning_effort} if reasoning_effort else {}
+        return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **extra)
     if not is_harmony(model):
         return chat.render_chatml(messages)
     out = [{"role": "system", "content": chat.harmony_system_content(reasoning_effort=reasoning_effort or "medium")}]
