@@ -60,6 +60,13 @@ def softmax(x, axis=-1):
     return y.astype(a.dtype)
 
 
+def check_log_softmax(x, axis=-1):
+    """The argument checks of log_softmax (ArgumentError; returns None)."""
+    a = as_float_array(x, "x", min_ndim=1)
+    require(isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim,
+            "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
+
+
 def log_softmax(x, axis=-1):
     """Natural log of softmax along `axis`, without forming the softmax (no underflow to log 0).
 
@@ -69,9 +76,8 @@ def log_softmax(x, axis=-1):
     propagate as IEEE arithmetic says. exp(log_softmax(x)) equals softmax(x) up to rounding.
     Used for the log-probabilities that `refimpl serve` reports (spec/serve.md).
     """
-    a = as_float_array(x, "x", min_ndim=1)
-    require(isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim,
-            "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
+    check_log_softmax(x, axis)
+    a = as_float_array(x, "x")
     a = a.astype(compute_dtype(a))
     m = np.max(a, axis=axis, keepdims=True)  # [..., 1, ...]
     m = np.where(np.isneginf(m), 0, m).astype(a.dtype)

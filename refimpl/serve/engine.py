@@ -240,6 +240,13 @@ class GenParams:
     prompt_logprobs: bool = False    # echo with logprobs: log-probabilities of the prompt tokens too
 
 
+def _host_float64(a):
+    """Logits as a float64 NumPy array (a device backend's array is copied to the host first)."""
+    if not isinstance(a, np.ndarray) and hasattr(a, "get"):  # CuPy
+        a = a.get()
+    return np.asarray(a, dtype=np.float64)
+
+
 class _Abort(Exception):
     pass
 
@@ -336,7 +343,7 @@ class Engine:
         state = {"lp": None}
 
         def on_logits(last):
-            state["lp"] = log_softmax(np.asarray(last, dtype=np.float64))
+            state["lp"] = log_softmax(_host_float64(last))
 
         def on_token(t):
             if job.cancelled.is_set() or self.stopping:
@@ -383,6 +390,6 @@ class Engine:
         if len(ids) > 1:
             logits = self.model.logits(np.asarray(ids[:-1], dtype=np.int64))  # [T-1, V]
             for t in range(1, len(ids)):
-                lp = log_softmax(np.asarray(logits[t - 1], dtype=np.float64))
+                lp = log_softmax(_host_float64(logits[t - 1]))
                 entries.append(logprob_entry(lp, ids[t], n))
         return entries
