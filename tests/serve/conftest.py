@@ -2,15 +2,7 @@
 
 import pytest
 
-for _mod, _why in (("starlette", "the serve extra is not installed (pip install 'refimpl[serve]')"),
-                   ("uvicorn", "the serve extra is not installed (pip install 'refimpl[serve]')"),
-                   ("openai", "the openai client is a dev dependency (pip install 'refimpl[dev]')"),
-                   ("httpx", "httpx is a dev dependency (pip install 'refimpl[dev]')"),
-                   ("regex", "the text extra is not installed (pip install 'refimpl[text]'): the tiny tokenizers "
-                             "need `regex`")):
-    pytest.importorskip(_mod, reason=_why)
-
-from tiny_serving import MODEL_ID, chatml_model  # noqa: E402
+from tiny_serving import MODEL_ID, chatml_model
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,10 @@ exactly what the reference computes. Log-probabilities are checked against a log
 in this file over the full-prefix logits (the server takes them from the cached decode).
 """
 
+import tiny_serving
+
+tiny_serving.require()
+
 import copy
 import dataclasses
 import json

@@ -1,6 +1,10 @@
 """`refimpl serve` as a command: a subprocess on 127.0.0.1 serving a tiny checkpoint folder
 (config.json, model.safetensors, tokenizer.json), stopped with Ctrl-C (SIGINT) while it streams."""
 
+import tiny_serving
+
+tiny_serving.require()
+
 import json
 import os
 import signal

@@ -6,6 +6,10 @@ weights are written by hand (tests/serve/tiny_serving.py) so that greedy decodin
 HARMONY_SCRIPT; the test first checks that with Model.generate, then through the server.
 """
 
+import tiny_serving
+
+tiny_serving.require()
+
 import importlib.util
 from pathlib import Path
 

@@ -9,7 +9,7 @@ import pytest
 from refimpl.ops.sampling import log_softmax, softmax
 from refimpl.serve.engine import PlainDecoder, top_logprobs
 from refimpl.serve.protocol import ApiError, parse_chat, parse_completion
-from tiny_serving import IM_END, byte_tokenizer
+from tiny_serving import IM_END, byte_tokenizer, require
 
 
 def test_log_softmax_rule():
@@ -33,6 +33,7 @@ def test_top_logprobs_order_and_ties():
 
 
 def test_stop_strings_and_split_characters_in_the_decoder():
+    require("regex")
     tok = byte_tokenizer()
     d = PlainDecoder(tok, stops=("END",))
     out = [d.push(t)[0] for t in "é".encode() + b"xEN"]  # é is two bytes; "EN" may begin "END"

@@ -14,6 +14,21 @@ import numpy as np
 from refimpl.api import Model
 from refimpl.conformance.tiny import tiny_config, tiny_weights
 
+_NEEDS = {"starlette": "the serve extra is not installed (pip install 'refimpl[serve]')",
+          "uvicorn": "the serve extra is not installed (pip install 'refimpl[serve]')",
+          "openai": "the openai client is a dev dependency (pip install 'refimpl[dev]')",
+          "httpx": "httpx is a dev dependency (pip install 'refimpl[dev]')",
+          "regex": "the text extra is not installed (pip install 'refimpl[text]'): the tiny tokenizers need `regex`"}
+
+
+def require(*modules):
+    """Skip the calling test module (with the reason) unless these modules can be imported."""
+    import pytest
+
+    for m in modules or tuple(_NEEDS):
+        pytest.importorskip(m, reason=_NEEDS[m])
+
+
 IM_START, IM_END = 256, 257
 MODEL_ID = "tiny-chatml"  # the name the test server gives chatml_model()
 
