@@ -9,7 +9,7 @@ import codecs
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .engine import GenParams, token_text
 

@@ -281,11 +281,10 @@ def test_client_leaving_mid_stream_frees_the_slot():
         # A client that gives up on a non-streamed answer frees its slot too.
         with pytest.raises(httpx.ReadTimeout):
             HTTP.post(s.url + "/completions", json={**body, "stream": False}, timeout=0.5)
-        t0 = time.monotonic()
         r = HTTP.post(s.url + "/completions", json={"model": "slow", "prompt": "next", "max_tokens": 3,
                                                      "temperature": 0})
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
-        assert time.monotonic() - t0 < 8  # 2 x 2000 tokens x 5 ms would take 20 s
+        # had they not been cancelled, both would have run to 2000 tokens ("length")
         outcomes = [o for _, o, _ in engine.finished]
         assert outcomes[:2] == ["cancelled", "cancelled"] and outcomes[2] == "length"
         assert all(n < 2000 for _, _, n in list(engine.finished)[:2])
