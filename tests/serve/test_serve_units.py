@@ -90,3 +90,15 @@ def test_chat_request_defaults_and_text_parts():
     with pytest.raises(ApiError) as e:
         parse_chat({"model": "other", "messages": [{"role": "user", "content": "hi"}]}, "m")
     assert e.value.status == 404 and e.value.code == "model_not_found"
+
+
+def test_serve_command_errors_are_one_line(capsys, monkeypatch, tmp_path):
+    """A missing checkpoint, or a missing `serve` extra, is a one-line error and exit status 2."""
+    from refimpl.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "missing.gguf")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.gguf" in err and "Traceback" not in err
+    monkeypatch.setitem(__import__("sys").modules, "uvicorn", None)  # import uvicorn -> ImportError
+    assert main(["serve", "--model", str(tmp_path / "missing.gguf")]) == 2
+    assert "pip install 'refimpl[serve]'" in capsys.readouterr().err
