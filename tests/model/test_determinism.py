@@ -51,8 +51,8 @@ def outputs():
         m = _model(arch, "float64")
         cache = m.new_cache()
         from refimpl.model import forward
-        forward(m.config, m.weights, ids[:10], cache=cache, mode="float64")
-        out[f"{arch}/decode_step"] = forward(m.config, m.weights, ids[10:11], cache=cache, mode="float64")
+        forward(m.config, m.weights, ids[:10], cache=cache, dtype="float64")
+        out[f"{arch}/decode_step"] = forward(m.config, m.weights, ids[10:11], cache=cache, dtype="float64")
         out[f"{arch}/generate"] = np.array(_model(arch, "float32").generate(
             ids[:5], max_new_tokens=4, temperature=1.0, top_p=0.9, seed=3, stop_ids=()))
     r = np.random.default_rng(0)
