@@ -79,13 +79,15 @@ class Model:
                        dtype=self.precision.compute, batch_shape=batch_shape, capacity=cap, zeros=zeros)
 
     def generate(self, ids, max_new_tokens=32, temperature=0.0, top_k=None, top_p=None, seed=None,
-                 stop_ids=None, on_token=None):
+                 stop_ids=None, on_token=None, on_logits=None):
         """New token ids (the prompt not included), decoding with a KV cache.
 
         Stops after max_new_tokens or at the first id in stop_ids (default: the
         model's end-of-sequence ids), which is included in the result. The next token is drawn by
         the op `sample` of the model's op set, from the last position's logits widened to float64;
         only that op's result (a token id) needs the host.
+        on_token(id) is called after each draw; on_logits(logits) before it, with the logits [V] the
+        draw is made from (widened to float64; before temperature and filters).
         """
         a = _args.check_generate_args(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                                       top_p=top_p, seed=seed, stop_ids=stop_ids, on_token=on_token)
@@ -101,6 +103,8 @@ class Model:
         logits = self._forward(prompt, cache=cache)
         for _ in range(max_new_tokens):
             last = self.ops.round_to_storage(logits[-1], "float64")  # [V]
+            if on_logits is not None:
+                on_logits(last)
             tok = int(self.ops.sample(last, temperature=temperature, top_k=top_k, top_p=top_p,
                                       rng=rng if temperature > 0 else None))
             out.append(tok)

@@ -594,6 +594,9 @@ def build_parser():
     from .conformance.cli import add_subcommands
 
     add_subcommands(sub)
+    from .serve import add_serve_parser
+
+    add_serve_parser(sub)
     for sp in sub.choices.values():
         sp.formatter_class = _Formatter
     return p
