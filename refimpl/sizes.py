@@ -60,7 +60,7 @@ def _resolve(model_or_preset):
 
 def _release_dtype(config_dict):
     dt = config_dict.get("torch_dtype", config_dict.get("dtype"))
-    return dt if dt in _DTYPE_BYTES else "bfloat16"
+    return dt if isinstance(dt, str) and dt in _DTYPE_BYTES else "bfloat16"
 
 
 def _resolve_path(path):

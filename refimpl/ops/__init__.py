@@ -69,6 +69,7 @@ OPS = MappingProxyType({
     "mxfp4_linear": mxfp4.mxfp4_linear,
     # sampling (spec/sampling.md)
     "softmax": sampling.softmax,
+    "log_softmax": sampling.log_softmax,
     "greedy": sampling.greedy,
     "apply_temperature": sampling.apply_temperature,
     "top_k_filter": sampling.top_k_filter,

@@ -10,8 +10,9 @@ import numpy as np
 from .._validate import as_float_array, host_values, positive_int, real, require
 from ..precision import compute_dtype
 
-__all__ = ["softmax", "greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample", "check_softmax",
-           "check_greedy", "check_apply_temperature", "check_top_k_filter", "check_top_p_filter", "check_sample"]
+__all__ = ["softmax", "log_softmax", "greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample",
+           "check_softmax", "check_log_softmax", "check_greedy", "check_apply_temperature", "check_top_k_filter",
+           "check_top_p_filter", "check_sample"]
 
 
 def _check_logits(logits, *, allow_pos_inf=True, need_finite_max=False):
@@ -104,6 +105,34 @@ def softmax(x, axis=-1):
     s = np.sum(e, axis=axis, keepdims=True)  # [..., 1, ...]
     with np.errstate(invalid="ignore", divide="ignore"):
         y = np.where(s == 0, 0, e / np.where(s == 0, 1, s))
+    return y.astype(a.dtype)
+
+
+def check_log_softmax(x, axis=-1):
+    """The argument checks of log_softmax (ArgumentError; returns None)."""
+    a = as_float_array(x, "x", min_ndim=1)
+    require(isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim,
+            "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
+
+
+def log_softmax(x, axis=-1):
+    """Natural log of softmax along `axis`, without forming the softmax (no underflow to log 0).
+
+    y_i = (x_i - m) - log(sum_j exp(x_j - m)), m = max_j x_j, computed in compute_dtype(x) and
+    returned in that dtype: pass float64 logits for float64 log-probabilities. Entries equal to
+    -inf give -inf; a slice that is all -inf gives -inf everywhere (not NaN); other NaN/+inf
+    propagate as IEEE arithmetic says. exp(log_softmax(x)) equals softmax(x) up to rounding.
+    Used for the log-probabilities that `refimpl serve` reports (spec/serve.md).
+    """
+    check_log_softmax(x, axis)
+    a = as_float_array(x, "x")
+    a = a.astype(compute_dtype(a))
+    m = np.max(a, axis=axis, keepdims=True)  # [..., 1, ...]
+    m = np.where(np.isneginf(m), 0, m).astype(a.dtype)
+    z = a - m
+    s = np.sum(np.exp(z), axis=axis, keepdims=True)  # [..., 1, ...]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.where(s == 0, -np.inf, z - np.log(np.where(s == 0, 1, s)))
     return y.astype(a.dtype)
 
 
