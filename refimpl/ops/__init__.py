@@ -127,6 +127,7 @@ CHECKS = MappingProxyType({
     "encode_mxfp4": mxfp4.check_encode_mxfp4,
     "mxfp4_linear": mxfp4.check_mxfp4_linear,
     "softmax": sampling.check_softmax,
+    "log_softmax": sampling.check_log_softmax,
     "greedy": sampling.check_greedy,
     "apply_temperature": sampling.check_apply_temperature,
     "top_k_filter": sampling.check_top_k_filter,
