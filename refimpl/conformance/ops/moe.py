@@ -115,12 +115,6 @@ def _b_gpt_oss_experts(i, y, u, ops=reference_ops):
     return by + gamma(k, u) * absy, {"k": k, "u": u}
 
 
-def _b_route_experts_w(i, y, u, ops=reference_ops):
-    if i["rule"] == "topk_softmax":
-        return _b_router_topk_softmax_w(i, y, u, ops)
-    return _b_router_softmax_topk_w({**i, "renormalize": True}, y, u, ops)
-
-
 BUDGETS = [
     Budget("router_topk_softmax", "error_model", "weights: softmax bound over the k selected logits; indices exact",
            SOFTMAX_REASON + "; " + ROUTE, parts=(
@@ -133,10 +127,6 @@ BUDGETS = [
                Budget("router_softmax_topk", "error_model", "softmax over E, gathered, renormalised", SOFTMAX_REASON,
                       _b_router_softmax_topk_w),
                exact("router_softmax_topk", ROUTE))),
-    Budget("route_experts", "error_model", "weights: the bound of the rule's router; indices exact",
-           SOFTMAX_REASON + "; " + ROUTE, parts=(
-               Budget("route_experts", "error_model", "the rule's router weights", SOFTMAX_REASON, _b_route_experts_w),
-               exact("route_experts", ROUTE))),
     Budget("expert_choice", "error_model", "gates: softmax over E, gathered; indices exact", SOFTMAX_REASON + "; " + ROUTE,
            parts=(Budget("expert_choice", "error_model", "softmax over E, gathered", SOFTMAX_REASON, _b_expert_choice_gates),
                   exact("expert_choice", ROUTE))),
@@ -189,12 +179,6 @@ def _(c, g, dt, seed):
      [dict(e=8, k=2, t=5, d=8, renormalize=True)])
 def _(c, g, dt, seed):
     return dict(logits=as_dtype(margin_logits(g, (c["t"], c["e"])), dt), k=c["k"], renormalize=c["renormalize"])
-
-
-@case("route_experts", st.tuples(moe_configs(), st.sampled_from(("topk_softmax", "softmax_topk"))).map(
-    lambda a: {**a[0], "rule": a[1]}), [dict(e=8, k=2, t=5, d=8, rule="topk_softmax")])
-def _(c, g, dt, seed):
-    return dict(logits=as_dtype(margin_logits(g, (c["t"], c["e"])), dt), k=c["k"], rule=c["rule"])
 
 
 @case("expert_choice", st.tuples(moe_configs(), st.floats(0, 1)).map(lambda a: {**a[0], "cap": a[1]}),
@@ -254,13 +238,6 @@ def _softmax_all_experts(logits, k):
     return reference_ops.router_softmax_topk(logits, k, renormalize=False)
 
 
-def _route_softmax_all_experts(logits, k, *, rule="topk_softmax"):
-    """route_experts where the gpt-oss rule (top-k, then softmax over the k) reads as softmax-then-top-k."""
-    if rule == "topk_softmax":
-        return reference_ops.router_softmax_topk(logits, k, renormalize=False)
-    return reference_ops.route_experts(logits, k, rule=rule)
-
-
 def _ex_router():
     return "router_topk_softmax", dict(logits=make_rng(3).standard_normal((5, 8)) * 2, k=2)
 
@@ -268,5 +245,5 @@ def _ex_router():
 MISREADINGS = [
     Misreading("softmax_all_experts", "router softmax over all experts, then top-k, not renormalised "
             "(renormalised it would equal top-k-then-softmax exactly)",
-            {"router_topk_softmax": _softmax_all_experts, "route_experts": _route_softmax_all_experts}, _ex_router),
+            {"router_topk_softmax": _softmax_all_experts}, _ex_router),
 ]

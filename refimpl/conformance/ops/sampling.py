@@ -1,4 +1,4 @@
-"""Next-token selection: softmax, greedy, temperature, top-k, top-p, sample.
+"""Next-token selection: softmax, log_softmax, greedy, temperature, top-k, top-p, sample.
 
 This family's budgets (BUDGETS), input cases (registered with kit.case) and known-wrong
 readings (MISREADINGS) live together; see spec/budgets.md and spec/conformance.md.
@@ -17,6 +17,8 @@ from ..kit import (
     case,
     exact,
     f64,
+    gamma,
+    lib_rel,
     margin_logits,
     normal_values,
     scales,
@@ -36,6 +38,22 @@ def _b_softmax(i, y, u, ops=reference_ops):
     return np.moveaxis(b, -1, i["axis"]), {"n": x.shape[-1], "u": u}
 
 
+def _b_log_softmax(i, y, u, ops=reference_ops):
+    # y_j = z_j - log S, z = x - m, S = sum_l exp(z_l): the shift u|z_j|; S's relative error
+    # sum_l p_l (u|z_l| + lib_exp) + gamma_n is log S's absolute error; log adds lib_log |log S|; the
+    # last subtraction u|y_j|. -inf entries are -inf on both sides (exact).
+    x = np.moveaxis(f64(i["x"]), i["axis"], -1)
+    ly = np.moveaxis(y, i["axis"], -1)
+    m = np.max(x, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = np.where(np.isfinite(x), x - m, 0.0)
+        p = np.exp(ly)
+        log_s = np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+        rel_s = (p * (u * np.abs(z) + lib_rel(u, "exp"))).sum(axis=-1, keepdims=True) + gamma(x.shape[-1], u)
+        b = np.where(np.isfinite(ly), u * np.abs(z) + rel_s + lib_rel(u, "log") * np.abs(log_s) + u * np.abs(ly), 0.0)
+    return np.moveaxis(b, -1, i["axis"]), {"n": x.shape[-1], "u": u}
+
+
 def _b_apply_temperature(i, y, u, ops=reference_ops):
     return 2 * u * np.abs(y), {"u": u, "c": 2}
 
@@ -43,6 +61,9 @@ def _b_apply_temperature(i, y, u, ops=reference_ops):
 BUDGETS = [
     Budget("softmax", "error_model", "|err| <= p_j (eta_j + sum_l p_l eta_l + gamma_n + u) + tiny, "
            "eta_j = 2u|x_j - m| + 2L u + (2L+2) u ln S (logsumexp form admitted)", SOFTMAX_REASON, _b_softmax),
+    Budget("log_softmax", "error_model", "|err| <= u|z_j| + sum_l p_l (u|z_l| + lib) + gamma_n + lib |log S| + u|y_j|, "
+           "z = x - m, S = sum exp(z)", "the shift u|z|; exp lib and the sum gamma_n make S's relative error, which is "
+           "log S's absolute error; log lib; the subtraction u", _b_log_softmax),
     exact("greedy", "argmax: exact when the top two logits differ (drawn with a margin); ties go to the lowest index"),
     Budget("apply_temperature", "ulp", "|err| <= 2u |y|", "the temperature's rounding and one division (or *1/T)",
            _b_apply_temperature),
@@ -57,6 +78,13 @@ BUDGETS = [
 
 @case("softmax", st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33)), n=sizes(), scale=scales(), axis=st.sampled_from((-1, 0)))),
      [dict(t=3, n=33, scale=3.0, axis=-1)])
+def _(c, g, dt, seed):
+    return dict(x=as_dtype(normal_values(g, (c["t"], c["n"]), 3 * c["scale"]), dt), axis=c["axis"])
+
+
+@case("log_softmax", st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33)), n=sizes(), scale=scales(),
+                                               axis=st.sampled_from((-1, 0)))),
+      [dict(t=3, n=33, scale=3.0, axis=-1)])
 def _(c, g, dt, seed):
     return dict(x=as_dtype(normal_values(g, (c["t"], c["n"]), 3 * c["scale"]), dt), axis=c["axis"])
 
