@@ -113,6 +113,8 @@ def _read_file(path, what):
 def _resolve_model(spec):
     """(path or preset name to pass to load, display name); errors before anything heavy happens."""
     name = str(spec)
+    if not name.strip():  # Path("") is the current folder: never load it by accident
+        raise ArgumentError("--model: expected a model name or a path, found an empty string")
     if name.lower() in _PRESET_ALIASES:
         return name, DEFAULT_NAME
     from .hub import is_hub_id, resolve_hub_id
