@@ -372,6 +372,8 @@ def _setup_readline():
 
 
 def cmd_chat(args):
+    if sys.stdin is None or sys.stdin.closed:
+        raise RefimplError("stdin: expected an open terminal or pipe to read chat turns from, found it closed")
     if args.system is not None:
         _utf8(args.system, "--system")
     _sampling_warnings(args)
@@ -592,9 +594,31 @@ def build_parser():
     from .conformance.cli import add_subcommands
 
     add_subcommands(sub)
+    from .serve import add_serve_parser
+
+    add_serve_parser(sub)
     for sp in sub.choices.values():
         sp.formatter_class = _Formatter
     return p
+
+
+def _check_outputs(args):
+    """Refuse an output path (--json, --save-ref) that cannot be written, before any work is done:
+    it is opened for appending (created and removed again if it did not exist)."""
+    for dest in ("json", "save_ref"):
+        path = getattr(args, dest, None)
+        if not isinstance(path, str) or path == "-":
+            continue
+        flag = "--" + dest.replace("_", "-")
+        existed = os.path.lexists(path)
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as exc:
+            raise RefimplError(f"{flag} {path}: expected a writable file path, found it unwritable "
+                               f"({exc.strerror or type(exc).__name__})") from None
+        if not existed:
+            os.remove(path)
 
 
 def _internal_error(exc):
@@ -603,33 +627,50 @@ def _internal_error(exc):
 
         traceback.print_exception(exc)
     else:
-        _say(f"internal error: {type(exc).__name__}: {exc} (a bug; REFIMPL_TRACEBACK=1 shows where)")
+        text = str(exc).strip().splitlines()
+        _err(f"refimpl: internal error: {type(exc).__name__}: {text[0][:300] if text else ''} "
+             "(a bug; REFIMPL_TRACEBACK=1 shows where)")
     return 3
 
 
 def main(argv=None):
+    """Run one command; every failure is one line on stderr (spec/reliability.md, "CLI"): exit 2 for a
+    RefimplError or an OS error, 3 for an internal error (REFIMPL_TRACEBACK=1 shows its traceback), 130
+    for Ctrl-C, 141 when the reader of stdout went away (a broken pipe, e.g. `refimpl ... | head`)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, argument errors (usage + one line, status 2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
+        _check_outputs(args)
         return args.func(args)
     except RefimplError as exc:
         _flush_quietly()
-        print(f"refimpl: error: {exc}", file=sys.stderr)
+        _err(f"refimpl: error: {exc}")
         return 2
     except KeyboardInterrupt:
         _flush_quietly()
-        print(file=sys.stderr)
+        _err("")
         return 130
     except BrokenPipeError:
         _silence_stdout()
         return 141
+    except SystemExit as exc:  # the commands return their status; only a plugin or backend exits
+        _err(f"refimpl: error: {args.command}: a backend or plugin called sys.exit({exc.code!r}) "
+             "while the command ran; nothing was done after it")
+        return 1
     except (OSError, MemoryError) as exc:
-        print(f"refimpl: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _err(f"refimpl: error: {type(exc).__name__}: {exc}")
         return 2
     except Exception as exc:  # noqa: BLE001 - no traceback from the command, ever
         return _internal_error(exc)
+
+
+def _err(line):
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):  # stderr closed too: the exit status still tells
+        pass
 
 
 def _flush_quietly():
