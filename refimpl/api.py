@@ -94,8 +94,12 @@ def _status(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progress=False):
-    """Load a model by preset name or path (GGUF file, safetensors file or checkpoint folder)."""
+def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progress=False, packed=None):
+    """Load a model by preset name or path (GGUF file, safetensors file or checkpoint folder).
+
+    packed: keep GGUF Q4_0/Q4_1/Q8_0/Q4_K/Q6_K matrices packed (spec/quant.md); None = packed for
+    every backend but the NumPy reference (which dequantizes once at load: its gguf_linear would
+    dequantize on every call)."""
     precision.check_mode(dtype)
     ops = resolve_ops(backend)
     name = str(path_or_name)
@@ -119,7 +123,9 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
         from .checkpoints.gguf_reader import read_gguf
         from .text.tokenizer import Tokenizer
 
-        cfg, weights, meta = read_gguf(path, progress=progress)
+        if packed is None:
+            packed = backend not in (None, "numpy", "reference")
+        cfg, weights, meta = read_gguf(path, progress=progress, packed=bool(packed))
         tok = Tokenizer.from_gguf_metadata(meta)
     else:
         from .checkpoints.layouts import load_weights

@@ -86,6 +86,8 @@ def build_parser():
         sp.add_argument("--max-new-tokens", type=int, default=32)
         sp.add_argument("--temperature", type=float, default=0.0)
         sp.add_argument("--seed", type=int, default=None)
+        sp.add_argument("--threads", type=int, default=None,
+                        help="threads for BLAS and the Numba kernels (default: $REFIMPL_THREADS, else all CPUs)")
 
     g = sub.add_parser("generate", help="continue a prompt, streaming the text")
     model_args(g)
@@ -107,9 +109,30 @@ def build_parser():
     return p
 
 
+def apply_threads(n):
+    """--threads N: REFIMPL_THREADS=N for the backends, and BLAS limited to N threads (threadpoolctl when
+    installed; otherwise the OPENBLAS/OMP/MKL variables, which only act in a fresh process)."""
+    import os
+
+    if n is None:
+        return
+    if n < 1:
+        raise RefimplError(f"--threads: expected an integer >= 1, found {n}")
+    os.environ["REFIMPL_THREADS"] = str(n)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    try:
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits(n, user_api="blas")
+    except ImportError:
+        pass
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        apply_threads(getattr(args, "threads", None))
         return args.func(args)
     except RefimplError as exc:
         print(f"refimpl: error: {exc}", file=sys.stderr)

@@ -15,9 +15,11 @@ import numpy as np
 
 from refimpl._version import __version__
 from refimpl._validate import positive_int
+from refimpl.ops import quant as _q
 
 from ..interface import DTYPES, Backend, OpNotSupported
-from . import activations, attention, moe, mxfp4, norms, rope
+from . import activations, attention, embed, linear, moe, mxfp4, norms, quant, rope
+from .threads import default_threads, set_threads
 
 __all__ = ["NumbaBackend"]
 
@@ -40,6 +42,10 @@ class NumbaBackend(Backend):
 
     name = "numba"
     version = f"{__version__}+numba{numba.__version__}"
+
+    def __init__(self, threads=None):
+        super().__init__()
+        self.threads = set_threads(default_threads() if threads is None else threads)
 
     def capabilities(self):
         cap = super().capabilities()
@@ -114,3 +120,43 @@ class NumbaBackend(Backend):
     # --- moe
     def router_topk_softmax(self, logits, k):
         return moe.router_topk_softmax(logits, k)
+
+    # --- linear, embedding, packed GGUF weights
+    def linear(self, x, weight, bias=None):
+        _check_linear(x, weight, bias)
+        return linear.linear(x, weight, bias)
+
+    def embedding(self, ids, weight):
+        from refimpl.ops.embed import embedding as ref
+
+        w = np.asarray(weight)
+        a = np.asarray(ids)
+        if a.dtype.kind not in "iu" or w.ndim != 2 or a.size and (a.min() < 0 or a.max() >= w.shape[0]):
+            return ref(ids, weight)  # the reference's checks raise its ArgumentError
+        return embed.embedding(a, w)
+
+    def dequantize_gguf(self, blocks, qtype, shape):
+        _q.check_dequantize_gguf(blocks, qtype, shape)
+        return quant.dequantize_gguf(blocks, qtype, shape)
+
+    def gguf_linear(self, x, blocks, qtype, shape, bias=None):
+        _q.check_gguf_linear(x, blocks, qtype, shape, bias)
+        return quant.gguf_linear(x, blocks, qtype, shape, bias)
+
+    def gguf_embedding(self, ids, blocks, qtype, shape):
+        _q.check_gguf_embedding(ids, blocks, qtype, shape)
+        return quant.gguf_embedding(ids, blocks, qtype, shape)
+
+
+def _check_linear(x, weight, bias):
+    """refimpl.ops.linear's checks (same ArgumentError messages)."""
+    from refimpl._validate import as_float_array, require
+
+    x = as_float_array(x, "x", min_ndim=1)
+    w = as_float_array(weight, "weight")
+    require(w.ndim == 2, "weight", "a 2-D matrix [out, in]", f"shape {w.shape}")
+    require(w.shape[1] == x.shape[-1], "weight", f"shape [out, {x.shape[-1]}] (in = last dimension of x)",
+            f"shape {w.shape}")
+    if bias is not None:
+        b = as_float_array(bias, "bias")
+        require(b.shape == (w.shape[0],), "bias", f"shape ({w.shape[0]},) (out = rows of weight)", f"shape {b.shape}")

@@ -24,6 +24,14 @@ from .. import precision
 from .._progress import Progress
 from ..errors import ArgumentError
 from ..ops import ops as reference_ops
+from ..ops.quant import PackedGGUF
+
+
+def _linear(ops, x, w, bias=None):
+    """ops.linear, or ops.gguf_linear when the weight is kept packed (spec/quant.md)."""
+    if isinstance(w, PackedGGUF):
+        return ops.gguf_linear(x, w.blocks, w.qtype, w.shape, bias)
+    return ops.linear(x, w, bias)
 
 
 def _rounder(mode):
@@ -91,7 +99,11 @@ def forward(cfg, weights, ids, *, cache=None, mode="float32", trace=None, ops=re
             return R(ops.layer_norm(x, W[prefix + ".weight"], W[prefix + ".bias"], eps=cfg.norm_eps))
         return R(ops.rms_norm(x, W[prefix + ".weight"], eps=cfg.norm_eps))
 
-    x = R(ops.embedding(ids, W["tok_embed"]))  # [.., T, d]
+    if isinstance(W["tok_embed"], PackedGGUF):
+        te = W["tok_embed"]
+        x = R(ops.gguf_embedding(ids, te.blocks, te.qtype, te.shape))  # [.., T, d]
+    else:
+        x = R(ops.embedding(ids, W["tok_embed"]))  # [.., T, d]
     if cfg.position == "learned":
         x = R(x + ops.embedding(positions, W["pos_embed"]))  # [.., T, d]
     record("embed", x)
@@ -126,7 +138,7 @@ def forward(cfg, weights, ids, *, cache=None, mode="float32", trace=None, ops=re
 
     x = norm(x, "final_norm")
     record("final_norm", x)
-    logits = ops.linear(x, W["lm_head"])  # [.., T, V]
+    logits = _linear(ops, x, W["lm_head"])  # [.., T, V]
     logits = R(logits) if mode == "bfloat16" else logits
     record("logits", logits)
     return logits
@@ -136,9 +148,9 @@ def _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops, *, bf
     p = f"layers.{L}.attn"
     Hq, Hkv, D = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     lead = h.shape[:-1]
-    q = R(ops.linear(h, W[p + ".q.weight"], W.get(p + ".q.bias"))).reshape(*lead, Hq, D)  # [.., T, Hq, D]
-    k = R(ops.linear(h, W[p + ".k.weight"], W.get(p + ".k.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
-    v = R(ops.linear(h, W[p + ".v.weight"], W.get(p + ".v.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
+    q = R(_linear(ops, h, W[p + ".q.weight"], W.get(p + ".q.bias"))).reshape(*lead, Hq, D)  # [.., T, Hq, D]
+    k = R(_linear(ops, h, W[p + ".k.weight"], W.get(p + ".k.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
+    v = R(_linear(ops, h, W[p + ".v.weight"], W.get(p + ".v.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
     if cfg.qk_norm:
         q = R(ops.rms_norm(q, W[p + ".q_norm.weight"], eps=cfg.norm_eps))
         k = R(ops.rms_norm(k, W[p + ".k_norm.weight"], eps=cfg.norm_eps))
@@ -168,7 +180,7 @@ def _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops, *, bf
             record(p + ".probs", ops.attention_probs(q, k, v, **kw))
         o = R(ops.attention(q, k, v, **kw))  # [.., T, Hq, D]
     o = o.reshape(*lead, Hq * D)  # [.., T, Hq*D]
-    out = R(ops.linear(o, W[p + ".o.weight"], W.get(p + ".o.bias")))  # [.., T, d]
+    out = R(_linear(ops, o, W[p + ".o.weight"], W.get(p + ".o.bias")))  # [.., T, d]
     record(p + ".out", out)
     return out
 
@@ -181,6 +193,9 @@ def _mlp_block(cfg, W, h, L, R, record, ops, *, bf16=False):
         approx = "tanh" if cfg.activation == "gelu_tanh" else "none"
         m = ops.gelu_mlp(h, W[p + ".mlp.fc.weight"], W.get(p + ".mlp.fc.bias"),
                          W[p + ".mlp.proj.weight"], W.get(p + ".mlp.proj.bias"), approximate=approx)
+    elif isinstance(W[p + ".mlp.gate.weight"], PackedGGUF):  # swiglu_mlp's three linears, on packed weights
+        a = ops.swiglu(_linear(ops, h, W[p + ".mlp.gate.weight"]), _linear(ops, h, W[p + ".mlp.up.weight"]))
+        m = _linear(ops, a, W[p + ".mlp.down.weight"])
     else:
         m = ops.swiglu_mlp(h, W[p + ".mlp.gate.weight"], W[p + ".mlp.up.weight"], W[p + ".mlp.down.weight"])
     m = R(m)  # [.., T, d]
@@ -275,6 +290,9 @@ def prepare_weights(cfg, weights, mode, *, progress=False):
             bar.update()
         if name == "lm_head" and tied:
             continue  # the same table as tok_embed: prepared once, below
+        if isinstance(t, PackedGGUF):
+            out[name] = t  # packed GGUF rows stay as read (spec/quant.md)
+            continue
         a = np.asarray(t)
         if name.endswith(".blocks") or name.endswith(".scales"):
             out[name] = t

@@ -6,9 +6,9 @@ namespace like it, so that a backend (backends/) can stand in for the reference.
 
 from types import SimpleNamespace
 
-from . import activations, attention, dropout, embed, linear, moe, mxfp4, norms, rope, sampling
+from . import activations, attention, dropout, embed, linear, moe, mxfp4, norms, quant, rope, sampling
 
-_MODULES = (embed, linear, norms, activations, dropout, rope, attention, moe, mxfp4, sampling)
+_MODULES = (embed, linear, norms, activations, dropout, rope, attention, moe, mxfp4, quant, sampling)
 
 OP_NAMES = tuple(
     name
