@@ -104,6 +104,11 @@ def build_parser():
     i.add_argument("model", help="preset name, config.json, or checkpoint path")
     i.add_argument("--json", action="store_true", help="print the numbers as JSON (refimpl.sizes.inspect_data)")
     i.set_defaults(func=cmd_inspect)
+    b = sub.add_parser("bench", help="prefill/decode speed of backends side by side (and HF transformers), with bandwidth")
+    from .bench import add_arguments as bench_arguments, run_bench
+
+    bench_arguments(b)
+    b.set_defaults(func=run_bench)
     from .conformance.cli import add_subcommands
     add_subcommands(sub)
     return p

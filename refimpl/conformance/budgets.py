@@ -156,6 +156,12 @@ def _b_mxfp4_linear(i, y, u, ops=reference_ops):
     return _linear_bound(x, w, _f(i["bias"]), None, u), {"K": x.shape[-1], "u": u, "gamma_K+1": float(gamma(x.shape[-1] + 1, u))}
 
 
+def _b_gguf_linear(i, y, u, ops=reference_ops):
+    w = ops.dequantize_gguf(i["blocks"], i["qtype"], i["shape"]).astype(np.float64)  # exact (gguf's float32 values)
+    x = _f(i["x"])
+    return _linear_bound(x, w, _f(i["bias"]), None, u), {"K": x.shape[-1], "u": u, "gamma_K+1": float(gamma(x.shape[-1] + 1, u))}
+
+
 def _b_layer_norm(i, y, u, ops=reference_ops):
     # mean: n-1 additions and a division -> |d mu| <= gamma_n mean|x| =: E_c; c = x - mu: +u|c|;
     # var = mean(c^2): gamma_(n+1) relative, plus the propagated 2 (u var + E_c mean|c|);
@@ -780,6 +786,11 @@ _TABLE = [
            "the decode is exact, then linear's bound", _b_mxfp4_linear),
     Budget("softmax", "error_model", "|err| <= p_j (eta_j + sum_l p_l eta_l + gamma_n + u) + tiny, "
            "eta_j = u|x_j - m| + 2L u", _SM, _b_softmax),
+    _exact("dequantize_gguf", "gguf's float32 dequantization, bit for bit: every weight is one or two float32 "
+           "roundings in a fixed order (spec/quant.md), which an implementation must reproduce"),
+    _exact("gguf_embedding", "rows of dequantize_gguf: exact (spec/quant.md)"),
+    Budget("gguf_linear", "error_model", "|err| <= gamma_(K+1) (|x| @ |dequantize_gguf(W)|.T + |b|)",
+           "the weights are exact (dequantize_gguf), then linear's bound", _b_gguf_linear),
     _exact("greedy", "argmax: exact when the top two logits differ (drawn with a margin); ties go to the lowest index"),
     Budget("apply_temperature", "ulp", "|err| <= 2u |y|", "the temperature's rounding and one division (or *1/T)",
            _b_apply_temperature),

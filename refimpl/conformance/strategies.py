@@ -605,6 +605,42 @@ def _(c, g, dt, seed):
                 bias=_cast(_vals(g, c["out"], 1.0), dt) if c["bias"] else None)
 
 
+_QTYPES = ("Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K")
+
+
+def _packed(g, qtype, out, blocks):
+    from ..ops.quant import QTYPES, random_packed
+
+    n_in = QTYPES[qtype][0] * blocks
+    return random_packed(g, qtype, (out, n_in)), (out, n_in)
+
+
+@_op("dequantize_gguf", st.fixed_dictionaries(dict(q=st.sampled_from(_QTYPES), out=sizes(edges=(31, 32, 33)),
+                                                   blocks=st.integers(1, 3))),
+     [dict(q=q, out=3, blocks=2) for q in _QTYPES])
+def _(c, g, dt, seed):
+    b, shape = _packed(g, c["q"], c["out"], c["blocks"])
+    return dict(blocks=b, qtype=c["q"], shape=shape)
+
+
+@_op("gguf_embedding", st.fixed_dictionaries(dict(q=st.sampled_from(_QTYPES), out=sizes(edges=(31, 32, 33)),
+                                                  blocks=st.integers(1, 2), t=sizes(edges=(31, 32, 33)))),
+     [dict(q=q, out=7, blocks=1, t=5) for q in _QTYPES])
+def _(c, g, dt, seed):
+    b, shape = _packed(g, c["q"], c["out"], c["blocks"])
+    return dict(ids=g.integers(0, c["out"], size=c["t"]), blocks=b, qtype=c["q"], shape=shape)
+
+
+@_op("gguf_linear", st.fixed_dictionaries(dict(q=st.sampled_from(_QTYPES), t=sizes(edges=(1, 7, 8, 9, 33)),
+                                              out=sizes(edges=(15, 16, 17, 33)), blocks=st.integers(1, 3),
+                                              bias=st.booleans())),
+     [dict(q=q, t=t, out=5, blocks=2, bias=True) for q in _QTYPES for t in (1, 3, 9)])
+def _(c, g, dt, seed):
+    b, shape = _packed(g, c["q"], c["out"], c["blocks"])
+    return dict(x=_cast(_vals(g, (c["t"], shape[1]), 1.0), dt), blocks=b, qtype=c["q"], shape=shape,
+                bias=_cast(_vals(g, c["out"], 1.0), dt) if c["bias"] else None)
+
+
 @_op("softmax", st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33)), n=sizes(), scale=scales(), axis=st.sampled_from((-1, 0)))),
      [dict(t=3, n=33, scale=3.0, axis=-1)])
 def _(c, g, dt, seed):

@@ -140,3 +140,22 @@ def gguf_embedding(ids, blocks, qtype, shape):
     w = dequantize_gguf(rows, qtype, (rows.shape[0], int(shape[1]))) if rows.shape[0] else \
         np.zeros((0, int(shape[1])), np.float32)
     return w.reshape(*a.shape, int(shape[1]))
+
+
+# Byte offsets of the float16 fields inside one block (d, and m / dmin where the format has one).
+HALF_FIELDS = {"Q4_0": (0,), "Q4_1": (0, 2), "Q8_0": (0,), "Q4_K": (0, 2), "Q6_K": (208,)}
+
+
+def random_packed(rng, qtype, shape, *, scale=0.05):
+    """Random packed rows for tests and strategies: uint8 [out, row_bytes] whose quant bytes are
+    uniform and whose float16 scale fields are finite (|N(0, scale)| for d, N(0, scale) for m),
+    so that every dequantized weight is finite. Not an op."""
+    out, n_in = int(shape[0]), int(shape[1])
+    bs, ts = QTYPES[qtype]
+    nb = n_in // bs
+    raw = rng.integers(0, 256, size=(out, nb, ts), dtype=np.uint8)
+    for k, off in enumerate(HALF_FIELDS[qtype]):
+        v = rng.standard_normal((out, nb)) * scale
+        v = np.abs(v) if k == 0 else v
+        raw[:, :, off:off + 2] = v.astype(np.float16).view(np.uint8).reshape(out, nb, 2)
+    return raw.reshape(out, nb * ts)
