@@ -13,7 +13,7 @@ def _gather(ids, w, out):  # ids [n]; w [V, d]; out [n, d]
 
 
 def embedding(ids, weight):
-    """Same contract as refimpl.ops.embedding: weight[ids] (ids checked by the caller's check_embedding)."""
+    """Same contract as refimpl.ops.embedding: weight[ids] (ids checked first by CHECKS["embedding"])."""
     w = np.asarray(weight)
     a = np.asarray(ids, dtype=np.int64)
     flat = a.reshape(-1)

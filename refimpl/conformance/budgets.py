@@ -580,6 +580,32 @@ def _b_router_softmax_topk_w(i, y, u, ops=reference_ops):
     return y * rs + _TINY[u], {"k": i["k"], "u": u}
 
 
+def _b_route_experts_w(i, y, u, ops=reference_ops):
+    if i["rule"] == "topk_softmax":
+        return _b_router_topk_softmax_w(i, y, u, ops)
+    return _b_router_softmax_topk_w({**i, "renormalize": True}, y, u, ops)
+
+
+def _b_add(i, y, u, ops=reference_ops):
+    return u * np.abs(y), {"u": u}
+
+
+def _b_scale(i, y, u, ops=reference_ops):
+    return 2 * u * np.abs(y), {"u": u}
+
+
+BF16_ULP = 2.0 ** -8  # relative spacing of bfloat16 values (8 significand bits)
+
+
+def _b_swiglu_oss_bf16(i, y, u, ops=reference_ops):
+    # Defined in float32 arithmetic: NumPy's own steps give the same bits. Another exp may round one
+    # float32 ulp differently and flip a bfloat16 rounding: one bf16 ulp per rounded step (5), each
+    # passed on with a factor <= 2 (|d sigmoid| <= 1/4 times |alpha g|, products): 8 bf16 ulps of |y|,
+    # plus one bf16 ulp of the largest |y| in the row for values near 0.
+    yy = np.abs(np.asarray(y, dtype=np.float64))
+    return 8 * BF16_ULP * (yy + BF16_ULP * yy.max(axis=-1, keepdims=True)), {"bf16_ulp": BF16_ULP}
+
+
 def _b_expert_choice_gates(i, y, u, ops=reference_ops):
     p, rel = _routing_full(i["logits"], u)
     _, idx = ops.expert_choice(_f(i["logits"]), i["capacity"])
@@ -767,6 +793,10 @@ _TABLE = [
                Budget("router_softmax_topk", "error_model", "softmax over E, gathered, renormalised", _SM,
                       _b_router_softmax_topk_w),
                _exact("router_softmax_topk", _ROUTE))),
+    Budget("route_experts", "error_model", "weights: the bound of the rule's router; indices exact",
+           _SM + "; " + _ROUTE, parts=(
+               Budget("route_experts", "error_model", "the rule's router weights", _SM, _b_route_experts_w),
+               _exact("route_experts", _ROUTE))),
     Budget("expert_choice", "error_model", "gates: softmax over E, gathered; indices exact", _SM + "; " + _ROUTE,
            parts=(Budget("expert_choice", "error_model", "softmax over E, gathered", _SM, _b_expert_choice_gates),
                   _exact("expert_choice", _ROUTE))),
@@ -779,6 +809,13 @@ _TABLE = [
     Budget("gpt_oss_experts", "error_model",
            "sum_j |w_j| B_y,j + gamma_k sum_j |w_j y_j|; B_y: linear, swiglu_oss through its derivatives, linear",
            "composition per expert, then the weighted sum", _b_gpt_oss_experts),
+    _exact("round_to_storage", "one rounding of the input's value to the storage dtype, from any wider "
+           "input holding the same value: the same bits"),
+    Budget("add", "ulp", "|err| <= u |y|", "one IEEE addition", _b_add),
+    Budget("scale", "ulp", "|err| <= 2u |y|", "the factor's rounding and one product", _b_scale),
+    Budget("swiglu_oss_bf16", "ulp", "|err| <= 8 bf16 ulps (|y| + 2^-8 max|y|)",
+           "float32 steps each rounded to bfloat16 (spec/precision.md row 17); one bf16 flip per step",
+           _b_swiglu_oss_bf16),
     _exact("decode_e8m0", "powers of two, exact in float32 (ldexp)"),
     _exact("decode_mxfp4", "E2M1 value times a power of two: exact in every decode dtype"),
     _exact("encode_mxfp4", "integer codes from exact float64 comparisons; ties stated"),

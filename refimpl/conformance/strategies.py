@@ -269,6 +269,36 @@ def _(c, g, dt, seed):
     return dict(h=_cast(_vals(g, (3, 2 * c["n"]), c["scale"]), dt), layout=c["layout"], limit=c["limit"])
 
 
+@_op("swiglu_oss_bf16", st.fixed_dictionaries(dict(n=sizes(), scale=st.sampled_from((4.0, 1.0, 1e-3, 30.0)),
+                                                   limit=st.sampled_from((7.0, 7.0, None)))),
+     [dict(n=16, scale=6.0, limit=7.0)])
+def _(c, g, dt, seed):
+    h = reference_ops.round_to_storage(_vals(g, (3, 2 * c["n"]), c["scale"]), "bfloat16")  # bf16-valued, as the model gives
+    return dict(h=_cast(h, dt), limit=c["limit"])
+
+
+@_op("round_to_storage", st.fixed_dictionaries(dict(n=sizes(), scale=scales(),
+                                                    target=st.sampled_from(("float64", "float32", "bfloat16")))),
+     [dict(n=33, scale=1.0, target="bfloat16")])
+def _(c, g, dt, seed):
+    return dict(x=_cast(_vals(g, (2, c["n"]), c["scale"]), dt), dtype=c["target"])
+
+
+@_op("add", st.fixed_dictionaries(dict(n=sizes(), scale=scales(), row=st.booleans())),
+     [dict(n=33, scale=1.0, row=True)])
+def _(c, g, dt, seed):
+    y = _vals(g, (c["n"],) if c["row"] else (3, c["n"]), c["scale"])
+    return dict(x=_cast(_vals(g, (3, c["n"]), c["scale"]), dt), y=_cast(y, dt))
+
+
+@_op("scale", st.fixed_dictionaries(dict(n=sizes(), scale=scales(), factor=st.sampled_from((0.125, 0.08838834764831845, 3.0)))),
+     [dict(n=33, scale=1.0, factor=0.125)])
+def _(c, g, dt, seed):
+    x = _vals(g, (3, c["n"]), c["scale"])
+    x[0, 0] = -np.inf  # a masked score
+    return dict(x=_cast(x, dt), factor=c["factor"])
+
+
 @_op("gelu_mlp", st.fixed_dictionaries(dict(t=sizes(edges=(31, 32, 33), small=(1, 3)), d=sizes(edges=(31, 32, 33)),
                                             f=sizes(edges=(31, 32, 33, 128)), bias=st.booleans(),
                                             approximate=st.sampled_from(("tanh", "none")))),
@@ -527,6 +557,12 @@ def _(c, g, dt, seed):
      [dict(e=8, k=2, t=5, d=8, renormalize=True)])
 def _(c, g, dt, seed):
     return dict(logits=_cast(_margin_logits(g, (c["t"], c["e"])), dt), k=c["k"], renormalize=c["renormalize"])
+
+
+@_op("route_experts", st.tuples(moe_configs(), st.sampled_from(("topk_softmax", "softmax_topk"))).map(
+    lambda a: {**a[0], "rule": a[1]}), [dict(e=8, k=2, t=5, d=8, rule="topk_softmax")])
+def _(c, g, dt, seed):
+    return dict(logits=_cast(_margin_logits(g, (c["t"], c["e"])), dt), k=c["k"], rule=c["rule"])
 
 
 @_op("expert_choice", st.tuples(moe_configs(), st.floats(0, 1)).map(lambda a: {**a[0], "cap": a[1]}),

@@ -38,7 +38,11 @@ SMALL = [1, 2, 3, 5, 31, 32, 33]
 DTYPES = [np.float32, np.float64]
 IMPLEMENTED = {"rms_norm", "layer_norm", "gelu", "silu", "swiglu", "swiglu_oss", "apply_rope", "attention",
                "attention_online", "decode_mxfp4", "mxfp4_linear", "router_topk_softmax",
-               "linear", "embedding", "dequantize_gguf", "gguf_linear", "gguf_embedding"}  # the last five: test_numba_quant.py
+               "linear", "embedding", "dequantize_gguf", "gguf_linear", "gguf_embedding",  # test_numba_quant.py
+               "swiglu_mlp", "gelu_mlp"}
+from refimpl.backends.numba.host import HOST_OPS  # noqa: E402  (NumPy code on the same arrays: host.py)
+IMPLEMENTED |= set(HOST_OPS)
+TESTED_VARIANTS_HOST = {op: {"numpy"} for op in HOST_OPS}
 TESTED_VARIANTS = {"attention": {"online", "naive"}, "mxfp4_linear": {"fused", "decode_matmul"}}
 
 
@@ -56,7 +60,7 @@ def check(op, inputs, backend=NB, seed=None):
     """Run `op` on the backend and compare with the reference's float64 oracle; also the dtype rule."""
     actual = getattr(backend.as_ops(fallback=False), op)(**inputs)
     expected = getattr(ops, op)(**{k: _widen(v) for k, v in inputs.items()})
-    variant = backend.kernel_variant(op)
+    variant = backend.kernel_name(op)
     rep = compare(expected, actual, op=op, inputs=inputs,
                   context=dict(backend=backend.name, variant=variant, seed=seed))
     assert rep.ok, str(rep)
@@ -84,25 +88,26 @@ def test_registered_and_capabilities():
     assert cap["dtypes"] == {"float32", "float64", "bfloat16"} and cap["needs_gpu"] is False
     assert NB.unsupported_reason("attention", dtype=np.float32) is None
     assert "mask" in NB.unsupported_reason("attention", mask=True)
-    assert "not implemented" in NB.unsupported_reason("learned_positions")
+    assert "not implemented" in NB.unsupported_reason("dropout")
     with pytest.raises(OpNotSupported):
-        NB.learned_positions(np.ones((4, 3)), 2)
+        NB.dropout(np.ones((4, 3)), 0.5)
     fallbacks = NB.as_ops().fallbacks
     assert set(fallbacks) == set(OP_NAMES) - IMPLEMENTED and "linear" not in fallbacks
 
 
-def test_method_signatures_are_the_reference_signatures():
+def test_kernel_signatures_are_the_reference_signatures():
     for name in IMPLEMENTED:
-        params = list(inspect.signature(getattr(NumbaBackend, name)).parameters.values())[1:]
-        assert params == list(inspect.signature(getattr(ops, name)).parameters.values()), name
+        for kernel in NB.kernel_names(name):
+            params = list(inspect.signature(NB.with_kernel(name, kernel).kernel(name)).parameters.values())
+            assert params == list(inspect.signature(getattr(ops, name)).parameters.values()), (name, kernel)
 
 
 def test_every_listed_variant_is_tested():
     for op in IMPLEMENTED:
-        listed = set(NB.kernel_variants(op))
-        assert listed == TESTED_VARIANTS.get(op, {"default"}), op
-    with pytest.raises(BackendError, match="variants"):
-        NB.with_variant("attention", "flash")
+        listed = set(NB.kernel_names(op))
+        assert listed == TESTED_VARIANTS.get(op, TESTED_VARIANTS_HOST.get(op, {"default"})), op
+    with pytest.raises(BackendError, match="kernels"):
+        NB.with_kernel("attention", "flash")
 
 
 # ----------------------------------------------------------------------------- norms
@@ -236,12 +241,12 @@ def attention_case(draw, *, online=False):
     return inputs, seed
 
 
-@pytest.mark.parametrize("variant", NB.kernel_variants("attention"))
+@pytest.mark.parametrize("variant", NB.kernel_names("attention"))
 @settings(max_examples=30)
 @given(case=attention_case())
 def test_attention(variant, case):
     inputs, seed = case
-    check("attention", inputs, backend=NB.with_variant("attention", variant), seed=seed)
+    check("attention", inputs, backend=NB.with_kernel("attention", variant), seed=seed)
 
 
 @settings(max_examples=20)
@@ -251,10 +256,10 @@ def test_attention_online_any_block_size(case):
     check("attention_online", inputs, seed=seed)
 
 
-@pytest.mark.parametrize("variant", NB.kernel_variants("attention"))
+@pytest.mark.parametrize("variant", NB.kernel_names("attention"))
 def test_attention_special_values_follow_the_reference(variant):
     """NaN/Inf in a visible key's value propagate (p * v, IEEE), a masked key's never; rows with nothing visible are 0."""
-    b = NB.with_variant("attention", variant)
+    b = NB.with_kernel("attention", variant)
     rng = np.random.default_rng(3)
     q, k, v = rand(rng, (4, 4, 8), np.float64), rand(rng, (40, 2, 8), np.float64), rand(rng, (40, 2, 8), np.float64)
     v[30, 1, 3] = np.nan  # masked for early queries (causal), visible for none with window 2
@@ -305,7 +310,7 @@ def test_decode_mxfp4_bit_exact(seed, lead, g, dtype, order, bias):
                                      f"{[ref[tuple(i)] for i in bad[:5]]}, actual {[actual[tuple(i)] for i in bad[:5]]}")
 
 
-@pytest.mark.parametrize("variant", NB.kernel_variants("mxfp4_linear"))
+@pytest.mark.parametrize("variant", NB.kernel_names("mxfp4_linear"))
 @settings(max_examples=25)
 @given(seed=seeds, dt=dtypes, n=st.sampled_from([1, 2, 3, 4, 5, 16, 33]), out=st.sampled_from([1, 8, 9, 31, 33]),
        g=st.sampled_from([1, 2, 3, 9, 17]), lead=st.sampled_from([(), (2,)]), bias=st.booleans(),
@@ -316,12 +321,12 @@ def test_mxfp4_linear(variant, seed, dt, n, out, g, lead, bias, order):
     scales = rng.integers(118, 136, (out, g), dtype=np.uint8)
     inputs = dict(x=rand(rng, lead + (n, 32 * g), dt), blocks=blocks, scales=scales,
                   bias=rand(rng, (out,), dt) if bias else None, nibble_order=order)
-    check("mxfp4_linear", inputs, backend=NB.with_variant("mxfp4_linear", variant), seed=seed)
+    check("mxfp4_linear", inputs, backend=NB.with_kernel("mxfp4_linear", variant), seed=seed)
 
 
-@pytest.mark.parametrize("variant", NB.kernel_variants("mxfp4_linear"))
+@pytest.mark.parametrize("variant", NB.kernel_names("mxfp4_linear"))
 def test_mxfp4_linear_encoded_weights_and_overflowing_scales(variant):
-    b = NB.with_variant("mxfp4_linear", variant)
+    b = NB.with_kernel("mxfp4_linear", variant)
     rng = np.random.default_rng(1)
     blocks, scales = encode_mxfp4(rng.standard_normal((33, 96)))
     for n in (1, 4, 7):
@@ -429,7 +434,7 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     q, k, v = rand(rng, (64, 6, 32), np.float32), rand(rng, (64, 2, 32), np.float32), rand(rng, (64, 2, 32), np.float32)
     blocks, scales = encode_mxfp4(rng.standard_normal((40, 64)))
     x = rand(rng, (6, 64), np.float32)
-    calls = [lambda: NB.attention(q, k, v), lambda: NB.with_variant("attention", "naive").attention(q, k, v),
+    calls = [lambda: NB.attention(q, k, v), lambda: NB.with_kernel("attention", "naive").attention(q, k, v),
              lambda: NB.mxfp4_linear(x, blocks, scales), lambda: NB.rms_norm(x, x[0]),
              lambda: NB.router_topk_softmax(x, 3)[0]]
     monkeypatch.setattr(_common, "SERIAL_BELOW", 0)  # always the parallel path
@@ -466,8 +471,8 @@ def test_whole_tiny_model_matches_the_reference(arch, mxfp4, mode, tol):
     m = Model(cfg, tiny_weights(cfg, mxfp4=mxfp4), dtype=mode)
     ids = np.random.default_rng(1).integers(0, cfg.vocab_size, 13)
     nb_ops = NB.as_ops()
-    ref = forward(m.config, m.weights, ids, mode=mode)
-    got = forward(m.config, m.weights, ids, mode=mode, ops=nb_ops)
+    ref = forward(m.config, m.weights, ids, dtype=mode)
+    got = forward(m.config, m.weights, ids, dtype=mode, ops=nb_ops)
     assert got.dtype == ref.dtype
     err = np.abs(got.astype(np.float64) - ref.astype(np.float64))
     worst = np.unravel_index(int(np.argmax(err)), err.shape)
@@ -475,6 +480,6 @@ def test_whole_tiny_model_matches_the_reference(arch, mxfp4, mode, tol):
                               f"expected {ref[worst]!r}, actual {got[worst]!r}; fallbacks {nb_ops.fallbacks}")
     # cached decoding (T=1 queries at q_offset = position) through the backend equals the full pass
     cache = m.new_cache()
-    parts = [forward(m.config, m.weights, ids[:6], cache=cache, mode=mode, ops=nb_ops)]
-    parts += [forward(m.config, m.weights, ids[t:t + 1], cache=cache, mode=mode, ops=nb_ops) for t in range(6, 13)]
+    parts = [forward(m.config, m.weights, ids[:6], cache=cache, dtype=mode, ops=nb_ops)]
+    parts += [forward(m.config, m.weights, ids[t:t + 1], cache=cache, dtype=mode, ops=nb_ops) for t in range(6, 13)]
     np.testing.assert_allclose(np.concatenate(parts), ref, rtol=0, atol=tol)
