@@ -66,31 +66,38 @@ def row_bytes(qtype, n_in):
 
 def check_dequantize_gguf(blocks, qtype, shape):
     """ArgumentError unless blocks is uint8 [out, in/block_size*type_size] for this qtype and shape (out, in)."""
-    require(isinstance(qtype, str) and qtype in QTYPES, "qtype", f"one of {tuple(QTYPES)}", repr(qtype))
+    spec = QTYPES.get(qtype) if isinstance(qtype, str) else None
+    if spec is None:
+        require(False, "qtype", f"one of {tuple(QTYPES)}", repr(qtype))
     ok = (isinstance(shape, (tuple, list)) and len(shape) == 2
           and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in shape))
-    require(ok, "shape", "(out, in), two integers >= 1", repr(shape))
+    if not ok:
+        require(False, "shape", "(out, in), two integers >= 1", repr(shape))
     out, n_in = int(shape[0]), int(shape[1])
-    bs, ts = QTYPES[qtype]
-    require(n_in % bs == 0, "shape", f"in = a multiple of {bs} ({qtype} blocks hold {bs} weights)", repr(tuple(shape)))
+    bs, ts = spec
+    if n_in % bs:
+        require(False, "shape", f"in = a multiple of {bs} ({qtype} blocks hold {bs} weights)", repr(tuple(shape)))
     dt = getattr(blocks, "dtype", None)
-    require(dt is not None and np.dtype(dt) == np.uint8, "blocks", "a uint8 array (the file's bytes)",
-            str(dt) if dt is not None else type(blocks).__name__)
+    if dt is None or dt != np.uint8:
+        require(False, "blocks", "a uint8 array (the file's bytes)", str(dt) if dt is not None else type(blocks).__name__)
     want = (out, n_in // bs * ts)
-    require(tuple(blocks.shape) == want, "blocks",
-            f"shape {want} ({out} rows of {n_in // bs} {qtype} blocks of {ts} bytes)", f"shape {tuple(blocks.shape)}")
+    if tuple(blocks.shape) != want:
+        require(False, "blocks", f"shape {want} ({out} rows of {n_in // bs} {qtype} blocks of {ts} bytes)",
+                f"shape {tuple(blocks.shape)}")
 
 
 def check_gguf_linear(x, blocks, qtype, shape, bias=None):
     """ArgumentError unless gguf_linear's arguments fit together (x [..., in], bias [out] or None)."""
     check_dequantize_gguf(blocks, qtype, shape)
     xs = getattr(x, "shape", None)
-    require(xs is not None and len(xs) >= 1 and xs[-1] == shape[1], "x",
-            f"shape [..., {shape[1]}] (in = shape[1])", f"shape {tuple(xs) if xs is not None else type(x).__name__}")
+    if xs is None or len(xs) < 1 or xs[-1] != shape[1]:
+        require(False, "x", f"shape [..., {shape[1]}] (in = shape[1])",
+                f"shape {tuple(xs) if xs is not None else type(x).__name__}")
     if bias is not None:
         bs = getattr(bias, "shape", None)
-        require(bs is not None and tuple(bs) == (shape[0],), "bias", f"shape ({shape[0]},) (out = shape[0])",
-                f"shape {tuple(bs) if bs is not None else type(bias).__name__}")
+        if bs is None or tuple(bs) != (shape[0],):
+            require(False, "bias", f"shape ({shape[0]},) (out = shape[0])",
+                    f"shape {tuple(bs) if bs is not None else type(bias).__name__}")
 
 
 def check_gguf_embedding(ids, blocks, qtype, shape):
