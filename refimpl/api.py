@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import model as _model
+from . import _args
 from .errors import ArgumentError, RefimplError
 from .model.kvcache import KVCache
 from .ops import ops as reference_ops
@@ -78,21 +79,23 @@ class Model:
                        dtype=self.precision.compute, batch_shape=batch_shape, capacity=cap, zeros=zeros)
 
     def generate(self, ids, max_new_tokens=32, temperature=0.0, top_k=None, top_p=None, seed=None,
-                 stop_ids=None, on_token=None):
+                 stop_ids=None, on_token=None, on_logits=None):
         """New token ids (the prompt not included), decoding with a KV cache.
 
         Stops after max_new_tokens or at the first id in stop_ids (default: the
         model's end-of-sequence ids), which is included in the result. The next token is drawn by
         the op `sample` of the model's op set, from the last position's logits widened to float64;
         only that op's result (a token id) needs the host.
+        on_token(id) is called after each draw; on_logits(logits) before it, with the logits [V] the
+        draw is made from (widened to float64; before temperature and filters).
         """
+        a = _args.check_generate_args(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                                      top_p=top_p, seed=seed, stop_ids=stop_ids, on_token=on_token)
+        max_new_tokens, temperature, top_k, top_p, seed, stop_ids, on_token = (
+            a[k] for k in ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_ids", "on_token"))
         prompt = np.asarray(ids)
         if prompt.ndim != 1:
             raise ArgumentError(f"ids: expected a 1-D sequence of token ids, found shape {prompt.shape}")
-        if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
-            raise ArgumentError(f"max_new_tokens: expected an integer >= 0, found {max_new_tokens!r}")
-        if temperature is None or temperature < 0:
-            raise ArgumentError(f"temperature: expected a number >= 0, found {temperature!r}")
         stops = set(self.config.eos_token_ids if stop_ids is None else stop_ids)
         rng = np.random.default_rng(seed)
         cache = self.new_cache(capacity=len(prompt) + max_new_tokens)
@@ -100,6 +103,8 @@ class Model:
         logits = self._forward(prompt, cache=cache)
         for _ in range(max_new_tokens):
             last = self.ops.round_to_storage(logits[-1], "float64")  # [V]
+            if on_logits is not None:
+                on_logits(last)
             tok = int(self.ops.sample(last, temperature=temperature, top_k=top_k, top_p=top_p,
                                       rng=rng if temperature > 0 else None))
             out.append(tok)
@@ -118,7 +123,8 @@ def _status(msg):
 
 
 def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progress=False, packed=None):
-    """Load a model by preset name or path (GGUF file, safetensors file or checkpoint folder).
+    """Load a model by preset name, path (GGUF file, safetensors file or checkpoint folder) or hub id
+    ("org/name", found in the local Hugging Face cache: refimpl.hub).
 
     dtype: "float64" | "float32" | "bfloat16" (one Precision, made here). backend: "numpy" (the
     reference), a registered name, "module:attribute", or a Backend; the weights are handed to it once.
@@ -126,15 +132,19 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
     every backend but the NumPy reference (which dequantizes once at load: its gguf_linear would
     dequantize on every call).
     """
-    prec = Precision.of(dtype)
+    prec = Precision.of(_args.check_dtype(dtype))
+    name = _args.check_path_or_name(path_or_name)
     be = resolve_backend(backend)
-    name = str(path_or_name)
     if name.lower() in (DEFAULT_MODEL, "smollm2", "smollm2-135m-instruct", "default"):
         from .fetch import smollm2_gguf_path
 
         path = smollm2_gguf_path()
     else:
         path = Path(os.path.expanduser(name))
+        from .hub import is_hub_id, resolve_hub_id
+
+        if not path.exists() and is_hub_id(name):
+            path = resolve_hub_id(name)  # the local Hugging Face cache only
         if not path.exists():
             from .checkpoints.config_files import PRESETS
 
@@ -142,17 +152,18 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
                 raise RefimplError(f"{name}: a preset has a configuration but no weights here; pass a path to "
                                    f"its checkpoint, or use `refimpl inspect {name}` for its sizes")
             raise RefimplError(f"{name}: no such file or folder, and not a known model name "
-                               f"(known: {DEFAULT_MODEL}, or a path to a .gguf / .safetensors / checkpoint folder)")
+                               f"(known: {DEFAULT_MODEL}, a path to a .gguf / .safetensors / checkpoint folder, "
+                               f"or a hub id org/name)")
     if progress:
         _status(f"loading {path} ...")
     if path.is_file() and path.suffix == ".gguf":
         from .checkpoints.gguf_reader import read_gguf
-        from .text.tokenizer import Tokenizer
+        from .text.tokenizer import gguf_tokenizer
 
         if packed is None:
             packed = backend not in (None, "numpy", "reference")
         cfg, weights, meta = read_gguf(path, progress=progress, packed=bool(packed))
-        tok = Tokenizer.from_gguf_metadata(meta)
+        tok = gguf_tokenizer(meta, path, cfg.vocab_size)
     else:
         from .checkpoints.layouts import load_weights
 
@@ -170,7 +181,7 @@ def _tokenizer_near(path, cfg):
     folder = path if path.is_dir() else path.parent
     for cand in (folder / "tokenizer.json", folder.parent / "tokenizer.json"):
         if cand.is_file():
-            return Tokenizer.from_tokenizer_json(cand)
+            return Tokenizer.from_tokenizer_json(cand).check_fits(cfg.vocab_size, str(cand))
     return None
 
 

@@ -59,3 +59,16 @@ def test_no_top_level_backends_module_is_installed(tmp_path):
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["None", "refimpl.backends"]
+
+
+def test_backends_import_nothing_private_from_refimpl():
+    """Only public names (the version string's leaf module refimpl._version aside: importing the package
+    root for it would import refimpl.api, a layer above)."""
+    import ast
+
+    for path in (ROOT / "backends").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("refimpl"):
+                parts = [p for p in node.module.split(".") + [a.name for a in node.names]
+                         if p not in ("_version", "__version__")]
+                assert not any(p.startswith("_") for p in parts), (str(path), node.module, [a.name for a in node.names])

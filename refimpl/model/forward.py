@@ -227,10 +227,12 @@ def _moe_block(f, h, L):
     cfg, W, ops, R = f.config, f.weights, f.ops, f.round
     p = f"layers.{L}.moe"
     logits = R(ops.linear(h, W[p + ".router.weight"], W.get(p + ".router.bias")))  # [.., T, E]
-    # A token whose router logits are not finite is routed by the tie rule with NaN weights
-    # (route_experts): its output is NaN, every other token is untouched, as in torch.
-    weights, idx = ops.route_experts(logits, cfg.experts_per_token,
-                                     rule="topk_softmax" if cfg.router == "topk_softmax" else "softmax_topk")
+    # A token whose router logits are not finite gets NaN weights from the router (the tie rule picks
+    # its experts): its output is NaN, every other token is untouched, as in torch.
+    if cfg.router == "topk_softmax":
+        weights, idx = ops.router_topk_softmax(logits, cfg.experts_per_token)  # [.., T, k]
+    else:
+        weights, idx = ops.router_softmax_topk(logits, cfg.experts_per_token)  # [.., T, k]
     weights = R(weights)  # [.., T, k]
     f.record(p + ".router_logits", logits)
     f.record(p + ".experts", idx)

@@ -58,7 +58,6 @@ OPS = MappingProxyType({
     # mixture of experts (spec/moe.md)
     "router_topk_softmax": moe.router_topk_softmax,
     "router_softmax_topk": moe.router_softmax_topk,
-    "route_experts": moe.route_experts,
     "expert_choice": moe.expert_choice,
     "load_balancing_loss": moe.load_balancing_loss,
     "moe_combine": moe.moe_combine,
@@ -74,6 +73,7 @@ OPS = MappingProxyType({
     "gguf_linear": quant.gguf_linear,
     # sampling (spec/sampling.md)
     "softmax": sampling.softmax,
+    "log_softmax": sampling.log_softmax,
     "greedy": sampling.greedy,
     "apply_temperature": sampling.apply_temperature,
     "top_k_filter": sampling.top_k_filter,

@@ -149,7 +149,7 @@ def test_precision_modes_agree_within_their_rounding(arch):
     # bf16 storage rounds at 2^-9 relative per op; a few dozen roundings stay below 10%.
     err = np.abs(bf - ref).max()
     assert err < 0.1 * scale
-    assert err > 1e-5 * scale, "bf16 mode rounded nothing"
+    assert err > 1e-5 * scale, "the bfloat16 dtype rounded nothing"
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt_oss"])
