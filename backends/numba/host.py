@@ -13,7 +13,7 @@ from refimpl.ops import OPS
 from . import activations, linear
 
 HOST_OPS = ("round_to_storage", "add", "scale", "pre_norm_residual", "post_norm_residual", "rope_frequencies",
-            "rope_cos_sin", "route_experts", "moe_combine", "softmax", "greedy", "sample", "learned_positions")
+            "rope_cos_sin", "router_softmax_topk", "moe_combine", "softmax", "greedy", "sample", "learned_positions")
 
 kernels = {op: {"numpy": OPS[op]} for op in HOST_OPS}
 
