@@ -9,7 +9,7 @@ as a namespace, the op set a model calls when no backend is chosen.
 
 from types import MappingProxyType, SimpleNamespace
 
-from . import activations, attention, dropout, elementwise, embed, linear, moe, mxfp4, norms, rope, sampling
+from . import activations, attention, dropout, elementwise, embed, linear, moe, mxfp4, norms, quant, rope, sampling
 
 OPS = MappingProxyType({
     # embeddings (spec/embeddings.md)
@@ -67,6 +67,10 @@ OPS = MappingProxyType({
     "decode_mxfp4": mxfp4.decode_mxfp4,
     "encode_mxfp4": mxfp4.encode_mxfp4,
     "mxfp4_linear": mxfp4.mxfp4_linear,
+    # packed GGUF blocks (spec/quant.md)
+    "dequantize_gguf": quant.dequantize_gguf,
+    "gguf_embedding": quant.gguf_embedding,
+    "gguf_linear": quant.gguf_linear,
     # sampling (spec/sampling.md)
     "softmax": sampling.softmax,
     "log_softmax": sampling.log_softmax,
@@ -77,7 +81,7 @@ OPS = MappingProxyType({
     "sample": sampling.sample,
 })
 
-_MODULES = (embed, linear, elementwise, norms, activations, dropout, rope, attention, moe, mxfp4, sampling)
+_MODULES = (embed, linear, elementwise, norms, activations, dropout, rope, attention, moe, mxfp4, quant, sampling)
 
 # The public argument check of each op, with the op's signature (tests/backends/test_backend_interface.py).
 CHECKS = MappingProxyType({
