@@ -534,6 +534,8 @@ def build_parser():
         sp.add_argument("--dtype", default="float32", choices=["float64", "float32", "bfloat16"],
                         help="compute precision (bfloat16 is emulated step by step)")
         sp.add_argument("--backend", default="numpy", help="backend name or module:attribute")
+        sp.add_argument("--threads", type=int, default=None,
+                        help="threads for BLAS and the Numba kernels (default: $REFIMPL_THREADS, else all CPUs)")
 
     def sampling_args(sp, max_new_default, max_new_help):
         sp.add_argument("--max-new-tokens", type=_nonneg_int, default=max_new_default, metavar="N", help=max_new_help)
@@ -593,6 +595,11 @@ def build_parser():
     i.add_argument("--json", action="store_true", help="print the numbers as JSON (refimpl.sizes.inspect_data) "
                                                        "(default: off)")
     i.set_defaults(func=cmd_inspect)
+    b = sub.add_parser("bench", help="prefill/decode speed of backends side by side (and HF transformers), with bandwidth")
+    from .bench import add_arguments as bench_arguments, run_bench
+
+    bench_arguments(b)
+    b.set_defaults(func=run_bench)
     from .conformance.cli import add_subcommands
 
     add_subcommands(sub)
@@ -602,6 +609,26 @@ def build_parser():
     for sp in sub.choices.values():
         sp.formatter_class = _Formatter
     return p
+
+
+def apply_threads(n):
+    """--threads N: REFIMPL_THREADS=N for the backends, and BLAS limited to N threads (threadpoolctl when
+    installed; otherwise the OPENBLAS/OMP/MKL variables, which only act in a fresh process)."""
+    import os
+
+    if n is None:
+        return
+    if n < 1:
+        raise RefimplError(f"--threads: expected an integer >= 1, found {n}")
+    os.environ["REFIMPL_THREADS"] = str(n)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    try:
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits(n, user_api="blas")
+    except ImportError:
+        pass
 
 
 def _check_outputs(args):
@@ -645,6 +672,7 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
         _check_outputs(args)
+        apply_threads(getattr(args, "threads", None))
         return args.func(args)
     except RefimplError as exc:
         _flush_quietly()

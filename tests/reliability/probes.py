@@ -1523,7 +1523,7 @@ def inspect_config_with_layers_1e308():
     d = fresh("cli")
     write(os.path.join(d, "config.json"), json.dumps(dict(tiny.hf_config("llama"), num_hidden_layers=1e308)))
     rc, _, err = cli_in_process(["inspect", d])
-    return cli_error_ok(rc, err, needle="num_hidden_layers: expected an integer, found 1e\+308")
+    return cli_error_ok(rc, err, needle=r"num_hidden_layers: expected an integer, found 1e\+308")
 
 
 @case("cli", timeout=30)
