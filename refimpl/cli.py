@@ -1,10 +1,10 @@
-"""The `refimpl` command: generate | chat | perplexity | inspect (conform | diff come with the conformance harness).
+"""The `refimpl` command: generate | chat | perplexity | inspect (conform | diff | serve come with their modules).
 
-Conventions (README "Command line"): every option's help shows its default; argument errors are
-reported before a model loads; text goes to stdout, everything else (loading, warnings, the timing
-line) to stderr; a RefimplError is one line `refimpl: error: ...` and exit status 2, Ctrl-C exits
-130, a closed pipe (`| head`) exits quietly; no traceback, ever (an unexpected exception is one line
-and exit 3; REFIMPL_TRACEBACK=1 shows it).
+Conventions (README "Command line", spec/reliability.md "CLI"): every option's help shows its
+default; argument errors are reported before a model loads; text goes to stdout, everything else
+(loading, warnings, the timing line) to stderr; a RefimplError is one line `refimpl: error: ...` and
+exit status 2, an unexpected exception one line and exit 1 (REFIMPL_DEBUG=1 shows the traceback),
+Ctrl-C exits 130, a closed pipe (`| head`) exits 141 quietly; no traceback, ever.
 """
 
 import argparse
@@ -58,7 +58,6 @@ def _typed(kind, check, expected):
 _nonneg_float = _typed(float, lambda v: v >= 0 and v == v and v != float("inf"), "a finite number >= 0")
 _prob = _typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 _pos_int = _typed(int, lambda v: v >= 1, "an integer >= 1")
-_nonneg_int = _typed(int, lambda v: v >= 0, "an integer >= 0")
 _context_int = _typed(int, lambda v: v >= 2, "an integer >= 2")
 
 
@@ -79,7 +78,8 @@ def _utf8(text, what):
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         byte = text[exc.start].encode("utf-8", "surrogateescape")
-        raise ArgumentError(f"{what}: expected UTF-8 text, found the byte {byte!r} at character {exc.start}") from None
+        raise ArgumentError(f"{what}: expected UTF-8 text, found the byte {byte!r} at character {exc.start} (kept by "
+                            f"Python as a lone surrogate)") from None
     return text
 
 
@@ -112,7 +112,9 @@ def _read_file(path, what):
 
 def _resolve_model(spec):
     """(path or preset name to pass to load, display name); errors before anything heavy happens."""
-    name = str(spec)
+    from ._args import check_path_or_name
+
+    name = check_path_or_name(spec)  # the rule refimpl.load applies: no empty name
     if name.lower() in _PRESET_ALIASES:
         return name, DEFAULT_NAME
     from .hub import is_hub_id, resolve_hub_id
@@ -276,7 +278,11 @@ def _timing_line(t):
 
 
 def _sampling_warnings(args):
-    """Flags that change nothing with the other values given."""
+    """Refuse a negative --max-new-tokens (named as refimpl.Model.generate names it); warn about flags that
+    change nothing with the other values given."""
+    if args.max_new_tokens is not None and args.max_new_tokens < 0:
+        raise ArgumentError(f"max_new_tokens (--max-new-tokens): expected an integer >= 0, "
+                            f"found {args.max_new_tokens}")
     if args.temperature == 0:
         for flag, val in (("--top-k", args.top_k), ("--top-p", args.top_p), ("--seed", args.seed)):
             if val is not None:
@@ -534,7 +540,7 @@ def build_parser():
         sp.add_argument("--backend", default="numpy", help="backend name or module:attribute")
 
     def sampling_args(sp, max_new_default, max_new_help):
-        sp.add_argument("--max-new-tokens", type=_nonneg_int, default=max_new_default, metavar="N", help=max_new_help)
+        sp.add_argument("--max-new-tokens", type=int, default=max_new_default, metavar="N", help=max_new_help)
         sp.add_argument("--temperature", type=_nonneg_float, default=0.0, metavar="T",
                         help="sampling temperature; 0 is greedy")
         sp.add_argument("--top-k", type=_pos_int, default=None, metavar="K",
@@ -622,20 +628,19 @@ def _check_outputs(args):
 
 
 def _internal_error(exc):
-    if os.environ.get("REFIMPL_TRACEBACK"):
+    if os.environ.get("REFIMPL_DEBUG"):
         import traceback
 
         traceback.print_exception(exc)
-    else:
-        text = str(exc).strip().splitlines()
-        _err(f"refimpl: internal error: {type(exc).__name__}: {text[0][:300] if text else ''} "
-             "(a bug; REFIMPL_TRACEBACK=1 shows where)")
-    return 3
+    text = str(exc).strip().splitlines()
+    _err(f"refimpl: error: unexpected {type(exc).__name__}: {text[0][:300] if text else ''} "
+         "(a bug in refimpl; REFIMPL_DEBUG=1 shows the traceback)")
+    return 1
 
 
 def main(argv=None):
     """Run one command; every failure is one line on stderr (spec/reliability.md, "CLI"): exit 2 for a
-    RefimplError or an OS error, 3 for an internal error (REFIMPL_TRACEBACK=1 shows its traceback), 130
+    RefimplError or an OS error, 1 for an unexpected exception (REFIMPL_DEBUG=1 shows its traceback), 130
     for Ctrl-C, 141 when the reader of stdout went away (a broken pipe, e.g. `refimpl ... | head`)."""
     try:
         args = build_parser().parse_args(argv)
