@@ -49,10 +49,14 @@ def bf16(rng, *shape, scale=0.02):
     return out
 
 
-def write_checkpoint(folder):
+def write_checkpoint(folder, layers=None):
+    """The checkpoint; layers: write only the first `layers` blocks (config says so), e.g. 2 for the
+    real-width 2-layer model `refimpl bench` runs."""
     from refimpl.checkpoints.safetensors_io import save_safetensors
 
-    c = CONFIG
+    c = dict(CONFIG)
+    if layers:
+        c["num_hidden_layers"] = int(layers)
     d, E, I, V = c["hidden_size"], c["num_experts"], c["intermediate_size"], c["vocab_size"]
     Hq, Hkv, D = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
     qkv = (Hq + 2 * Hkv) * D
@@ -121,11 +125,15 @@ def main():
     ap.add_argument("--dir", default="/tmp/gpt-oss-20b-shaped")
     ap.add_argument("--modes", default="float32,bfloat16")
     ap.add_argument("--keep", action="store_true", help="keep the checkpoint afterwards")
+    ap.add_argument("--layers", type=int, default=None, help="write only this many layers (e.g. 2) and stop")
     ap.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     folder = Path(args.dir)
     if args.run_one:
         return run_one(folder, args.run_one)
+    if args.layers:
+        write_checkpoint(folder, args.layers)
+        return None
     if not (folder / "config.json").exists():
         write_checkpoint(folder)
     on_disk = sum(f.stat().st_size for f in folder.iterdir())

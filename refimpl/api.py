@@ -122,12 +122,15 @@ def _status(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progress=False):
+def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progress=False, packed=None):
     """Load a model by preset name, path (GGUF file, safetensors file or checkpoint folder) or hub id
     ("org/name", found in the local Hugging Face cache: refimpl.hub).
 
     dtype: "float64" | "float32" | "bfloat16" (one Precision, made here). backend: "numpy" (the
     reference), a registered name, "module:attribute", or a Backend; the weights are handed to it once.
+    packed: keep GGUF Q4_0/Q4_1/Q8_0/Q4_K/Q6_K matrices packed (spec/quant.md); None = packed for
+    every backend but the NumPy reference (which dequantizes once at load: its gguf_linear would
+    dequantize on every call).
     """
     prec = Precision.of(_args.check_dtype(dtype))
     name = _args.check_path_or_name(path_or_name)
@@ -157,7 +160,9 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
         from .checkpoints.gguf_reader import read_gguf
         from .text.tokenizer import gguf_tokenizer
 
-        cfg, weights, meta = read_gguf(path, progress=progress)
+        if packed is None:
+            packed = backend not in (None, "numpy", "reference")
+        cfg, weights, meta = read_gguf(path, progress=progress, packed=bool(packed))
         tok = gguf_tokenizer(meta, path, cfg.vocab_size)
     else:
         from .checkpoints.layouts import load_weights

@@ -58,6 +58,7 @@ def _typed(kind, check, expected):
 _nonneg_float = _typed(float, lambda v: v >= 0 and v == v and v != float("inf"), "a finite number >= 0")
 _prob = _typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 _pos_int = _typed(int, lambda v: v >= 1, "an integer >= 1")
+_nonneg_int = _typed(int, lambda v: v >= 0, "an integer >= 0")
 _context_int = _typed(int, lambda v: v >= 2, "an integer >= 2")
 
 
@@ -112,9 +113,9 @@ def _read_file(path, what):
 
 def _resolve_model(spec):
     """(path or preset name to pass to load, display name); errors before anything heavy happens."""
-    from ._args import check_path_or_name
-
-    name = check_path_or_name(spec)  # the rule refimpl.load applies: no empty name
+    name = str(spec)
+    if not name.strip():  # Path("") is the current folder: never load it by accident
+        raise ArgumentError("--model: expected a model name or a path, found an empty string")
     if name.lower() in _PRESET_ALIASES:
         return name, DEFAULT_NAME
     from .hub import is_hub_id, resolve_hub_id
@@ -278,11 +279,7 @@ def _timing_line(t):
 
 
 def _sampling_warnings(args):
-    """Refuse a negative --max-new-tokens (named as refimpl.Model.generate names it); warn about flags that
-    change nothing with the other values given."""
-    if args.max_new_tokens is not None and args.max_new_tokens < 0:
-        raise ArgumentError(f"max_new_tokens (--max-new-tokens): expected an integer >= 0, "
-                            f"found {args.max_new_tokens}")
+    """Flags that change nothing with the other values given."""
     if args.temperature == 0:
         for flag, val in (("--top-k", args.top_k), ("--top-p", args.top_p), ("--seed", args.seed)):
             if val is not None:
@@ -538,9 +535,11 @@ def build_parser():
         sp.add_argument("--dtype", default="float32", choices=["float64", "float32", "bfloat16"],
                         help="compute precision (bfloat16 is emulated step by step)")
         sp.add_argument("--backend", default="numpy", help="backend name or module:attribute")
+        sp.add_argument("--threads", type=int, default=None,
+                        help="threads for BLAS and the Numba kernels (default: $REFIMPL_THREADS, else all CPUs)")
 
     def sampling_args(sp, max_new_default, max_new_help):
-        sp.add_argument("--max-new-tokens", type=int, default=max_new_default, metavar="N", help=max_new_help)
+        sp.add_argument("--max-new-tokens", type=_nonneg_int, default=max_new_default, metavar="N", help=max_new_help)
         sp.add_argument("--temperature", type=_nonneg_float, default=0.0, metavar="T",
                         help="sampling temperature; 0 is greedy")
         sp.add_argument("--top-k", type=_pos_int, default=None, metavar="K",
@@ -597,6 +596,11 @@ def build_parser():
     i.add_argument("--json", action="store_true", help="print the numbers as JSON (refimpl.sizes.inspect_data) "
                                                        "(default: off)")
     i.set_defaults(func=cmd_inspect)
+    b = sub.add_parser("bench", help="prefill/decode speed of backends side by side (and HF transformers), with bandwidth")
+    from .bench import add_arguments as bench_arguments, run_bench
+
+    bench_arguments(b)
+    b.set_defaults(func=run_bench)
     from .conformance.cli import add_subcommands
 
     add_subcommands(sub)
@@ -606,6 +610,26 @@ def build_parser():
     for sp in sub.choices.values():
         sp.formatter_class = _Formatter
     return p
+
+
+def apply_threads(n):
+    """--threads N: REFIMPL_THREADS=N for the backends, and BLAS limited to N threads (threadpoolctl when
+    installed; otherwise the OPENBLAS/OMP/MKL variables, which only act in a fresh process)."""
+    import os
+
+    if n is None:
+        return
+    if n < 1:
+        raise RefimplError(f"--threads: expected an integer >= 1, found {n}")
+    os.environ["REFIMPL_THREADS"] = str(n)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    try:
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits(n, user_api="blas")
+    except ImportError:
+        pass
 
 
 def _check_outputs(args):
@@ -648,6 +672,7 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
         _check_outputs(args)
+        apply_threads(getattr(args, "threads", None))
         return args.func(args)
     except RefimplError as exc:
         _flush_quietly()

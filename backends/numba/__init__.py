@@ -4,7 +4,8 @@
     ops = get_backend("numba").as_ops()     # ops it lacks run the reference (ops.fallbacks)
 
 Implemented: rms_norm, layer_norm, gelu, silu, swiglu, swiglu_oss, apply_rope, attention (mask=None),
-attention_online (mask=None), decode_mxfp4, mxfp4_linear, router_topk_softmax. Each kernel lives in
+attention_online (mask=None), decode_mxfp4, mxfp4_linear, router_topk_softmax, linear, embedding,
+dequantize_gguf, gguf_linear, gguf_embedding (packed GGUF weights, quant.py). Each kernel lives in
 the module named like the reference's (norms, activations, rope, attention, mxfp4, moe), takes the
 reference's arguments, runs the reference's argument checks first (same ArgumentError messages),
 computes in refimpl.precision.compute_dtype and returns that dtype.
@@ -16,7 +17,8 @@ from refimpl._version import __version__
 from refimpl.ops.attention import resolve_q_offset
 
 from ..base import DTYPES, Backend, OpNotSupported
-from . import activations, attention, moe, mxfp4, norms, rope
+from . import activations, attention, embed, host, linear, moe, mxfp4, norms, quant, rope
+from .threads import default_threads, set_threads
 
 __all__ = ["NumbaBackend"]
 
@@ -81,7 +83,21 @@ class NumbaBackend(Backend):
         "decode_mxfp4": {"default": mxfp4.decode_mxfp4},
         "mxfp4_linear": {"fused": _mxfp4_linear("fused"), "decode_matmul": _mxfp4_linear("decode_matmul")},
         "router_topk_softmax": {"default": moe.router_topk_softmax},
+        "linear": {"default": linear.linear},
+        "embedding": {"default": embed.embedding},
+        "dequantize_gguf": {"default": quant.dequantize_gguf},
+        "gguf_linear": {"default": quant.gguf_linear},
+        "gguf_embedding": {"default": quant.gguf_embedding},
+        "swiglu_mlp": {"default": host.swiglu_mlp},
+        "gelu_mlp": {"default": host.gelu_mlp},
+        **host.kernels,  # glue ops run as NumPy code on the same arrays (host.py says why)
     }
+
+    def __init__(self, threads=None):
+        """threads: for the Numba kernels and BLAS together (default: $REFIMPL_THREADS, else all CPUs
+        this process may use); see backends/numba/threads.py."""
+        super().__init__()
+        self.threads = set_threads(default_threads() if threads is None else threads)
 
     def unsupported_reason(self, op, *, dtype=None, mask=None, **sizes):
         if op in ("attention", "attention_online") and mask is not None and mask is not False:

@@ -6,10 +6,15 @@ NumPy, turns float32 op int64 into float64). Arguments are C-contiguous arrays o
 each kernel compiles once per dtype.
 """
 
+import types
+
 import numba
 import numpy as np
 
-JIT = dict(cache=False, fastmath=False, nogil=True, error_model="numpy")  # IEEE: x/0 is inf or NaN
+from .threads import configure_cache
+
+CACHE_DIR = configure_cache()  # before any kernel is decorated: numba reads its cache dir then
+JIT = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")  # IEEE: x/0 is inf or NaN
 
 
 def per_dtype(make):
@@ -39,29 +44,44 @@ def count(shape):
 SERIAL_BELOW = 1 << 20  # work (about one multiply-add per unit; ~0.3-1 ms serial) under which a kernel
 # runs on one thread: on a loaded 2-core machine a parallel region measured 4-12 ms (bench/results)
 
+_SERIAL = {}
+
+
+def serial_twin(kernel):
+    """The same kernel compiled without parallel=True (prange runs as range on the calling thread),
+    under its own name so that the two never share an on-disk cache entry."""
+    key = id(kernel)
+    if key not in _SERIAL:
+        f = kernel.py_func
+        g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+        g.__qualname__ = f.__qualname__ + "_serial"
+        g.__module__ = f.__module__
+        opts = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
+        _SERIAL[key] = (kernel, numba.njit(**opts)(g))
+    return _SERIAL[key][1]
+
 
 def launch(kernel, work, *args):
-    """kernel(nt, *args) with nt = 1 (the calling thread alone) when `work` is small, else 0 (all threads).
+    """kernel(nt, *args) on all threads (numba.get_num_threads(), set by threads.set_threads), or its
+    serial twin when `work` is small.
 
-    Every parallel kernel starts with `old = enter(nt)` and ends with `leave(old)` (numba's
-    set_num_threads inside the kernel costs nanoseconds; from Python it costs about 10 us).
     Waking the other threads costs microseconds, and on a loaded machine a parallel region waits
     for its slowest thread (a whole scheduler time slice when one is descheduled), so small calls
     (a decode step's norms, activations, rope) run serially. Results do not depend on the thread
-    count: each output element is computed by one thread in a fixed order.
+    count: each output element is computed by one thread in a fixed order. (The thread count is
+    not changed inside kernels: numba's set_num_threads there would make them uncacheable.)
     """
-    return kernel(1 if work < SERIAL_BELOW else 0, *args)
+    if work < SERIAL_BELOW or numba.get_num_threads() == 1:
+        return serial_twin(kernel)(1, *args)
+    return kernel(0, *args)
 
 
 @numba.njit(**JIT)
 def enter(nt):
-    """Inside a kernel: use nt threads (0: leave the setting); returns the setting to restore."""
-    old = numba.get_num_threads()
-    if nt > 0:
-        numba.set_num_threads(nt)
-    return old
+    """Kept for the kernels' structure: a no-op (see launch)."""
+    return 0
 
 
 @numba.njit(**JIT)
 def leave(old):
-    numba.set_num_threads(old)
+    pass

@@ -11,8 +11,9 @@ head is NaN/Inf (vbad), as the reference's tile update does.
 Variants: "online" (default; refimpl.ops.attention_online's algorithm: tiles of 32 keys aligned at
 multiples of 32, running max m, sum l and output o, rescaled once per tile) and "naive" (the dense
 reference's two passes: scores, max, exp, sum, p = e / den, o = sum p v).
-Keys are transposed to [B, Hkv, D, Tk] first, so a tile's scores accumulate over d with the inner
-loop running across keys (vectorised); each score is summed sequentially over d, then scaled.
+Keys and values are read where they are (any strides: the KV cache's [Hkv, Tmax, D] buffers seen as
+[T, Hkv, D]; no copy, no transpose); each score is summed sequentially over d (contiguous in the
+cache layout), then scaled.
 """
 
 import math
@@ -48,20 +49,6 @@ def _visible(p, tk, window, causal):
 
 
 @njit(**JIT)
-def _transpose_keys(k, kt):  # k [B, Tk, Hkv, D] -> kt [B, Hkv, D, Tk], in tiles of 16 keys
-    B, T, H, D = k.shape
-    for b in range(B):
-        for h in range(H):
-            for j0 in range(0, T, 16):
-                n = min(16, T - j0)
-                src = k[b, j0:j0 + n, h]  # [n, D]
-                dst = kt[b, h, :, j0:j0 + n]  # [D, n]
-                for d in range(D):
-                    for jj in range(n):
-                        dst[d, jj] = src[jj, d]
-
-
-@njit(**JIT)
 def _nonfinite(v, out):  # v [B, Tk, Hkv, Dv]; out [B, Hkv]: True where some value is NaN or +-inf
     B, T, H, D = v.shape
     for b in range(B):
@@ -80,13 +67,13 @@ def _make_kernel(dt):
     @njit(inline="always", **JIT)
     def scores(qi, kt, j0, n, scale, buf, m):
         """buf[:n] = scale * (qi . keys j0 .. j0+n-1), each dot product summed over d in order; returns
-        the running max of m and those scores."""  # qi [D]; kt [D, Tk]; buf [>= n]
-        buf[:n] = F(0)
-        for d in range(qi.shape[0]):
-            qd = qi[d]
-            row = kt[d, j0:j0 + n]  # [n]
-            for jj in range(n):
-                buf[jj] += qd * row[jj]
+        the running max of m and those scores."""  # qi [D]; kt [Tk, D] (one kv head; any strides); buf [>= n]
+        for jj in range(n):
+            kj = kt[j0 + jj]  # [D]
+            acc = F(0)
+            for d in range(qi.shape[0]):
+                acc += qi[d] * kj[d]
+            buf[jj] = acc
         for jj in range(n):
             s = buf[jj] * scale
             buf[jj] = s
@@ -94,7 +81,7 @@ def _make_kernel(dt):
         return m
 
     @njit(inline="always", **JIT)
-    def online(qi, kt, v, b, hk, vbad, snk, lo, hi, scale, block, o):  # kt [D, Tk]; v [B, Tk, Hkv, Dv]; o [Dv]
+    def online(qi, kt, v, b, hk, vbad, snk, lo, hi, scale, block, o):  # kt [Tk, D]; v [B, Tk, Hkv, Dv]; o [Dv]
         zero, one, ninf = F(0), F(1), F(-np.inf)
         Dv = o.shape[0]
         m = snk
@@ -152,7 +139,8 @@ def _make_kernel(dt):
 
     @njit(parallel=True, **JIT)
     def kernel(nt, q, kt, v, sinks, off, window, causal, scale, block, is_naive, vbad, out):
-        # q [B, Tq, Hq, D]; kt [B, Hkv, D, Tk] (keys transposed); v [B, Tk, Hkv, Dv]; sinks [Hq]; vbad [B, Hkv]; out [B, Tq, Hq, Dv]
+        # q [B, Tq, Hq, D]; k [B, Tk, Hkv, D] and v [B, Tk, Hkv, Dv] (any strides: views of the KV cache);
+        # sinks [Hq]; vbad [B, Hkv]; out [B, Tq, Hq, Dv]
         old = enter(nt)
         B, Tq, Hq = q.shape[0], q.shape[1], q.shape[2]
         Tk, Hkv = v.shape[1], v.shape[2]
@@ -164,9 +152,9 @@ def _make_kernel(dt):
             o = out[b, i, h]  # [Dv]
             o[:] = F(0)
             if is_naive:
-                naive(q[b, i, h], kt[b, hk], v, b, hk, sinks[h], lo, hi, scale, o)
+                naive(q[b, i, h], kt[b, :, hk], v, b, hk, sinks[h], lo, hi, scale, o)
             else:
-                online(q[b, i, h], kt[b, hk], v, b, hk, vbad[b, hk], sinks[h], lo, hi, scale, block, o)
+                online(q[b, i, h], kt[b, :, hk], v, b, hk, vbad[b, hk], sinks[h], lo, hi, scale, block, o)
         leave(old)
 
     return kernel
@@ -186,15 +174,27 @@ def check(q, k, v, sinks, window, causal, q_offset, scale, mask):
     return q, k, v, sinks, window, bool(causal), off, scale, mask
 
 
+def _batched(a, dt):
+    """a [..., T, H, D] in dtype dt as [B, T, H, D] without copying a view that already has dtype dt
+    (strides kept: the kernel reads any layout, e.g. the KV cache's [Hkv, Tmax, D] buffers)."""
+    a = np.asarray(a)
+    if a.dtype != dt:
+        a = a.astype(dt)
+    if a.ndim == 3:
+        return a[None]
+    if a.ndim == 4:
+        return a
+    return np.ascontiguousarray(a).reshape(-1, *a.shape[-3:])
+
+
 def run(q, k, v, sinks, window, causal, off, scale, *, variant="online", block=BLOCK):
     """The kernel on checked arguments; returns [..., Tq, Hq, Dv] in compute_dtype(q, k, v, sinks)."""
     dt = compute_dtype(q, k, v, sinks)
     lead = q.shape[:-3]
     qc = contiguous(q, dt).reshape(-1, *q.shape[-3:])  # [B, Tq, Hq, D]
-    kc = contiguous(k, dt).reshape(-1, *k.shape[-3:])  # [B, Tk, Hkv, D]
-    kt = np.empty((kc.shape[0], kc.shape[2], kc.shape[3], kc.shape[1]), dtype=dt)  # [B, Hkv, D, Tk]
-    _transpose_keys(kc, kt)
-    vc = contiguous(v, dt).reshape(-1, *v.shape[-3:])  # [B, Tk, Hkv, Dv]
+    kc = _batched(k, dt)  # [B, Tk, Hkv, D], a view when k is one (the KV cache's strided view)
+    kt = kc
+    vc = _batched(v, dt)  # [B, Tk, Hkv, Dv]
     hq = q.shape[-2]
     sk = np.full(hq, -np.inf, dtype=dt) if sinks is None else contiguous(sinks, dt)  # [Hq]
     sc = dt.type(1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale))

@@ -29,6 +29,7 @@ from .._progress import Progress
 from .._validate import positive_int, require
 from ..model.config import ModelConfig
 from .config_files import respell
+from ..ops.quant import QTYPES, PackedGGUF
 from ..errors import ArgumentError, CheckpointError, ConfigError, RefimplError
 from .._files import open_regular, require_regular
 
@@ -526,7 +527,7 @@ def _check_block_count(cfg, tensors, p):
                               f"{cfg.extra['gguf_architecture']}.block_count={cfg.num_layers}, found none for layer {missing}")
 
 
-def read_gguf(path, *, dtype=np.float32, progress=False):
+def read_gguf(path, *, dtype=np.float32, progress=False, packed=False):
     """Read a GGUF checkpoint.
 
     Returns (config, weights, metadata):
@@ -539,6 +540,8 @@ def read_gguf(path, *, dtype=np.float32, progress=False):
     dtype: float32 (default) or float64; the values are gguf's float32 dequantization (scale * small
     integer + offset), so float64 only widens them.
     progress: print what is being read to stderr.
+    packed: keep every 2-D tensor of a packed format (refimpl.ops.quant.QTYPES: Q4_0, Q4_1, Q8_0, Q4_K,
+    Q6_K) as a `PackedGGUF` (the file's bytes, memory-mapped; spec/quant.md) instead of dequantizing it.
     Errors: missing/truncated/corrupt file or a tensor of the wrong shape -> CheckpointError naming
     the file and tensor; unsupported architecture or contradictory fields -> ConfigError.
     """
@@ -577,6 +580,9 @@ def read_gguf(path, *, dtype=np.float32, progress=False):
                 raise CheckpointError(f"{p}: tensor {gname}: expected layer < block_count={cfg.num_layers}, "
                                       f"found layer {layer}")
             cname = f"layers.{layer}.{_LAYER_NAMES[parts[2]]}"
+        if packed and t.tensor_type.name in QTYPES and len(t.shape) == 2:
+            weights[cname] = PackedGGUF(t.data, t.tensor_type.name, (int(t.shape[1]), int(t.shape[0])))
+            continue
         try:
             a = gguf.quants.dequantize(t.data, t.tensor_type)
         except Exception as exc:
@@ -598,7 +604,12 @@ def read_gguf(path, *, dtype=np.float32, progress=False):
                 for kind in ("weight", "bias"):
                     key = f"layers.{L}.attn.{proj}.{kind}"
                     if key in weights and weights[key].shape[0] == heads * cfg.head_dim:
-                        weights[key] = np.ascontiguousarray(unpermute_rope_rows(weights[key], heads))
+                        w = weights[key]
+                        if isinstance(w, PackedGGUF):  # whole packed rows move: the same permutation
+                            weights[key] = PackedGGUF(np.ascontiguousarray(unpermute_rope_rows(w.blocks, heads)),
+                                                      w.qtype, w.shape)
+                        else:
+                            weights[key] = np.ascontiguousarray(unpermute_rope_rows(w, heads))
 
     if not cfg.attention_bias and any(k.endswith("attn.q.bias") for k in weights):
         cfg = replace(cfg, attention_bias=True)  # llama-arch files may carry q/k/v biases

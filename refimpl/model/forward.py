@@ -22,6 +22,7 @@ import numpy as np
 from .._progress import Progress
 from ..errors import ArgumentError
 from ..ops import ops as reference_ops
+from ..ops.quant import PackedGGUF
 from ..precision import Precision, bfloat16
 
 
@@ -51,6 +52,13 @@ class Forward:
         if c.norm == "layer":
             return self.round(self.ops.layer_norm(x, W[prefix + ".weight"], W[prefix + ".bias"], eps=c.norm_eps))
         return self.round(self.ops.rms_norm(x, W[prefix + ".weight"], eps=c.norm_eps))
+
+
+def _linear(ops, x, w, bias=None):
+    """ops.linear, or ops.gguf_linear when the weight is kept packed (spec/quant.md)."""
+    if isinstance(w, PackedGGUF):
+        return ops.gguf_linear(x, w.blocks, w.qtype, w.shape, bias)
+    return ops.linear(x, w, bias)
 
 
 def _check_ids(cfg, ids):
@@ -99,7 +107,11 @@ def forward(cfg, weights, ids, *, cache=None, dtype="float32", trace=None, ops=r
     f = Forward(cfg, weights, ops, prec, cache, trace, start)
     W = weights
 
-    x = f.round(ops.embedding(ids, W["tok_embed"]))  # [.., T, d]
+    te = W["tok_embed"]
+    if isinstance(te, PackedGGUF):
+        x = f.round(ops.gguf_embedding(ids, te.blocks, te.qtype, te.shape))  # [.., T, d]
+    else:
+        x = f.round(ops.embedding(ids, te))  # [.., T, d]
     if cfg.position == "learned":
         x = f.round(ops.add(x, ops.learned_positions(W["pos_embed"], T, offset=start)))  # [.., T, d]
     f.record("embed", x)
@@ -141,7 +153,7 @@ def forward(cfg, weights, ids, *, cache=None, dtype="float32", trace=None, ops=r
 
     x = f.norm(x, "final_norm")
     f.record("final_norm", x)
-    logits = ops.linear(x, W["lm_head"])  # [.., T, V]
+    logits = _linear(ops, x, W["lm_head"])  # [.., T, V]
     if prec.rounds_each_step:
         logits = f.round(logits)
     f.record("logits", logits)
@@ -153,9 +165,9 @@ def _attention_block(f, h, L, cos, sin):
     p = f"layers.{L}.attn"
     Hq, Hkv, D = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     lead = tuple(h.shape[:-1])
-    q = R(ops.linear(h, W[p + ".q.weight"], W.get(p + ".q.bias"))).reshape(*lead, Hq, D)  # [.., T, Hq, D]
-    k = R(ops.linear(h, W[p + ".k.weight"], W.get(p + ".k.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
-    v = R(ops.linear(h, W[p + ".v.weight"], W.get(p + ".v.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
+    q = R(_linear(ops, h, W[p + ".q.weight"], W.get(p + ".q.bias"))).reshape(*lead, Hq, D)  # [.., T, Hq, D]
+    k = R(_linear(ops, h, W[p + ".k.weight"], W.get(p + ".k.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
+    v = R(_linear(ops, h, W[p + ".v.weight"], W.get(p + ".v.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
     if cfg.qk_norm:
         q = R(ops.rms_norm(q, W[p + ".q_norm.weight"], eps=cfg.norm_eps))
         k = R(ops.rms_norm(k, W[p + ".k_norm.weight"], eps=cfg.norm_eps))
@@ -187,7 +199,7 @@ def _attention_block(f, h, L, cos, sin):
             f.record(p + ".probs", ops.attention_probs(q, k, v, sinks=sinks, **kw))
         o = R(ops.attention(q, k, v, sinks=sinks, **kw))  # [.., T, Hq, D]
     o = o.reshape(*lead, Hq * D)  # [.., T, Hq*D]
-    out = R(ops.linear(o, W[p + ".o.weight"], W.get(p + ".o.bias")))  # [.., T, d]
+    out = R(_linear(ops, o, W[p + ".o.weight"], W.get(p + ".o.bias")))  # [.., T, d]
     f.record(p + ".out", out)
     return out
 
@@ -201,6 +213,9 @@ def _mlp_block(f, h, L):
         approx = "tanh" if cfg.activation == "gelu_tanh" else "none"
         m = ops.gelu_mlp(h, W[p + ".mlp.fc.weight"], W.get(p + ".mlp.fc.bias"),
                          W[p + ".mlp.proj.weight"], W.get(p + ".mlp.proj.bias"), approximate=approx)
+    elif isinstance(W[p + ".mlp.gate.weight"], PackedGGUF):  # swiglu_mlp's three linears, on packed weights
+        a = ops.swiglu(_linear(ops, h, W[p + ".mlp.gate.weight"]), _linear(ops, h, W[p + ".mlp.up.weight"]))
+        m = _linear(ops, a, W[p + ".mlp.down.weight"])
     else:
         m = ops.swiglu_mlp(h, W[p + ".mlp.gate.weight"], W[p + ".mlp.up.weight"], W[p + ".mlp.down.weight"])
     m = f.round(m)  # [.., T, d]
@@ -275,6 +290,9 @@ def prepare_weights(cfg, weights, dtype, *, progress=False, to_device=None):
             bar.update()
         if name == "lm_head" and tied:
             continue  # the same table as tok_embed: prepared once, below
+        if isinstance(t, PackedGGUF):  # packed GGUF rows stay as read (spec/quant.md)
+            out[name] = t if to_device is None else PackedGGUF(to_device(np.asarray(t.blocks)), t.qtype, t.shape)
+            continue
         a = np.asarray(t)
         if name.endswith(".blocks") or name.endswith(".scales"):
             out[name] = t

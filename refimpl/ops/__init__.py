@@ -9,7 +9,7 @@ as a namespace, the op set a model calls when no backend is chosen.
 
 from types import MappingProxyType, SimpleNamespace
 
-from . import activations, attention, dropout, elementwise, embed, linear, moe, mxfp4, norms, rope, sampling
+from . import activations, attention, dropout, elementwise, embed, linear, moe, mxfp4, norms, quant, rope, sampling
 
 OPS = MappingProxyType({
     # embeddings (spec/embeddings.md)
@@ -67,6 +67,10 @@ OPS = MappingProxyType({
     "decode_mxfp4": mxfp4.decode_mxfp4,
     "encode_mxfp4": mxfp4.encode_mxfp4,
     "mxfp4_linear": mxfp4.mxfp4_linear,
+    # packed GGUF blocks (spec/quant.md)
+    "dequantize_gguf": quant.dequantize_gguf,
+    "gguf_embedding": quant.gguf_embedding,
+    "gguf_linear": quant.gguf_linear,
     # sampling (spec/sampling.md)
     "softmax": sampling.softmax,
     "log_softmax": sampling.log_softmax,
@@ -77,10 +81,62 @@ OPS = MappingProxyType({
     "sample": sampling.sample,
 })
 
-_MODULES = (embed, linear, elementwise, norms, activations, dropout, rope, attention, moe, mxfp4, sampling)
+_MODULES = (embed, linear, elementwise, norms, activations, dropout, rope, attention, moe, mxfp4, quant, sampling)
 
+# The public argument check of each op, with the op's signature (tests/backends/test_backend_interface.py).
 CHECKS = MappingProxyType({
-    name: next(getattr(m, f"check_{name}") for m in _MODULES if hasattr(m, f"check_{name}")) for name in OPS
+    "embedding": embed.check_embedding,
+    "learned_positions": embed.check_learned_positions,
+    "linear": linear.check_linear,
+    "round_to_storage": elementwise.check_round_to_storage,
+    "add": elementwise.check_add,
+    "scale": elementwise.check_scale,
+    "layer_norm": norms.check_layer_norm,
+    "rms_norm": norms.check_rms_norm,
+    "pre_norm_residual": norms.check_pre_norm_residual,
+    "post_norm_residual": norms.check_post_norm_residual,
+    "gelu": activations.check_gelu,
+    "silu": activations.check_silu,
+    "swiglu": activations.check_swiglu,
+    "swiglu_oss": activations.check_swiglu_oss,
+    "swiglu_oss_bf16": activations.check_swiglu_oss_bf16,
+    "gelu_mlp": activations.check_gelu_mlp,
+    "swiglu_mlp": activations.check_swiglu_mlp,
+    "dropout": dropout.check_dropout,
+    "inv_freq_default": rope.check_inv_freq_default,
+    "inv_freq_linear": rope.check_inv_freq_linear,
+    "inv_freq_llama3": rope.check_inv_freq_llama3,
+    "inv_freq_yarn": rope.check_inv_freq_yarn,
+    "yarn_correction_range": rope.check_yarn_correction_range,
+    "rope_frequencies": rope.check_rope_frequencies,
+    "rope_cos_sin": rope.check_rope_cos_sin,
+    "apply_rope": rope.check_apply_rope,
+    "rope_terms": rope.check_rope_terms,
+    "visibility_mask": attention.check_visibility_mask,
+    "repeat_kv": attention.check_repeat_kv,
+    "attention_probs": attention.check_attention_probs,
+    "attention": attention.check_attention,
+    "attention_online": attention.check_attention_online,
+    "attention_scores": attention.check_attention_scores,
+    "softmax_with_sinks": attention.check_softmax_with_sinks,
+    "attention_values": attention.check_attention_values,
+    "router_topk_softmax": moe.check_router_topk_softmax,
+    "router_softmax_topk": moe.check_router_softmax_topk,
+    "expert_choice": moe.check_expert_choice,
+    "load_balancing_loss": moe.check_load_balancing_loss,
+    "moe_combine": moe.check_moe_combine,
+    "gpt_oss_experts": moe.check_gpt_oss_experts,
+    "decode_e8m0": mxfp4.check_decode_e8m0,
+    "decode_mxfp4": mxfp4.check_decode_mxfp4,
+    "encode_mxfp4": mxfp4.check_encode_mxfp4,
+    "mxfp4_linear": mxfp4.check_mxfp4_linear,
+    "softmax": sampling.check_softmax,
+    "log_softmax": sampling.check_log_softmax,
+    "greedy": sampling.check_greedy,
+    "apply_temperature": sampling.check_apply_temperature,
+    "top_k_filter": sampling.check_top_k_filter,
+    "top_p_filter": sampling.check_top_p_filter,
+    "sample": sampling.check_sample,
 })
 
 OP_NAMES = tuple(OPS)

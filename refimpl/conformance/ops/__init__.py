@@ -12,9 +12,9 @@ every case, however large, is rebuilt from one line (what the report's repro use
 
 from ...errors import ArgumentError
 from ..kit import BUILDERS, CONFIGS, DTYPES, EXAMPLES
-from . import activations, attention, dropout, elementwise, embed, linear, moe, mxfp4, norms, rope, sampling
+from . import activations, attention, dropout, elementwise, embed, linear, moe, mxfp4, norms, quant, rope, sampling
 
-FAMILIES = (embed, linear, elementwise, norms, activations, dropout, rope, attention, moe, mxfp4, sampling)
+FAMILIES = (embed, linear, elementwise, norms, activations, dropout, rope, attention, moe, mxfp4, quant, sampling)
 
 BUDGETS = {b.op: b for fam in FAMILIES for b in fam.BUDGETS}
 MISREADINGS = {m.name: m for fam in FAMILIES for m in fam.MISREADINGS}
