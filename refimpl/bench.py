@@ -103,10 +103,10 @@ def worker_refimpl(args):
 
     def prompt():
         cache = m.new_cache()
-        return cache, _model.forward(cfg, W, np.asarray(ids), cache=cache, mode=m.dtype, ops=m.ops)
+        return cache, _model.forward(cfg, W, np.asarray(ids), cache=cache, dtype=m.dtype, ops=m.ops)
 
     def one(cache, tok):
-        return cache, _model.forward(cfg, W, np.array([tok]), cache=cache, mode=m.dtype, ops=m.ops)
+        return cache, _model.forward(cfg, W, np.array([tok]), cache=cache, dtype=m.dtype, ops=m.ops)
 
     def argmax(logits):
         return int(np.argmax(np.asarray(logits)[-1]))
@@ -176,7 +176,9 @@ class Worker:
     def _read(self):
         line = self.proc.stdout.readline()
         if not line:
-            raise SystemExit(f"refimpl bench: a worker exited with status {self.proc.wait()} (its stderr is above)")
+            from .errors import RefimplError
+
+            raise RefimplError(f"bench: a worker exited with status {self.proc.wait()} (its stderr is above)")
         return json.loads(line)
 
     def run(self):
