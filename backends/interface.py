@@ -335,3 +335,4 @@ def _numpy_factory():
 register_backend("numpy", _numpy_factory)
 register_backend("numba", _lazy("numba", "refimpl.backends.numba", "NumbaBackend", "numba"))
 register_backend("cupy", _lazy("cupy", "refimpl.backends.cupy", "CupyBackend", "cupy", gpu=True))
+register_backend("cupy-emulated", _lazy("cupy-emulated", "refimpl.backends.cupy", "EmulatedCupyBackend", "numpy"))

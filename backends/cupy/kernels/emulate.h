@@ -1,6 +1,8 @@
 // emulate.h: the CUDA execution model on the host, so that the kernels of this folder compile with g++
 // (-DREFIMPL_EMULATE) and run on NumPy arrays through ctypes. See spec/backends-cupy.md.
 //
+// Linux only (the barrier sleeps on a futex).
+//
 // Model: a launch runs its blocks one after another (x fastest, then y, then z). The threads of a
 // block are real std::threads, created once per launch and reused for every block; __syncthreads is
 // a barrier of all of them; a warp (32 consecutive threads) has its own barrier for the shuffles.
@@ -20,7 +22,11 @@
 #include <chrono>
 #include <cmath>
 #include <math.h>
-#include <condition_variable>
+#include <climits>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -37,16 +43,17 @@ struct dim3 {
 namespace emu {
 
 // A reusable barrier with a time limit; after a timeout (or an abort) every wait returns at once.
+// Arrivals count on an atomic; waiters sleep on the generation word with a futex (Linux), so a
+// release wakes them without a mutex convoy. A waiter spins briefly (yielding) before sleeping.
 class Barrier {
  public:
-  void reset(unsigned n) { n_ = n; count_ = 0; gen_ = 0; }
+  void reset(unsigned n) { n_ = n; count_.store(0); gen_.store(0); }
   void wait();
 
  private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  unsigned n_ = 1, count_ = 0;
-  unsigned long long gen_ = 0;
+  unsigned n_ = 1;
+  std::atomic<unsigned> count_{0};
+  std::atomic<int> gen_{0};
 };
 
 inline std::atomic<bool> g_abort{false};
@@ -62,25 +69,34 @@ inline void fail(const std::string& msg) {
 
 inline void Barrier::wait() {
   if (g_abort) return;
-  std::unique_lock<std::mutex> lk(m_);
-  unsigned long long gen = gen_;
-  if (++count_ == n_) {
-    count_ = 0;
-    ++gen_;
-    cv_.notify_all();
+  int gen = gen_.load(std::memory_order_acquire);
+  if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+    count_.store(0, std::memory_order_relaxed);
+    gen_.fetch_add(1, std::memory_order_acq_rel);
+    syscall(SYS_futex, reinterpret_cast<int*>(&gen_), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
     return;
   }
+  for (int spin = 0; spin < 16; ++spin) {
+    if (gen_.load(std::memory_order_acquire) != gen) return;
+    std::this_thread::yield();
+  }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(g_timeout_s);
-  while (gen == gen_ && !g_abort) {
-    if (cv_.wait_until(lk, deadline) == std::cv_status::timeout && gen == gen_) {
-      lk.unlock();
+  while (gen_.load(std::memory_order_acquire) == gen) {
+    if (g_abort) return;
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds(0)) {
       fail("barrier timeout: not every thread of the block (or warp) reached the barrier "
            "(a __syncthreads or shuffle in divergent code?)");
-      lk.lock();
-      break;
+      syscall(SYS_futex, reinterpret_cast<int*>(&gen_), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+      return;
     }
+    // sleep at most 100 ms at a time, so that an abort elsewhere is seen soon
+    auto ns = std::min<long long>(std::chrono::duration_cast<std::chrono::nanoseconds>(left).count(), 100000000LL);
+    struct timespec ts;
+    ts.tv_sec = ns / 1000000000LL;
+    ts.tv_nsec = ns % 1000000000LL;
+    syscall(SYS_futex, reinterpret_cast<int*>(&gen_), FUTEX_WAIT_PRIVATE, gen, &ts, nullptr, 0);
   }
-  cv_.notify_all();
 }
 
 // Launch state: one launch at a time.
