@@ -16,7 +16,7 @@ def _unary(rt, kernel, x, *extra):
     n = prod(xs.shape)
     y = rt.empty(xs.shape, np.float32)
     if n:
-        rt.launch("activations", f"{kernel}_{suf}", grid1(n, rt.block), rt.block, xs, y, I64(n), *extra)
+        rt.launch("activations", f"{kernel}_{suf}", grid1(rt, n), rt.block, xs, y, I64(n), *extra)
     return y
 
 
@@ -42,7 +42,7 @@ def swiglu(rt, gate, up):
     n = prod(gs.shape)
     y = rt.empty(gs.shape, np.float32)
     if n:
-        rt.launch("activations", f"swiglu_{suf}", grid1(n, rt.block), rt.block, gs, us, y, I64(n))
+        rt.launch("activations", f"swiglu_{suf}", grid1(rt, n), rt.block, gs, us, y, I64(n))
     return y
 
 
@@ -67,7 +67,7 @@ def swiglu_oss(rt, h, *, alpha=1.702, limit=7.0, layout="interleaved"):
     rows = prod(hs.shape[:-1])
     y = rt.empty(hs.shape[:-1] + (half,), np.float32)
     if rows * half:
-        rt.launch("activations", f"swiglu_oss_{suf}", grid1(rows * half, rt.block), rt.block, hs, y, I64(rows),
+        rt.launch("activations", f"swiglu_oss_{suf}", grid1(rt, rows * half), rt.block, hs, y, I64(rows),
                   I32(half), F32(alpha), F32(limit if limit is not None else 0.0), I32(limit is not None),
                   I32(layout == "interleaved"))
     return y

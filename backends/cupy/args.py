@@ -70,13 +70,15 @@ def prod(shape):
     return int(math.prod(shape))
 
 
-def grid1(n, block, cap=65535):
-    """Blocks for a grid-stride loop over n items (at least 1)."""
-    return (max(1, min(cap, -(-n // block))),)
+def grid1(rt, n):
+    """Blocks for a grid-stride loop over n items: at least 1, at most rt.max_grid (every kernel
+    loops with stride gridDim.x * blockDim.x, so any grid size gives the same result)."""
+    return (max(1, min(rt.max_grid, -(-n // rt.block))),)
 
 
-def grid_rows(rows, cap=65535):
-    return (max(1, min(cap, rows)),)
+def grid_rows(rt, rows):
+    """Blocks for a kernel that takes rows blockIdx.x, blockIdx.x + gridDim.x, ..."""
+    return (max(1, min(rt.max_grid, rows)),)
 
 
 def unsupported(op, reason):

@@ -108,9 +108,9 @@ def _run(rt, p, kernel):
                                        f"D={p['D']}, Dv={Dv}")
     out = rt.empty(p["lead"] + (Tq, Hq, Dv), np.float32)
     if kernel == "tiled":
-        grid = grid_rows(B * Hq * (-(-Tq // 16)))
+        grid = grid_rows(rt, B * Hq * (-(-Tq // 16)))
     else:
-        grid = grid_rows(B * Hq * Tq)
+        grid = grid_rows(rt, B * Hq * Tq)
     rt.launch("attention", f"attention_{kernel}_{p['suf']}", grid, rt.block, p["q"], p["k"], p["v"], *p["kstr"],
               *p["vstr"], p["sinks"], p["mask"], out, I32(B), I32(Tq), I32(p["Tk"]), I32(Hq), I32(p["Hkv"]),
               I32(p["D"]), I32(Dv), I32(p["off"]), I32(p["window"]), I32(p["causal"]), p["scale"])
@@ -152,7 +152,7 @@ def attention_scores(rt, q, k, *, window=None, causal=True, q_offset=None, scale
     B, Tq, Tk, Hq = p["B"], p["Tq"], p["Tk"], p["Hq"]
     s = rt.empty(p["lead"] + (Hq, Tq, Tk), np.float32)
     n = B * Hq * Tq * Tk
-    rt.launch("attention", f"attention_scores_{p['suf']}", grid1(n, rt.block), rt.block, p["q"], p["k"], *p["kstr"],
+    rt.launch("attention", f"attention_scores_{p['suf']}", grid1(rt, n), rt.block, p["q"], p["k"], *p["kstr"],
               p["mask"], s, I32(B), I32(Tq), I32(Tk), I32(Hq), I32(p["Hkv"]), I32(p["D"]), I32(p["off"]),
               I32(p["window"]), I32(p["causal"]), p["scale"])
     return s
@@ -173,7 +173,7 @@ def softmax_with_sinks(rt, scores, sinks=None):
     rows = prod(s.shape[:-1])
     p = rt.empty(s.shape, np.float32)
     if rows:
-        rt.launch("attention", f"softmax_sinks_{suf}", grid_rows(rows), rt.block, ss, sk, p, I64(rows), I32(tq), I32(hq),
+        rt.launch("attention", f"softmax_sinks_{suf}", grid_rows(rt, rows), rt.block, ss, sk, p, I64(rows), I32(tq), I32(hq),
                   I32(tk))
     return p
 
@@ -208,7 +208,7 @@ def attention_values(rt, probs, v, *, visible=None):
     vv, vstr = _kv_view(rt, v, suf, batch)
     o = rt.empty(lead + (tq, hq, dv), np.float32)
     n = batch * tq * hq * dv
-    rt.launch("attention", f"attention_values_{suf}", grid1(n, rt.block), rt.block, ps, vv, *vstr, vis, o, I32(batch),
+    rt.launch("attention", f"attention_values_{suf}", grid1(rt, n), rt.block, ps, vv, *vstr, vis, o, I32(batch),
               I32(tq), I32(tk), I32(hq), I32(hkv), I32(dv))
     return o
 

@@ -17,7 +17,7 @@ def _gather(rt, w, ids, n, offset):
     d = w.shape[1]
     out = rt.empty((n, d), w.dtype)
     if n and d:
-        rt.launch("embedding", f"gather_rows_{kind}", grid_rows(n), rt.block, w, ids, out, I64(n), I32(d), I64(offset))
+        rt.launch("embedding", f"gather_rows_{kind}", grid_rows(rt, n), rt.block, w, ids, out, I64(n), I32(d), I64(offset))
     return out
 
 

@@ -38,7 +38,7 @@ def linear_rowdot(rt, x, weight, bias=None):
         if K == 0:
             y[...] = 0 if bs is None else bs
         else:
-            rt.launch("gemm", f"linear_rowdot_{suf}", grid1(M * N, rt.block), rt.block, xs, ws, bs, y, I64(M), I32(N),
+            rt.launch("gemm", f"linear_rowdot_{suf}", grid1(rt, M * N), rt.block, xs, ws, bs, y, I64(M), I32(N),
                       I32(K))
     return y
 

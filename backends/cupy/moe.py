@@ -22,7 +22,7 @@ def _router(rt, op, logits, k, mode, renorm):
     w = rt.empty(xs.shape[:-1] + (int(k),), np.float32)
     idx = rt.empty(xs.shape[:-1] + (int(k),), np.int64)
     if rows:
-        rt.launch("moe", f"router_{suf}", grid1(rows, rt.block), rt.block, xs, w, idx, I64(rows), I32(e), I32(k),
+        rt.launch("moe", f"router_{suf}", grid1(rt, rows), rt.block, xs, w, idx, I64(rows), I32(e), I32(k),
                   I32(mode), I32(renorm))
     return w, idx
 
@@ -77,7 +77,7 @@ def moe_combine(rt, x, weights, indices, expert_fn):
     suf, (ws,) = storage(rt, w.reshape(n, k))
     out = rt.empty((n, d_out), np.float32)
     if n * d_out:
-        rt.launch("moe", f"moe_combine_{suf}", grid1(n * d_out, rt.block), rt.block, rt.contiguous(ys), ws, out, I64(n),
+        rt.launch("moe", f"moe_combine_{suf}", grid1(rt, n * d_out), rt.block, rt.contiguous(ys), ws, out, I64(n),
                   I32(k), I32(d_out))
     return out.reshape(lead + (d_out,))
 

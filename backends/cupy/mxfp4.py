@@ -48,7 +48,7 @@ def decode_mxfp4(rt, blocks, scales, *, dtype=np.float32, nibble_order="low_firs
     out = rt.empty(b.shape[:-2] + (b.shape[-2] * 32,), rt.bf16_dtype if bf else np.float32)
     n = prod(b.shape)
     if n:
-        rt.launch("mxfp4", f"decode_mxfp4_{'bf16' if bf else 'f32'}", grid1(n, rt.block), rt.block, b, s, out, I64(n),
+        rt.launch("mxfp4", f"decode_mxfp4_{'bf16' if bf else 'f32'}", grid1(rt, n), rt.block, b, s, out, I64(n),
                   I32(nibble_order == "high_first"), I32(scale_bias))
     return out
 
@@ -78,7 +78,7 @@ def mxfp4_linear_fused(rt, x, blocks, scales, bias=None, *, nibble_order="low_fi
     M, N, G = prod(xs.shape[:-1]), b.shape[0], b.shape[1]
     y = rt.empty(xs.shape[:-1] + (N,), np.float32)
     if M * N:
-        rt.launch("mxfp4", f"mxfp4_linear_{suf}", grid_rows(N), rt.block, xs, b, s, bs, y, I32(M), I32(N), I32(G),
+        rt.launch("mxfp4", f"mxfp4_linear_{suf}", grid_rows(rt, N), rt.block, xs, b, s, bs, y, I32(M), I32(N), I32(G),
                   I32(nibble_order == "high_first"), I32(scale_bias))
     return y
 

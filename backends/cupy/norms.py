@@ -38,7 +38,7 @@ def rms_norm(rt, x, weight, *, eps=1e-5, cast_before_scale=False):
     rows = prod(xs.shape) // n
     y = rt.empty(xs.shape, np.float32)
     if rows:
-        rt.launch("norms", f"rms_norm_{suf}", grid_rows(rows), rt.block, xs, ws, y, I32(rows), I32(n), _eps(eps),
+        rt.launch("norms", f"rms_norm_{suf}", grid_rows(rt, rows), rt.block, xs, ws, y, I32(rows), I32(n), _eps(eps),
                   I32(cbs))
     return y
 
@@ -51,7 +51,7 @@ def layer_norm(rt, x, weight, bias, *, eps=1e-5):
     rows = prod(xs.shape) // n
     y = rt.empty(xs.shape, np.float32)
     if rows:
-        rt.launch("norms", f"layer_norm_{suf}", grid_rows(rows), rt.block, xs, ws, bs, y, I32(rows), I32(n), _eps(eps))
+        rt.launch("norms", f"layer_norm_{suf}", grid_rows(rt, rows), rt.block, xs, ws, bs, y, I32(rows), I32(n), _eps(eps))
     return y
 
 
@@ -64,7 +64,7 @@ def residual_rms_norm(rt, x, residual, weight, *, eps=1e-5):
     rows = prod(xs.shape) // n
     s, y = rt.empty(xs.shape, np.float32), rt.empty(xs.shape, np.float32)
     if rows:
-        rt.launch("norms", "residual_rms_norm_f32", grid_rows(rows), rt.block, xs, rs, ws, s, y, I32(rows), I32(n),
+        rt.launch("norms", "residual_rms_norm_f32", grid_rows(rt, rows), rt.block, xs, rs, ws, s, y, I32(rows), I32(n),
                   _eps(eps))
     return s, y
 
@@ -79,7 +79,7 @@ def residual_layer_norm(rt, x, residual, weight, bias, *, eps=1e-5):
     rows = prod(xs.shape) // n
     s, y = rt.empty(xs.shape, np.float32), rt.empty(xs.shape, np.float32)
     if rows:
-        rt.launch("norms", "residual_layer_norm_f32", grid_rows(rows), rt.block, xs, rs, ws, bs, s, y, I32(rows),
+        rt.launch("norms", "residual_layer_norm_f32", grid_rows(rt, rows), rt.block, xs, rs, ws, bs, s, y, I32(rows),
                   I32(n), _eps(eps))
     return s, y
 

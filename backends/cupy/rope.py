@@ -40,7 +40,7 @@ def _launch(rt, suf, xs, cs, ss, r, pairing, mode):
     out2 = rt.empty(xs.shape, np.float32) if mode else None
     n = rows * h * d
     if n:
-        rt.launch("rope", f"rope_{suf}", grid1(n, rt.block), rt.block, xs, cs, ss, out, out2, I64(rows), I32(h), I32(d),
+        rt.launch("rope", f"rope_{suf}", grid1(rt, n), rt.block, xs, cs, ss, out, out2, I64(rows), I32(h), I32(d),
                   I32(r), I32(pairing == "interleaved"), I32(mode))
     return out, out2
 

@@ -90,6 +90,7 @@ class EmulatedRuntime:
 
     name = "emulated"
     block = 32  # threads per block: real threads in the emulator, so kept small
+    max_grid = 3  # blocks per launch: every kernel strides over its grid, 3 blocks exercise the strides
     host_bf16 = BF16
     bf16_dtype = BF16
 
@@ -192,6 +193,7 @@ class CupyRuntime:
 
     name = "cupy"
     block = 256
+    max_grid = 65535
     host_bf16 = BF16
     bf16_dtype = np.dtype(np.uint16)
 

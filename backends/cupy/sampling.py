@@ -54,7 +54,7 @@ def softmax(rt, x, axis=-1):
     rows, v = _rows(xs)
     y = rt.empty(xs.shape, np.float32)
     if rows * v:
-        rt.launch("sampling", f"softmax_rows_{suf}", grid_rows(rows), rt.block, xs, y, I64(rows), I32(v))
+        rt.launch("sampling", f"softmax_rows_{suf}", grid_rows(rt, rows), rt.block, xs, y, I64(rows), I32(v))
     return rt.contiguous(rt.xp.moveaxis(y, -1, axis))
 
 
@@ -62,7 +62,7 @@ def _argmax(rt, suf, xs):
     rows, v = _rows(xs)
     out = rt.empty(xs.shape[:-1], np.int64)
     if rows:
-        rt.launch("sampling", f"argmax_{suf}", grid_rows(rows), rt.block, xs, out, I64(rows), I32(v))
+        rt.launch("sampling", f"argmax_{suf}", grid_rows(rt, rows), rt.block, xs, out, I64(rows), I32(v))
     return out
 
 
@@ -87,7 +87,7 @@ def _div(rt, suf, xs, t):
     n = prod(xs.shape)
     y = rt.empty(xs.shape, np.float32)
     if n:
-        rt.launch("activations", f"scale_div_{suf}", grid1(n, rt.block), rt.block, xs, y, I64(n), F32(t))
+        rt.launch("activations", f"scale_div_{suf}", grid1(rt, n), rt.block, xs, y, I64(n), F32(t))
     return y
 
 
@@ -95,7 +95,7 @@ def _topk(rt, suf, xs, k):
     rows, v = _rows(xs)
     y = rt.empty(xs.shape, np.float32)
     if rows:
-        rt.launch("sampling", f"topk_filter_{suf}", grid_rows(rows), rt.block, xs, y, I64(rows), I32(v), I32(min(k, v)))
+        rt.launch("sampling", f"topk_filter_{suf}", grid_rows(rt, rows), rt.block, xs, y, I64(rows), I32(v), I32(min(k, v)))
     return y
 
 
@@ -112,12 +112,12 @@ def _topp(rt, suf, xs, p, min_keep):
     if p == 1.0:
         return rt.to_f32(xs).copy()
     q = rt.empty(xs.shape, np.float32)
-    rt.launch("sampling", f"softmax_rows_{suf}", grid_rows(rows), rt.block, xs, q, I64(rows), I32(v))
+    rt.launch("sampling", f"softmax_rows_{suf}", grid_rows(rt, rows), rt.block, xs, q, I64(rows), I32(v))
     sorted_q = rt.empty(xs.shape, np.float32)
     rank = rt.empty(xs.shape, np.int32)
     keep = rt.empty(xs.shape, np.uint8)
     y = rt.empty(xs.shape, np.float32)
-    rt.launch("sampling", f"topp_filter_{suf}", grid_rows(rows), rt.block, xs, q, sorted_q, rank, keep, y, I64(rows),
+    rt.launch("sampling", f"topp_filter_{suf}", grid_rows(rt, rows), rt.block, xs, q, sorted_q, rank, keep, y, I64(rows),
               I32(v), F64(p), I32(min_keep))
     return y
 
@@ -160,7 +160,7 @@ def sample(rt, logits, *, temperature=0.0, top_k=None, top_p=None, rng=None):
     rows, v = _rows(x)
     u = rt.asarray(np.ascontiguousarray(rng.random(size=x.shape[:-1]), dtype=np.float64).reshape(-1))
     out = rt.empty(x.shape[:-1], np.int64)
-    rt.launch("sampling", "sample_draw_f32", grid1(rows, rt.block), rt.block, x, u, out, I64(rows), I32(v))
+    rt.launch("sampling", "sample_draw_f32", grid1(rt, rows), rt.block, x, u, out, I64(rows), I32(v))
     return int(out) if x.ndim == 1 else out
 
 

@@ -49,7 +49,9 @@ __device__ void attn_rows(const T* q, const T* k, const T* v, KV ks, KV vs, cons
     for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = ld(qr, d);
     for (int d = threadIdx.x; d < Dv; d += blockDim.x) os[d] = 0.0f;
     float sink = sinks ? sinks[h] : -ri_inf();
-    float m = sink, l = (sink == -ri_inf()) ? 0.0f : 1.0f;
+    // l is kept per thread (each thread's share of the denominator, all rescaled by the same a) and
+    // added up once at the end; the sink's initial 1 is thread 0's.
+    float m = sink, l = (threadIdx.x == 0 && sink != -ri_inf()) ? 1.0f : 0.0f;
     __syncthreads();
     for (int t0 = 0; t0 < Tk; t0 += blockDim.x) {
       int j = t0 + threadIdx.x;
@@ -70,7 +72,8 @@ __device__ void attn_rows(const T* q, const T* k, const T* v, KV ks, KV vs, cons
       float pj = ok ? expf(s - m_safe) : 0.0f;
       ps[threadIdx.x] = pj;
       vis[threadIdx.x] = ok ? 1 : 0;
-      l = a * l + block_sum(pj);  // block_sum's barriers also publish ps / vis
+      l = a * l + pj;
+      __syncthreads();  // publishes ps / vis
       int n = ri_imin(blockDim.x, Tk - t0);
       for (int d = threadIdx.x; d < Dv; d += blockDim.x) {
         float acc = 0.0f;
@@ -81,7 +84,8 @@ __device__ void attn_rows(const T* q, const T* k, const T* v, KV ks, KV vs, cons
       if (!dead) m = m_new;
       __syncthreads();  // ps / vis are read before the next chunk writes them
     }
-    float inv = l == 0.0f ? 1.0f : l;
+    float lt = block_sum(l);
+    float inv = lt == 0.0f ? 1.0f : lt;
     float* orow = out + (((i64)b * Tq + i) * Hq + h) * Dv;
     for (int d = threadIdx.x; d < Dv; d += blockDim.x) orow[d] = os[d] / inv;
   }

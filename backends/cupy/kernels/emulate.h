@@ -104,9 +104,10 @@ inline dim3 g_gridDim, g_blockDim, g_blockIdx;
 inline thread_local dim3 t_threadIdx;
 inline thread_local unsigned t_linear = 0;
 inline thread_local unsigned long long t_syncs = 0;
+inline thread_local unsigned long long t_shuffles = 0;
 inline Barrier g_block_barrier;
 inline std::vector<Barrier*> g_warp_barriers;
-inline std::vector<unsigned long long> g_warp_scratch;  // 32 words per warp
+inline std::vector<unsigned long long> g_warp_scratch;  // 2 x 32 words per warp
 inline std::vector<unsigned long long> g_sync_counts;
 inline std::mutex g_launch_mutex;
 
@@ -125,13 +126,14 @@ inline unsigned long long warp_exchange(unsigned mask, unsigned long long v, int
   unsigned warp = t_linear / 32, lane = t_linear % 32, n = warp_size_of(warp);
   unsigned full = n == 32 ? 0xffffffffu : ((1u << n) - 1u);
   if ((mask & full) != full) fail("warp shuffle with a partial mask: the emulator supports full warps only");
+  // Two scratch rows used alternately: a lane writes row p of shuffle k + 1 only after every lane
+  // passed the barrier of shuffle k, i.e. finished reading row p of shuffle k - 1. One barrier each.
   Barrier* b = g_warp_barriers[warp];
-  unsigned long long* s = &g_warp_scratch[32 * warp];
+  unsigned p = (unsigned)(t_shuffles++ & 1u);
+  unsigned long long* s = &g_warp_scratch[64 * warp + 32 * p];
   s[lane] = v;
   b->wait();
-  unsigned long long r = (src >= 0 && (unsigned)src < n) ? s[src] : v;
-  b->wait();
-  return r;
+  return (src >= 0 && (unsigned)src < n) ? s[src] : v;
 }
 
 template <class T>
@@ -178,13 +180,14 @@ inline int launch(void (*f)(A...), dim3 grid, dim3 block, void** params) {
     g_warp_barriers.push_back(new Barrier());
     g_warp_barriers.back()->reset(warp_size_of(w));
   }
-  g_warp_scratch.assign(32 * nw, 0);
+  g_warp_scratch.assign(64 * nw, 0);
   g_sync_counts.assign(n, 0);
   std::vector<std::thread> threads;
   threads.reserve(n);
   for (unsigned t = 0; t < n; ++t) {
     threads.emplace_back([=]() {
       t_linear = t;
+      t_shuffles = 0;
       t_threadIdx = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
       for (unsigned bz = 0; bz < grid.z && !g_abort; ++bz)
         for (unsigned by = 0; by < grid.y && !g_abort; ++by)
