@@ -1,4 +1,8 @@
-"""apply_rope and rope_terms on kernels/rope.cu (tables given: cos, sin [..., T, R/2])."""
+"""apply_rope and rope_terms on kernels/rope.cu (tables given: cos, sin [..., T, R/2]).
+
+float32 compute for float32 / bf16 inputs; float64 compute when any input is float64 (the model's
+float64 tables in float32 mode), as the reference's compute dtype says.
+"""
 
 import numpy as np
 
@@ -29,6 +33,10 @@ def _args(rt, x, cos, sin, pairing, rotary_dim):
     require(ok, "cos", f"leading dimensions broadcasting to x's {lead}", f"shape {c.shape}")
     full = lead + c.shape[-2:]
     c, s = rt.xp.broadcast_to(c, full), rt.xp.broadcast_to(s, full)
+    if any(a.dtype == np.float64 for a in (x, c, s)):
+        # float64 tables (rope_cos_sin's default): the reference computes in float64, so does the kernel
+        return "f64", *(rt.xp.ascontiguousarray(a, dtype=np.float64) for a in (rt.to_f32(x) if rt.is_bf16(x) else x,
+                                                                              c, s)), int(r)
     suf, (xs, cs, ss) = storage(rt, x, c, s)
     return suf, xs, cs, ss, int(r)
 
@@ -36,8 +44,9 @@ def _args(rt, x, cos, sin, pairing, rotary_dim):
 def _launch(rt, suf, xs, cs, ss, r, pairing, mode):
     *lead, t, h, d = xs.shape
     rows = prod(lead) * t
-    out = rt.empty(xs.shape, np.float32)
-    out2 = rt.empty(xs.shape, np.float32) if mode else None
+    dt = np.float64 if suf == "f64" else np.float32
+    out = rt.empty(xs.shape, dt)
+    out2 = rt.empty(xs.shape, dt) if mode else None
     n = rows * h * d
     if n:
         rt.launch("rope", f"rope_{suf}", grid1(rt, n), rt.block, xs, cs, ss, out, out2, I64(rows), I32(h), I32(d),

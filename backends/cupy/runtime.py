@@ -45,16 +45,6 @@ def source(family):
     return (KERNEL_DIR / f"{family}.cu").read_text()
 
 
-def sources_digest(family, *extra):
-    """sha256 of the family's .cu, the shared headers and `extra` strings (compiler, flags)."""
-    h = hashlib.sha256()
-    for name in (f"{family}.cu", *HEADERS):
-        h.update(name.encode() + b"\0" + (KERNEL_DIR / name).read_bytes() + b"\0")
-    for e in extra:
-        h.update(str(e).encode() + b"\0")
-    return h.hexdigest()[:20]
-
-
 def cache_dir():
     """$REFIMPL_CACHE/cupy-emulated, else $XDG_CACHE_HOME/refimpl/cupy-emulated, else ~/.cache/refimpl/..."""
     base = os.environ.get("REFIMPL_CACHE")
@@ -75,6 +65,40 @@ def _compiler_version(cxx):
         return subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
     except Exception:
         return "unknown"
+
+
+def build_emulated(path):
+    """Compile a .cu file (which includes common.h) for the emulator and load it; cached by digest.
+
+    The shared library is kept in cache_dir() under a name made of the sha256 of the source, the
+    headers, the compiler's version line and the flags, so an edit or a new compiler rebuilds it.
+    """
+    path = Path(path)
+    cxx = host_compiler()
+    if cxx is None:
+        raise KernelError("cupy-emulated: no host C++ compiler (g++ or $CXX) on PATH; the emulator compiles "
+                          "backends/cupy/kernels/*.cu with it")
+    h = hashlib.sha256(path.read_bytes())
+    for name in HEADERS:
+        h.update((KERNEL_DIR / name).read_bytes())
+    for e in (_compiler_version(cxx), *CXX_FLAGS):
+        h.update(str(e).encode() + b"\0")
+    d = cache_dir()
+    so = d / f"{path.stem}-{h.hexdigest()[:20]}.so"
+    if not so.exists():
+        d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=d)
+        os.close(fd)
+        cmd = [cxx, *CXX_FLAGS, f"-I{KERNEL_DIR}", str(path), "-o", tmp]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            os.unlink(tmp)
+            raise KernelError(f"{path.name}: host build failed ({' '.join(cmd)}):\n{r.stderr[-4000:]}")
+        os.replace(tmp, so)  # atomic: a concurrent build of the same digest writes the same bytes
+    lib = ctypes.CDLL(str(so))
+    lib.emu_last_error.restype = ctypes.c_char_p
+    lib.emu_set_timeout.argtypes = [ctypes.c_double]
+    return lib
 
 
 class Strided:
@@ -125,26 +149,7 @@ class EmulatedRuntime:
             return self._libs[family]
 
     def _build(self, family):
-        cxx = host_compiler()
-        if cxx is None:
-            raise KernelError("cupy-emulated: no host C++ compiler (g++ or $CXX) on PATH; the emulator compiles "
-                              "backends/cupy/kernels/*.cu with it")
-        digest = sources_digest(family, _compiler_version(cxx), *CXX_FLAGS)
-        d = cache_dir()
-        so = d / f"{family}-{digest}.so"
-        if not so.exists():
-            d.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=d)
-            os.close(fd)
-            cmd = [cxx, *CXX_FLAGS, f"-I{KERNEL_DIR}", str(KERNEL_DIR / f"{family}.cu"), "-o", tmp]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode != 0:
-                os.unlink(tmp)
-                raise KernelError(f"kernels/{family}.cu: host build failed ({' '.join(cmd)}):\n{r.stderr[-4000:]}")
-            os.replace(tmp, so)  # atomic: a concurrent build of the same digest writes the same bytes
-        lib = ctypes.CDLL(str(so))
-        lib.emu_last_error.restype = ctypes.c_char_p
-        return lib
+        return build_emulated(KERNEL_DIR / f"{family}.cu")
 
     def empty(self, shape, dtype):
         return np.empty(shape, dtype=dtype)
@@ -153,11 +158,12 @@ class EmulatedRuntime:
         return np.zeros(shape, dtype=dtype)
 
     def launch(self, family, kernel, grid, block, *args):
-        lib = self.library(family)
+        """Run `kernel` of kernels/<family>.cu (family may also be a loaded library, see build_emulated)."""
+        lib = family if isinstance(family, ctypes.CDLL) else self.library(family)
         try:
             fn = getattr(lib, f"emu_{kernel}")
         except AttributeError:
-            raise KernelError(f"kernels/{family}.cu: no kernel {kernel!r} (EMU_EXPORT missing?)") from None
+            raise KernelError(f"{family}: no kernel {kernel!r} (EMU_EXPORT missing?)") from None
         keep, ptrs = [], []
         for a in args:
             if isinstance(a, Strided):
@@ -179,7 +185,7 @@ class EmulatedRuntime:
         b = tuple(block) + (1,) * (3 - len(block)) if isinstance(block, tuple) else (block, 1, 1)
         rc = fn(*(ctypes.c_uint(int(v)) for v in g + b), params)
         if rc != 0:
-            raise KernelError(f"kernels/{family}.cu: kernel {kernel} failed in the emulator: "
+            raise KernelError(f"{family}: kernel {kernel} failed in the emulator: "
                               f"{lib.emu_last_error().decode()}")
 
 
@@ -274,4 +280,4 @@ def nvrtc_compile(family, arch="compute_90"):
 
 
 __all__ = ["EmulatedRuntime", "CupyRuntime", "KernelError", "KERNEL_DIR", "FAMILIES", "nvrtc_compile",
-           "cache_dir", "host_compiler", "sources_digest"]
+           "cache_dir", "host_compiler", "build_emulated"]

@@ -39,6 +39,7 @@ RI_DEV float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 template <class T> RI_DEV float ld(const T* p, i64 i);
 template <> RI_DEV float ld<float>(const float* p, i64 i) { return p[i]; }
 template <> RI_DEV float ld<bf16>(const bf16* p, i64 i) { return bf16_to_f32(p[i]); }
+RI_DEV double ld(const double* p, i64 i) { return p[i]; }  // float64 kernels (rope tables)
 template <class T> RI_DEV void st(T* p, i64 i, float v);
 template <> RI_DEV void st<float>(float* p, i64 i, float v) { p[i] = v; }
 template <> RI_DEV void st<bf16>(bf16* p, i64 i, float v) { p[i] = f32_to_bf16(v); }
