@@ -1,24 +1,23 @@
 """Backends: the reference operations, fast. See spec/backend-interface.md.
 
     from refimpl.backends import get_backend
-    ops = get_backend("numpy").as_ops()      # or "numba", "cupy", "module:attribute", "variant:NAME"
+    b = get_backend("numba")        # or "numpy", "cupy", "module:attribute", "misreading:NAME"
+    ops = b.as_ops()                # NumPy in / NumPy out (op-level checks)
+    dev = b.ops()                   # the backend's own arrays (whole-model runs)
 """
 
-from .interface import (
+from .base import DTYPES, Backend, BackendError, BackendOps, BackendUnavailable, OpNotSupported
+from .numpy import NumpyBackend
+from .registry import (
     ENTRY_POINT_GROUP,
     ENV_VAR,
-    Backend,
-    BackendError,
-    BackendOps,
-    BackendUnavailable,
-    OpNotSupported,
     get_backend,
     register_backend,
+    register_prefix,
     registered_backends,
 )
-from .numpy import NumpyBackend
 
 __all__ = [
-    "Backend", "BackendOps", "BackendError", "BackendUnavailable", "OpNotSupported", "NumpyBackend",
-    "get_backend", "register_backend", "registered_backends", "ENV_VAR", "ENTRY_POINT_GROUP",
+    "Backend", "BackendOps", "BackendError", "BackendUnavailable", "OpNotSupported", "NumpyBackend", "DTYPES",
+    "get_backend", "register_backend", "register_prefix", "registered_backends", "ENV_VAR", "ENTRY_POINT_GROUP",
 ]

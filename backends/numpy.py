@@ -1,74 +1,54 @@
-"""The reference exposed through the backend interface: every op delegates to refimpl.ops.
+"""The reference exposed through the backend interface: every op's kernel is refimpl.ops.OPS[op].
 
-Subclass it and override one op to test a single kernel against the whole suite (the other ops stay
-the reference); see spec/backend-interface.md.
+Subclass it and override one op (a method named like the op, or a `kernels` entry) to test a single
+kernel against the whole suite, the other ops staying the reference; see spec/backend-interface.md.
 """
 
 import numpy as np
 
 from refimpl._version import __version__
 from refimpl.errors import ArgumentError
-from refimpl.ops import OP_NAMES
-from refimpl.ops import ops as reference_ops
+from refimpl.ops import OPS
 
-from .interface import DTYPES, Backend, _method_signature
+from .base import Backend
 
 
-def _delegate(name):
-    def op(self, *args, **kwargs):
-        return self._op(name)(*args, **kwargs)
-
-    op.__name__ = op.__qualname__ = name
-    op.__signature__ = _method_signature(getattr(reference_ops, name))
-    op.__doc__ = f"refimpl.ops.{name} (or this backend's override of it)."
-    return op
+def _attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None):
+    """refimpl.ops.attention_online with its default tiles, under attention's signature."""
+    return OPS["attention_online"](q, k, v, sinks=sinks, window=window, causal=causal, q_offset=q_offset,
+                                   scale=scale, mask=mask)
 
 
 class NumpyBackend(Backend):
-    """The NumPy reference as a backend: arrays are NumPy arrays, every op is implemented.
+    """The NumPy reference as a backend: arrays are NumPy arrays, every op has a kernel.
 
-    overrides: optional dict op name -> function with the reference signature, used instead of the
-    reference op (how the known-wrong variant backends are built). name: the reported name.
-    Kernel variants: attention has "dense" (refimpl.ops.attention) and "online"
-    (refimpl.ops.attention_online, key tiles of 32 with an online softmax).
+    Kernels: attention has "dense" (refimpl.ops.attention) and "online" (refimpl.ops.attention_online,
+    key tiles of 32 with an online softmax); every other op has "default" (the reference op).
+    overrides: optional dict op name -> function with the reference signature, the op's only kernel
+    (how the misreading backends of refimpl.conformance are built). name: the reported name.
     """
 
     name = "numpy"
     version = __version__
+    kernels = {
+        **{op: {"default": fn} for op, fn in OPS.items()},
+        "attention": {"dense": OPS["attention"], "online": _attention_online},
+    }
 
     def __init__(self, overrides=None, *, name=None):
         super().__init__()
-        self._overrides = dict(overrides or {})
-        unknown = set(self._overrides) - set(OP_NAMES)
+        overrides = dict(overrides or {})
+        unknown = set(overrides) - set(OPS)
         if unknown:
-            raise ArgumentError(f"overrides: expected op names of refimpl.ops, found {sorted(unknown)}")
+            raise ArgumentError(f"overrides: expected op names of refimpl.ops.OPS, found {sorted(unknown)}")
+        if overrides:
+            self.kernels = {**type(self).kernels,
+                            **{op: {self.kernel_names(op)[0]: fn} for op, fn in overrides.items()}}
         if name is not None:
             self.name = name
 
-    def capabilities(self):
-        cap = super().capabilities()
-        cap["dtypes"] = set(DTYPES)
-        return cap
-
-    def to_backend(self, array):
+    def to_device(self, array):
         return np.asarray(array)
 
-    def to_numpy(self, array):
+    def to_host(self, array):
         return np.asarray(array)
-
-    def _op(self, name):
-        return self._overrides.get(name) or getattr(reference_ops, name)
-
-    def kernel_variants(self, op):
-        return ["dense", "online"] if op == "attention" else ["default"]
-
-    def attention(self, q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None):
-        kw = dict(sinks=sinks, window=window, causal=causal, q_offset=q_offset, scale=scale, mask=mask)
-        if "attention" not in self._overrides and self.kernel_variant("attention") == "online":
-            return reference_ops.attention_online(q, k, v, **kw)
-        return self._op("attention")(q, k, v, **kw)
-
-
-for _name in OP_NAMES:
-    if _name != "attention":
-        setattr(NumpyBackend, _name, _delegate(_name))

@@ -102,7 +102,7 @@ def main(argv=None):
     rows = []
     t_start = time.perf_counter()
     for name, op, variant, inputs in cases(np, rng):
-        b = backend.with_variant(op, variant) if variant else backend
+        b = backend.with_kernel(op, variant) if variant else backend
         fast = getattr(b.as_ops(fallback=False), op)
         ref = getattr(reference, op)
         t0 = time.perf_counter()

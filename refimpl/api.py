@@ -147,7 +147,7 @@ def resolve_ops(backend):
     if backend in (None, "numpy", "reference"):
         return reference_ops
     try:
-        from refimpl.backends.interface import get_backend
+        from refimpl.backends import get_backend
     except ImportError:
         raise ArgumentError(f"backend: expected 'numpy' (no backend registry installed), found {backend!r}") from None
     return get_backend(backend).as_ops()

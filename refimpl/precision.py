@@ -30,7 +30,7 @@ def check_mode(mode):
 def compute_dtype(*arrays):
     """float64 if any input is float64, else float32."""
     for a in arrays:
-        if a is not None and np.asarray(a).dtype == np.float64:
+        if a is not None and np.dtype(getattr(a, "dtype", None) or np.asarray(a).dtype) == np.float64:
             return np.dtype(np.float64)
     return np.dtype(np.float32)
 

@@ -2,7 +2,7 @@
 # Install refimpl with its test extras and run the whole suite (the README's test command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --disable-pip-version-check -e '.[dev,gguf,text]'
+python3 -m pip install -q --disable-pip-version-check -e '.[dev,gguf,text,numba]'
 # The real-model tests read SmolLM2-135M-Instruct (the default model) from the cache and never
 # download it themselves: fetch it once here. Without network they skip, saying so.
 python3 -c "from refimpl.fetch import smollm2_gguf_path; smollm2_gguf_path()" \

@@ -7,14 +7,14 @@ them as {op: {kernel name: function}} (first = default) and the backend binds th
 
 import copy
 import functools
-import inspect
 from collections import Counter
+from types import MappingProxyType
 
 import numpy as np
 
 from refimpl import __version__
 from refimpl.backends import Backend, BackendUnavailable, OpNotSupported
-from refimpl.ops import ops as reference_ops
+from refimpl.ops import OPS
 
 from . import activations, attention, embedding, linear, moe, mxfp4, norms, rope, sampling
 from .args import Float64NotSupported
@@ -32,60 +32,28 @@ def kernel_table(rt_name):
     return table
 
 
-def _op_method(op):
-    def method(self, *args, **kwargs):
-        return self._call(op, *args, **kwargs)
-
-    ref = getattr(reference_ops, op)
-    sig = inspect.signature(ref)
-    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    method.__signature__ = sig.replace(parameters=[self_param, *sig.parameters.values()])
-    method.__name__ = method.__qualname__ = op
-    method.__doc__ = f"refimpl.ops.{op} on this backend's kernels (see kernel_names / kernel_variants)."
-    return method
-
-
 class _KernelBackend(Backend):
-    """Shared glue: kernel table, kernel selection, array conversion, the float64 rule.
+    """Shared glue: the kernel table bound to a runtime, array conversion, the float64 rule.
 
-    The kernels compute in float32 and read float32 or bfloat16 storage. An op given a float64
-    input (whose reference computes in float64) raises OpNotSupported in op-level checks
-    (as_ops(fallback=False)); in whole-model runs (as_ops(fallback=True)) that call runs the
-    reference on the host instead and is counted in `reference_calls` (op -> calls).
+    `kernels` is set per instance ({op: {kernel name: launcher bound to this backend's runtime}}),
+    since the launchers need the runtime; the base class runs refimpl.ops.CHECKS[op] and then the
+    selected kernel. The kernels compute in float32 and read float32 or bfloat16 storage. An op
+    given a float64 input (whose reference computes in float64) raises OpNotSupported in op-level
+    checks (as_ops(fallback=False)); in whole-model runs (ops(), as_ops(fallback=True)) that call
+    runs the reference on host copies instead and is counted in `reference_calls` (op -> calls).
     """
 
     needs_gpu = False
     dtypes = DTYPES
+    limits = MappingProxyType({"max_head_dim": attention.ROWS_MAX_HEAD_DIM})
 
     def __init__(self, runtime):
         super().__init__()
         self.rt = runtime
-        self._table = kernel_table(runtime.name)
-        self._reference_ok = False
+        self.kernels = MappingProxyType({op: {name: functools.partial(fn, runtime) for name, fn in ks.items()}
+                                         for op, ks in kernel_table(runtime.name).items()})
+        self._reference_ok = True
         self.reference_calls = Counter()
-
-    # --- the table, in the shape of the architecture issue's interface
-    @property
-    def kernels(self):
-        """{op: {kernel name: function with the reference op's signature, device arrays in and out}}."""
-        return {op: {name: functools.partial(fn, self.rt) for name, fn in ks.items()} for op, ks in self._table.items()}
-
-    def kernel_names(self, op):
-        return list(self._table.get(op, {"default": None}))
-
-    def kernel_variants(self, op):  # the current interface's name for kernel_names
-        return self.kernel_names(op)
-
-    def with_kernel(self, op, name):
-        return self.with_variant(op, name)
-
-    def capabilities(self):
-        cap = super().capabilities()
-        cap["ops"] = set(self._table)
-        cap["dtypes"] = set(DTYPES)
-        cap["limits"] = {"attention_tiled_head_dim": attention.TILED_MAX_HEAD_DIM,
-                         "attention_rows_head_dim": attention.ROWS_MAX_HEAD_DIM}
-        return cap
 
     def to_device(self, array):
         return self.rt.asarray(array)
@@ -93,21 +61,19 @@ class _KernelBackend(Backend):
     def to_host(self, array):
         return self.rt.to_host(array)
 
-    def to_backend(self, array):
-        return self.to_device(array)
-
-    def to_numpy(self, array):
-        return self.to_host(array)
+    def ops(self):
+        other = copy.copy(self)
+        other._reference_ok = True
+        return super(_KernelBackend, other).ops()
 
     def as_ops(self, *, fallback=True):
         other = copy.copy(self)
         other._reference_ok = bool(fallback)
         return super(_KernelBackend, other).as_ops(fallback=fallback)
 
-    def _call(self, op, *args, **kwargs):
-        fn = self._table[op][self.kernel_variant(op)]
+    def run(self, op, *args, **kwargs):
         try:
-            return fn(self.rt, *args, **kwargs)
+            return super().run(op, *args, **kwargs)
         except Float64NotSupported:
             if not self._reference_ok:
                 raise OpNotSupported(op, self, "float64 inputs: the kernels compute in float32") from None
@@ -115,23 +81,22 @@ class _KernelBackend(Backend):
         return self._reference(op, args, kwargs)
 
     def _reference(self, op, args, kwargs):
+        def dev(v):
+            return self.to_device(v) if isinstance(v, np.ndarray) else v
+
         def host(v):
-            if callable(v) and not isinstance(v, type):
-                return lambda *a, **k: host(v(*[self.to_device(x) if isinstance(x, np.ndarray) else x for x in a], **k))
             if isinstance(v, (tuple, list)):
                 return type(v)(host(x) for x in v)
-            if v is None or isinstance(v, (bool, int, float, str, np.generic, np.random.Generator)):
+            if v is None or isinstance(v, (bool, int, float, str, np.generic, np.random.Generator, type, np.dtype)):
                 return v
-            return self.to_host(v) if hasattr(v, "dtype") else v
+            if callable(v) and not hasattr(v, "shape"):
+                return lambda *a, **k: host(v(*[dev(x) for x in a], **{n: dev(x) for n, x in k.items()}))
+            return self.to_host(v) if hasattr(v, "shape") else v
 
-        out = getattr(reference_ops, op)(*[host(a) for a in args], **{k: host(v) for k, v in kwargs.items()})
+        out = OPS[op](*[host(a) for a in args], **{k: host(v) for k, v in kwargs.items()})
         if isinstance(out, tuple):
-            return tuple(self.to_device(o) if isinstance(o, np.ndarray) else o for o in out)
-        return self.to_device(out) if isinstance(out, np.ndarray) else out
-
-
-for _op in kernel_table("cupy"):
-    setattr(_KernelBackend, _op, _op_method(_op))
+            return tuple(dev(o) for o in out)
+        return dev(out)
 
 
 class EmulatedCupyBackend(_KernelBackend):

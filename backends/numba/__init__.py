@@ -11,106 +11,79 @@ computes in refimpl.precision.compute_dtype and returns that dtype.
 """
 
 import numba
-import numpy as np
 
 from refimpl._version import __version__
-from refimpl._validate import positive_int
+from refimpl.ops.attention import resolve_q_offset
 
-from ..interface import DTYPES, Backend, OpNotSupported
+from ..base import DTYPES, Backend, OpNotSupported
 from . import activations, attention, moe, mxfp4, norms, rope
 
 __all__ = ["NumbaBackend"]
 
-_ATTENTION_OPS = ("attention", "attention_online")
-_VARIANTS = {
-    "attention": ["online", "naive"],
-    "mxfp4_linear": ["fused", "decode_matmul"],
-}
+_MASK_REASON = "mask= is not supported; pass mask=None (causal, window and sinks are built in)"
+
+
+def _attention(op, q, k, v, sinks, window, causal, q_offset, scale, mask, variant, block):
+    """The attention kernel `variant` ("online" or "naive") on checked arguments."""
+    if mask is not None:
+        raise OpNotSupported(op, NumbaBackend.name, _MASK_REASON)
+    window = None if window is None else int(window)
+    off = resolve_q_offset(q.shape[-3], k.shape[-3], q_offset, bool(causal), window)
+    return attention.run(q, k, v, sinks, window, bool(causal), off, scale, variant=variant, block=int(block))
+
+
+def _attention_kernel(variant):
+    def kernel(q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None):
+        return _attention("attention", q, k, v, sinks, window, causal, q_offset, scale, mask, variant, attention.BLOCK)
+
+    kernel.__name__ = f"attention_{variant}"
+    return kernel
+
+
+def attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None,
+                     block_size=32):
+    return _attention("attention_online", q, k, v, sinks, window, causal, q_offset, scale, mask, "online", block_size)
+
+
+def _mxfp4_linear(variant):
+    def kernel(x, blocks, scales, bias=None, *, nibble_order="low_first", scale_bias=127):
+        return mxfp4.mxfp4_linear(x, blocks, scales, bias, nibble_order=nibble_order, scale_bias=scale_bias,
+                                  variant=variant)
+
+    kernel.__name__ = f"mxfp4_linear_{variant}"
+    return kernel
 
 
 class NumbaBackend(Backend):
-    """Numba kernels on NumPy arrays (to_backend / to_numpy are the identity).
+    """Numba kernels on NumPy arrays (to_device / to_host are the identity).
 
-    Kernel variants: attention "online" (tiles of 32 keys, online softmax; default) and "naive"
-    (two passes, as the dense reference); mxfp4_linear "fused" (decode inside the product; default)
-    and "decode_matmul" (decode kernel, then BLAS). Other ops: one kernel ("default").
+    Kernels: attention "online" (tiles of 32 keys, online softmax; default) and "naive" (two passes, as
+    the dense reference); mxfp4_linear "fused" (decode inside the product; default) and
+    "decode_matmul" (decode kernel, then BLAS). Other ops: one kernel ("default").
     Limits: attention and attention_online accept mask=None only (a mask raises OpNotSupported
     after the arguments are checked); unsupported_reason(op, mask=True) says so.
     """
 
     name = "numba"
     version = f"{__version__}+numba{numba.__version__}"
-
-    def capabilities(self):
-        cap = super().capabilities()
-        cap["dtypes"] = set(DTYPES)  # bfloat16/float16 inputs are promoted to float32 exactly, as the reference does
-        cap["limits"] = {"attention_mask": "mask=None only (attention, attention_online)"}
-        return cap
+    dtypes = DTYPES  # bfloat16/float16 inputs are promoted to float32 exactly, as the reference does
+    limits = {"attention_mask": "mask=None only (attention, attention_online)"}
+    kernels = {
+        "rms_norm": {"default": norms.rms_norm},
+        "layer_norm": {"default": norms.layer_norm},
+        "gelu": {"default": activations.gelu},
+        "silu": {"default": activations.silu},
+        "swiglu": {"default": activations.swiglu},
+        "swiglu_oss": {"default": activations.swiglu_oss},
+        "apply_rope": {"default": rope.apply_rope},
+        "attention": {"online": _attention_kernel("online"), "naive": _attention_kernel("naive")},
+        "attention_online": {"default": attention_online},
+        "decode_mxfp4": {"default": mxfp4.decode_mxfp4},
+        "mxfp4_linear": {"fused": _mxfp4_linear("fused"), "decode_matmul": _mxfp4_linear("decode_matmul")},
+        "router_topk_softmax": {"default": moe.router_topk_softmax},
+    }
 
     def unsupported_reason(self, op, *, dtype=None, mask=None, **sizes):
-        if op in _ATTENTION_OPS and mask is not None and mask is not False:
+        if op in ("attention", "attention_online") and mask is not None and mask is not False:
             return f"{op}: backend {self.name!r} supports mask=None only (the causal/window/sink rules are built in)"
         return super().unsupported_reason(op, dtype=dtype, **sizes)
-
-    def to_backend(self, array):
-        return np.asarray(array)
-
-    def to_numpy(self, array):
-        return np.asarray(array)
-
-    def kernel_variants(self, op):
-        return list(_VARIANTS.get(op, ["default"]))
-
-    # --- norms
-    def rms_norm(self, x, weight, *, eps=1e-5, cast_before_scale=False):
-        return norms.rms_norm(x, weight, eps=eps, cast_before_scale=cast_before_scale)
-
-    def layer_norm(self, x, weight, bias, *, eps=1e-5):
-        return norms.layer_norm(x, weight, bias, eps=eps)
-
-    # --- activations
-    def gelu(self, x, *, approximate="tanh"):
-        return activations.gelu(x, approximate=approximate)
-
-    def silu(self, x):
-        return activations.silu(x)
-
-    def swiglu(self, gate, up):
-        return activations.swiglu(gate, up)
-
-    def swiglu_oss(self, h, *, alpha=1.702, limit=7.0, layout="interleaved"):
-        return activations.swiglu_oss(h, alpha=alpha, limit=limit, layout=layout)
-
-    # --- rope
-    def apply_rope(self, x, cos, sin, *, pairing="half", rotary_dim=None):
-        return rope.apply_rope(x, cos, sin, pairing=pairing, rotary_dim=rotary_dim)
-
-    # --- attention
-    def _attention(self, op, q, k, v, sinks, window, causal, q_offset, scale, mask, variant, block):
-        q, k, v, sinks, window, causal, off, scale, mask = attention.check(q, k, v, sinks, window, causal,
-                                                                          q_offset, scale, mask)
-        if mask is not None:
-            raise OpNotSupported(op, self, "mask= is not supported; pass mask=None (causal, window and sinks are built in)")
-        return attention.run(q, k, v, sinks, window, causal, off, scale, variant=variant, block=block)
-
-    def attention(self, q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None):
-        return self._attention("attention", q, k, v, sinks, window, causal, q_offset, scale, mask,
-                               self.kernel_variant("attention"), attention.BLOCK)
-
-    def attention_online(self, q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None,
-                         block_size=32):
-        block_size = positive_int(block_size, "block_size")
-        return self._attention("attention_online", q, k, v, sinks, window, causal, q_offset, scale, mask,
-                               "online", block_size)
-
-    # --- mxfp4
-    def decode_mxfp4(self, blocks, scales, *, dtype=np.float32, nibble_order="low_first", scale_bias=127):
-        return mxfp4.decode_mxfp4(blocks, scales, dtype=dtype, nibble_order=nibble_order, scale_bias=scale_bias)
-
-    def mxfp4_linear(self, x, blocks, scales, bias=None, *, nibble_order="low_first", scale_bias=127):
-        return mxfp4.mxfp4_linear(x, blocks, scales, bias, nibble_order=nibble_order, scale_bias=scale_bias,
-                                  variant=self.kernel_variant("mxfp4_linear"))
-
-    # --- moe
-    def router_topk_softmax(self, logits, k):
-        return moe.router_topk_softmax(logits, k)

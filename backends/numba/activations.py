@@ -10,9 +10,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from refimpl.ops.activations import _float_in, _gelu_args, _swiglu_args, _swiglu_oss_args
+from refimpl.precision import compute_dtype
 
 from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
+
+
+def _float_in(x):
+    """x (checked by the backend base) and its compute dtype."""
+    x = np.asarray(x)
+    return x, compute_dtype(x)
 
 
 def _make_gelu(dt):
@@ -96,7 +102,7 @@ def _flat(a, dt):
 def gelu(x, *, approximate="tanh"):
     """refimpl.ops.gelu (same contract). "tanh": 0.5 x (1 + tanh(c (x + 0.044715 x x x))), x^3 as two
     products; "none": erf in float64 (C library), rounded once to the compute dtype."""
-    x, dt = _gelu_args(x, approximate)
+    x, dt = _float_in(x)
     xf = _flat(x, dt)
     out = np.empty_like(xf)  # [N]
     launch(gelu_kernel(dt), 16 * xf.size, xf, approximate == "none", out)
@@ -114,7 +120,8 @@ def silu(x):
 
 def swiglu(gate, up):
     """refimpl.ops.swiglu (same contract): silu(gate) * up."""
-    g, u, dt = _swiglu_args(gate, up)
+    g, u = np.asarray(gate), np.asarray(up)
+    dt = compute_dtype(g, u)
     gf, uf = _flat(g, dt), _flat(u, dt)
     out = np.empty_like(gf)  # [N]
     launch(silu_kernel(dt)[0], 16 * gf.size, gf, uf, True, out)
@@ -123,7 +130,8 @@ def swiglu(gate, up):
 
 def swiglu_oss(h, *, alpha=1.702, limit=7.0, layout="interleaved"):
     """refimpl.ops.swiglu_oss (same contract): clamps, then (g sigmoid(alpha g)) (lin + 1), per element."""
-    h, alpha, limit, dt = _swiglu_oss_args(h, alpha, limit, layout)
+    h, dt = _float_in(h)
+    alpha, limit = float(alpha), None if limit is None else float(limit)
     two_i = h.shape[-1]
     hc = contiguous(h, dt).reshape(count(h.shape[:-1]), two_i)  # [N, 2I]
     out = np.empty((hc.shape[0], two_i // 2), dtype=dt)  # [N, I]

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl.errors import ArgumentError
-from refimpl.ops.attention import _check_args
+from refimpl.ops.attention import check_attention, resolve_q_offset
 from refimpl.precision import compute_dtype
 
 from ._common import JIT, enter, launch, leave, contiguous, per_dtype
@@ -176,9 +176,14 @@ attention_kernel = per_dtype(_make_kernel)
 
 
 def check(q, k, v, sinks, window, causal, q_offset, scale, mask):
-    """refimpl.ops.attention's argument checks (refimpl.ops.attention._check_args, v required); returns
-    (q, k, v, sinks, window, causal, offset, scale, mask) with arrays as given (not yet converted)."""
-    return _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, True)
+    """refimpl.ops.check_attention, then the arguments as the kernel takes them: returns (q, k, v, sinks,
+    window, causal, offset, scale, mask), offset the absolute position of query 0."""
+    check_attention(q, k, v, sinks=sinks, window=window, causal=causal, q_offset=q_offset, scale=scale, mask=mask)
+    q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
+    sinks = None if sinks is None else np.asarray(sinks)
+    window = None if window is None else int(window)
+    off = resolve_q_offset(q.shape[-3], k.shape[-3], q_offset, bool(causal), window)
+    return q, k, v, sinks, window, bool(causal), off, scale, mask
 
 
 def run(q, k, v, sinks, window, causal, off, scale, *, variant="online", block=BLOCK):

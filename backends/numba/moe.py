@@ -9,7 +9,7 @@ the summation order of k terms at most.
 import numpy as np
 from numba import njit, prange
 
-from refimpl.ops.moe import _k, _logits
+from refimpl.precision import compute_dtype
 
 from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 
@@ -48,8 +48,8 @@ router_kernel = per_dtype(_make_router)
 
 def router_topk_softmax(logits, k):
     """refimpl.ops.router_topk_softmax (same contract): (weights [..., k], indices [..., k] int64)."""
-    a, dt = _logits(logits)
-    k = _k(k, a.shape[-1])
+    a = np.asarray(logits)  # checked by the backend base (refimpl.ops.check_router_topk_softmax)
+    dt, k = compute_dtype(a), int(k)
     e = a.shape[-1]
     ac = contiguous(a, dt).reshape(count(a.shape[:-1]), e)  # [N, E]
     w = np.empty((ac.shape[0], k), dtype=dt)  # [N, k]

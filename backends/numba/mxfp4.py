@@ -18,8 +18,8 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl.errors import ArgumentError
-from refimpl.ops.mxfp4 import BLOCK_SIZE, FP4_E2M1_VALUES, _decode_args, _linear_args, decode_e8m0
-from refimpl.precision import bfloat16
+from refimpl.ops.mxfp4 import BLOCK_SIZE, FP4_E2M1_VALUES, decode_e8m0
+from refimpl.precision import bfloat16, compute_dtype
 
 from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 
@@ -120,7 +120,7 @@ def _decode(b, s, dt, nibble_order, scale_bias):
 
 def decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", scale_bias=127):
     """refimpl.ops.decode_mxfp4 (same contract, same bits)."""
-    b, s, dt, scale_bias = _decode_args(blocks, scales, dtype, nibble_order, scale_bias)
+    b, s, dt, scale_bias = np.asarray(blocks), np.asarray(scales), np.dtype(dtype), int(scale_bias)  # checked by the base
     if dt == bfloat16:
         with np.errstate(over="ignore", invalid="ignore"):
             return _decode(b, s, np.dtype(np.float64), nibble_order, scale_bias).astype(bfloat16)
@@ -129,7 +129,9 @@ def decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", 
 
 def mxfp4_linear(x, blocks, scales, bias=None, *, nibble_order="low_first", scale_bias=127, variant="fused"):
     """refimpl.ops.mxfp4_linear (same contract): y = x @ decode(W).T + bias, bias added after the product."""
-    xa, b, s, bb, dt, scale_bias = _linear_args(x, blocks, scales, bias, nibble_order, scale_bias)
+    xa, b, s = np.asarray(x), np.asarray(blocks), np.asarray(scales)  # checked by the backend base
+    bb = None if bias is None else np.asarray(bias)
+    dt, scale_bias = compute_dtype(xa, bb), int(scale_bias)
     if variant == "decode_matmul":
         wt = _decode(b, s, dt, nibble_order, scale_bias)  # [out, in]
         with np.errstate(all="ignore"):

@@ -7,7 +7,7 @@ reference's np.mean sums pairwise, so the sums differ in order only; budgets: sp
 import numpy as np
 from numba import njit, prange
 
-from refimpl.ops.norms import _layer_norm_args, _rms_norm_args
+from refimpl.precision import compute_dtype
 
 from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 
@@ -70,7 +70,8 @@ def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
     The sum of squares runs sequentially over the row; cast_before_scale with a narrow x runs the
     kernel with weight 1 (exact), rounds to x's dtype and scales in NumPy.
     """
-    x, w, eps, dt = _rms_norm_args(x, weight, eps, cast_before_scale)
+    x, w = np.asarray(x), np.asarray(weight)  # checked by the backend base (refimpl.ops.check_rms_norm)
+    eps, dt = float(eps), compute_dtype(x, w)
     n = x.shape[-1]
     narrow_cast = cast_before_scale and x.dtype.itemsize < 4
     xc = contiguous(x, dt).reshape(count(x.shape[:-1]), n)  # [N, n]
@@ -86,7 +87,9 @@ def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
 
 def layer_norm(x, weight, bias, *, eps=1e-5):
     """refimpl.ops.layer_norm (same contract): two passes (mean, then the centred squares) per row."""
-    x, w, b, eps, dt = _layer_norm_args(x, weight, bias, eps)
+    x, w = np.asarray(x), np.asarray(weight)  # checked by the backend base (refimpl.ops.check_layer_norm)
+    b = None if bias is None else np.asarray(bias)
+    eps, dt = float(eps), compute_dtype(x, w, b)
     n = x.shape[-1]
     xc = contiguous(x, dt).reshape(count(x.shape[:-1]), n)  # [N, n]
     wc = contiguous(w, dt)

@@ -7,7 +7,7 @@ sum (no fused multiply-add: fastmath is off), so the result equals the reference
 import numpy as np
 from numba import njit, prange
 
-from refimpl.ops.rope import _rope_check
+from refimpl.precision import compute_dtype
 
 from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 
@@ -42,7 +42,8 @@ rope_kernel = per_dtype(_make_rope)
 
 def apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
     """refimpl.ops.apply_rope (same contract); cos/sin are broadcast to x's leading dims first."""
-    x, c, s, _, dt = _rope_check(x, cos, sin, pairing, rotary_dim)
+    x, c, s = np.asarray(x), np.asarray(cos), np.asarray(sin)  # checked by the backend base
+    dt = compute_dtype(x, c, s)
     n_lead = count(x.shape[:-3])
     xc = contiguous(x, dt).reshape(n_lead, *x.shape[-3:])  # [L, T, H, D]
     table = x.shape[:-3] + c.shape[-2:]  # [..., T, R/2]

@@ -18,7 +18,7 @@ def add_subcommands(subparsers):
     """Add the `conform` and `diff` subcommands to refimpl's argparse subparsers."""
     c = subparsers.add_parser("conform", help="run the conformance property suite against a backend")
     c.add_argument("--backend", default=None,
-                   help="backend name, module:attribute or variant:NAME (default: $REFIMPL_BACKEND, else numpy)")
+                   help="backend name, module:attribute or misreading:NAME (default: $REFIMPL_BACKEND, else numpy)")
     c.add_argument("--ops", default=None, help="comma-separated op names and/or model:<arch> (default: all)")
     c.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"],
                    help="dtype of the inputs given to the backend (default: %(default)s)")
@@ -67,7 +67,7 @@ def cmd_conform(args):
         from .suite import format_row, format_table, run_suite
     except ImportError as exc:  # hypothesis is a dev dependency
         raise RefimplError(f"conform: needs the package 'hypothesis' ({exc}); pip install 'refimpl[dev]'") from None
-    from refimpl.backends.interface import get_backend
+    from refimpl.backends import get_backend
 
     if args.max_examples < 0:
         raise ArgumentError(f"--max-examples: expected an integer >= 0, found {args.max_examples}")

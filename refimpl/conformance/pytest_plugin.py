@@ -39,7 +39,7 @@ def suite_options(config):
 @pytest.fixture(scope="session")
 def backend(request):
     """The backend under test (backends.Backend); skips when it cannot run here (not installed, no GPU)."""
-    from refimpl.backends.interface import BackendUnavailable, get_backend
+    from refimpl.backends import BackendUnavailable, get_backend
 
     try:
         return get_backend(backend_spec(request.config))

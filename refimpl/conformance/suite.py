@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, reject, settings
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
-from refimpl.backends.interface import BackendError, OpNotSupported, get_backend
+from refimpl.backends import BackendError, OpNotSupported, get_backend
 from ..errors import ArgumentError, RefimplError
 from ..ops import OP_NAMES
 from ..ops import ops as reference_ops
@@ -116,13 +116,13 @@ def run_op(backend, op, *, kernel=None, dtype="float32", max_examples=DEFAULT_MA
     backend raised something other than OpNotSupported.
     """
     t0 = time.perf_counter()
-    kernel = kernel or backend.kernel_variants(op)[0]
+    kernel = kernel or (backend.kernel_names(op) or ["default"])[0]
     res = OpResult(op=op, kernel=kernel)
     reason = backend.unsupported_reason(op, dtype=DTYPES[dtype])
     if reason:
         res.status, res.reason = "skip", reason
         return res
-    b = backend.with_variant(op, kernel) if kernel != backend.kernel_variant(op) else backend
+    b = backend.with_kernel(op, kernel) if kernel != backend.kernel_name(op) else backend
     fn = getattr(b.as_ops(fallback=False), op)
     ref = getattr(reference_ops, op)
     name = spec or b.name
@@ -304,7 +304,7 @@ def run_suite(backend, *, ops=None, dtype="float32", max_examples=DEFAULT_MAX_EX
         models = list(MODEL_ARCHS) if ops is None else [o[6:] for o in ops if o.startswith("model:")]
     rows = []
     for op in names:
-        for kernel in backend.kernel_variants(op):
+        for kernel in backend.kernel_names(op) or ["default"]:
             r = run_op(backend, op, kernel=kernel, dtype=dtype, max_examples=max_examples, shrink=shrink, spec=spec)
             rows.append(r)
             if progress:

@@ -17,14 +17,14 @@ pytest.importorskip("hypothesis", reason="the conformance suite needs hypothesis
 
 def _plan(config):
     """[(op, kernel)] for the backend chosen on the command line (or one skip entry if it cannot run)."""
-    from refimpl.backends.interface import BackendError, get_backend
+    from refimpl.backends import BackendError, get_backend
     from refimpl.conformance.suite import suite_ops
 
     try:
         b = get_backend(pytest_plugin.backend_spec(config))
     except BackendError as exc:
         return [pytest.param(None, None, marks=pytest.mark.skip(reason=str(exc)), id="backend-unavailable")]
-    return [pytest.param(op, k, id=f"{op}[{k}]") for op in suite_ops() for k in b.kernel_variants(op)]
+    return [pytest.param(op, k, id=f"{op}[{k}]") for op in suite_ops() for k in (b.kernel_names(op) or ["default"])]
 
 
 def pytest_generate_tests(metafunc):
@@ -39,7 +39,7 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(scope="module")
 def conformance_backend(request):
     """The backend under test, built from the same option/environment as the plugin's `backend` fixture."""
-    from refimpl.backends.interface import BackendUnavailable, get_backend
+    from refimpl.backends import BackendUnavailable, get_backend
 
     try:
         return get_backend(pytest_plugin.backend_spec(request.config))

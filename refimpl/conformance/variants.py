@@ -3,7 +3,7 @@
 Each Variant replaces one or more ops by the reference op called with a wrong knob, or by a small
 wrapper around it. Two uses: a failing comparison says which known mistake the implementation
 matches (`diagnose`), and the suite is run against a backend built from each variant
-(`get_backend("variant:NAME")`) and must fail every one of them.
+(`get_backend("misreading:NAME")`) and must fail every one of them.
 """
 
 import inspect
@@ -45,10 +45,10 @@ class Variant:
         return SimpleNamespace(**{**vars(reference_ops), **self.overrides})
 
     def backend(self):
-        """A NumPy backend running this variant (named "variant:<name>")."""
+        """A NumPy backend running this variant (named "misreading:<name>")."""
         from refimpl.backends.numpy import NumpyBackend
 
-        return NumpyBackend(self.overrides, name=f"variant:{self.name}")
+        return NumpyBackend(self.overrides, name=f"misreading:{self.name}")
 
 
 def _rewrite(op, change):

@@ -1,23 +1,84 @@
-"""Reference operations, one module per layer family.
+"""Reference operations, one module per layer family (spec/README.md lists them by page).
 
-`ops` is the namespace of every reference op by name; models call ops through a
-namespace like it, so that a backend (backends/) can stand in for the reference.
+`OPS` is the op table: every op by name, written out (no discovery). `CHECKS` maps each op to its
+public argument check `check_<op>(same arguments)`, which raises ArgumentError and returns None,
+reads only `.shape`, `.dtype` and `.ndim` of a backend's arrays, and is what the reference op runs
+first. A backend (refimpl.backends) runs `CHECKS[op]` once, then its kernel. `ops` is the same table
+as a namespace, the op set a model calls when no backend is chosen.
 """
 
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 
 from . import activations, attention, dropout, embed, linear, moe, mxfp4, norms, rope, sampling
 
+OPS = MappingProxyType({
+    # embeddings (spec/embeddings.md)
+    "embedding": embed.embedding,
+    "learned_positions": embed.learned_positions,
+    # linear (spec/linear.md)
+    "linear": linear.linear,
+    # norms and residual placements (spec/norms.md)
+    "layer_norm": norms.layer_norm,
+    "rms_norm": norms.rms_norm,
+    "pre_norm_residual": norms.pre_norm_residual,
+    "post_norm_residual": norms.post_norm_residual,
+    # activations and dense MLPs (spec/activations.md)
+    "gelu": activations.gelu,
+    "silu": activations.silu,
+    "swiglu": activations.swiglu,
+    "swiglu_oss": activations.swiglu_oss,
+    "gelu_mlp": activations.gelu_mlp,
+    "swiglu_mlp": activations.swiglu_mlp,
+    # dropout (spec/dropout.md)
+    "dropout": dropout.dropout,
+    # rotary embeddings (spec/rope.md)
+    "inv_freq_default": rope.inv_freq_default,
+    "inv_freq_linear": rope.inv_freq_linear,
+    "inv_freq_llama3": rope.inv_freq_llama3,
+    "inv_freq_yarn": rope.inv_freq_yarn,
+    "yarn_correction_range": rope.yarn_correction_range,
+    "rope_frequencies": rope.rope_frequencies,
+    "rope_cos_sin": rope.rope_cos_sin,
+    "apply_rope": rope.apply_rope,
+    "rope_terms": rope.rope_terms,
+    # attention (spec/attention.md)
+    "visibility_mask": attention.visibility_mask,
+    "repeat_kv": attention.repeat_kv,
+    "attention_probs": attention.attention_probs,
+    "attention": attention.attention,
+    "attention_online": attention.attention_online,
+    "attention_scores": attention.attention_scores,
+    "softmax_with_sinks": attention.softmax_with_sinks,
+    "attention_values": attention.attention_values,
+    # mixture of experts (spec/moe.md)
+    "router_topk_softmax": moe.router_topk_softmax,
+    "router_softmax_topk": moe.router_softmax_topk,
+    "expert_choice": moe.expert_choice,
+    "load_balancing_loss": moe.load_balancing_loss,
+    "moe_combine": moe.moe_combine,
+    "gpt_oss_experts": moe.gpt_oss_experts,
+    # MXFP4 (spec/mxfp4.md)
+    "decode_e8m0": mxfp4.decode_e8m0,
+    "decode_mxfp4": mxfp4.decode_mxfp4,
+    "encode_mxfp4": mxfp4.encode_mxfp4,
+    "mxfp4_linear": mxfp4.mxfp4_linear,
+    # sampling (spec/sampling.md)
+    "softmax": sampling.softmax,
+    "greedy": sampling.greedy,
+    "apply_temperature": sampling.apply_temperature,
+    "top_k_filter": sampling.top_k_filter,
+    "top_p_filter": sampling.top_p_filter,
+    "sample": sampling.sample,
+})
+
 _MODULES = (embed, linear, norms, activations, dropout, rope, attention, moe, mxfp4, sampling)
 
-OP_NAMES = tuple(
-    name
-    for mod in _MODULES
-    for name in getattr(mod, "__all__", [n for n, v in vars(mod).items()
-                                         if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == mod.__name__])
-)
+CHECKS = MappingProxyType({
+    name: next(getattr(m, f"check_{name}") for m in _MODULES if hasattr(m, f"check_{name}")) for name in OPS
+})
 
-ops = SimpleNamespace(**{name: getattr(mod, name) for mod in _MODULES
-                         for name in OP_NAMES if hasattr(mod, name)})
+OP_NAMES = tuple(OPS)
 
-__all__ = ["ops", "OP_NAMES"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES]
+ops = SimpleNamespace(**OPS)
+
+__all__ = ["OPS", "CHECKS", "OP_NAMES", "ops"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES]

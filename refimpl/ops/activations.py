@@ -4,11 +4,12 @@ import math
 
 import numpy as np
 
-from .._validate import as_float_array, require
+from .._validate import as_float_array, real, require
 from ..precision import compute_dtype
 from .linear import linear
 
-__all__ = ["gelu", "silu", "swiglu", "swiglu_oss", "gelu_mlp", "swiglu_mlp"]
+__all__ = ["gelu", "silu", "swiglu", "swiglu_oss", "gelu_mlp", "swiglu_mlp", "check_gelu", "check_silu",
+           "check_swiglu", "check_swiglu_oss", "check_gelu_mlp", "check_swiglu_mlp"]
 
 GELU_APPROXIMATIONS = ("tanh", "none")
 SWIGLU_LAYOUTS = ("interleaved", "halves")
@@ -22,36 +23,32 @@ def _float_in(x, name="x"):
     return a.astype(dt, copy=False), dt
 
 
-def _real(v, name, what, ok):
-    good = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-    require(good and math.isfinite(float(v)) and ok(float(v)), name, what, repr(v))
-    return float(v)
-
-
-def _gelu_args(x, approximate):
-    """The checks of gelu; returns (x, dtype) with x in dtype = compute_dtype(x)."""
+def check_gelu(x, *, approximate="tanh"):
+    """The argument checks of gelu (ArgumentError; returns None)."""
     require(approximate in GELU_APPROXIMATIONS, "approximate", f"one of {GELU_APPROXIMATIONS}", repr(approximate))
-    return _float_in(x)
+    as_float_array(x, "x")
 
 
-def _swiglu_args(gate, up):
-    """The checks of swiglu; returns (gate, up, dtype): the arrays as given, dtype = compute_dtype(gate, up)."""
+def check_silu(x):
+    """The argument checks of silu."""
+    as_float_array(x, "x")
+
+
+def check_swiglu(gate, up):
+    """The argument checks of swiglu: float arrays of equal shapes."""
     g = as_float_array(gate, "gate")
     u = as_float_array(up, "up")
     require(u.shape == g.shape, "up", f"shape {g.shape} (shape of gate)", f"shape {u.shape}")
-    return g, u, compute_dtype(g, u)
 
 
-def _swiglu_oss_args(h, alpha, limit, layout):
-    """The checks of swiglu_oss; returns (h, alpha, limit, dtype): h as given, alpha and limit floats
-    (limit may be None), dtype = compute_dtype(h)."""
+def check_swiglu_oss(h, *, alpha=1.702, limit=7.0, layout="interleaved"):
+    """The argument checks of swiglu_oss."""
     require(layout in SWIGLU_LAYOUTS, "layout", f"one of {SWIGLU_LAYOUTS}", repr(layout))
-    alpha = _real(alpha, "alpha", "a finite number > 0", lambda v: v > 0)
+    real(alpha, "alpha", low=0.0, what="a finite number > 0")
     if limit is not None:
-        limit = _real(limit, "limit", "a finite number > 0 or None", lambda v: v > 0)
+        real(limit, "limit", low=0.0, what="a finite number > 0 or None")
     h = as_float_array(h, "h", min_ndim=1)
     require(h.shape[-1] % 2 == 0, "h", "an even last dimension (gate and linear parts)", f"shape {h.shape}")
-    return h, alpha, limit, compute_dtype(h)
 
 
 def _sigmoid(z):
@@ -72,7 +69,8 @@ def gelu(x, *, approximate="tanh"):
     and rounded once to the compute dtype. NaN propagates; gelu(+inf) = +inf;
     gelu(-inf) is NaN for "tanh" (-inf * 0) and for "none" (-inf * 0).
     """
-    x, dt = _gelu_args(x, approximate)
+    check_gelu(x, approximate=approximate)
+    x, dt = _float_in(x)
     half = dt.type(0.5)
     with np.errstate(invalid="ignore", over="ignore"):
         if approximate == "tanh":
@@ -92,6 +90,7 @@ def silu(x):
     1000, silu(-1000) = -0). silu(-inf) = -inf * 0 = NaN (IEEE, as torch).
     Computed in and returns ``compute_dtype(x)``.
     """
+    check_silu(x)
     x, _ = _float_in(x)
     with np.errstate(invalid="ignore"):
         return x * _sigmoid(x)
@@ -103,7 +102,9 @@ def swiglu(gate, up):
     LLaMA-family MLP hidden activation (HF ``LlamaMLP``: ``act_fn(gate_proj(x)) * up_proj(x)``).
     Computed in and returns ``compute_dtype(gate, up)``.
     """
-    g, u, dt = _swiglu_args(gate, up)
+    check_swiglu(gate, up)
+    g, u = as_float_array(gate, "gate"), as_float_array(up, "up")
+    dt = compute_dtype(g, u)
     return silu(g.astype(dt, copy=False)) * u.astype(dt, copy=False)
 
 
@@ -122,8 +123,9 @@ def swiglu_oss(h, *, alpha=1.702, limit=7.0, layout="interleaved"):
     ``swiglu_limit`` = 7.0), or None for no clamping at all (a known-wrong
     variant). NaN propagates through the clamps.
     """
-    h, alpha, limit, dt = _swiglu_oss_args(h, alpha, limit, layout)
-    h = h.astype(dt, copy=False)
+    check_swiglu_oss(h, alpha=alpha, limit=limit, layout=layout)
+    h, dt = _float_in(h, "h")
+    alpha, limit = float(alpha), None if limit is None else float(limit)
     if layout == "interleaved":
         gate, lin = h[..., 0::2], h[..., 1::2]  # [..., I], [..., I]
     else:
@@ -137,14 +139,8 @@ def swiglu_oss(h, *, alpha=1.702, limit=7.0, layout="interleaved"):
         return glu * (lin + dt.type(1))
 
 
-def gelu_mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, *, approximate="tanh"):
-    """GPT-2 MLP: proj(gelu(fc(x))) = gelu(x @ fc_weight.T + fc_bias) @ proj_weight.T + proj_bias.
-
-    x: [..., d]; fc_weight: [F, d] (GPT-2: F = 4d, ``mlp.c_fc`` transposed from
-    Conv1D); fc_bias: [F] or None; proj_weight: [d_out, F] (``mlp.c_proj``);
-    proj_bias: [d_out] or None. approximate: as in ``gelu`` (GPT-2: "tanh").
-    Each step follows ``linear``'s dtype rule. Returns [..., d_out].
-    """
+def check_gelu_mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, *, approximate="tanh"):
+    """The argument checks of gelu_mlp."""
     require(approximate in GELU_APPROXIMATIONS, "approximate", f"one of {GELU_APPROXIMATIONS}", repr(approximate))
     x = as_float_array(x, "x", min_ndim=1)
     fw = as_float_array(fc_weight, "fc_weight")
@@ -157,8 +153,31 @@ def gelu_mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, *, approximate="tanh
     if proj_bias is not None:
         pb = as_float_array(proj_bias, "proj_bias")
         require(pb.shape == (pw.shape[0],), "proj_bias", f"shape ({pw.shape[0]},)", f"shape {pb.shape}")
+
+
+def gelu_mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, *, approximate="tanh"):
+    """GPT-2 MLP: proj(gelu(fc(x))) = gelu(x @ fc_weight.T + fc_bias) @ proj_weight.T + proj_bias.
+
+    x: [..., d]; fc_weight: [F, d] (GPT-2: F = 4d, ``mlp.c_fc`` transposed from
+    Conv1D); fc_bias: [F] or None; proj_weight: [d_out, F] (``mlp.c_proj``);
+    proj_bias: [d_out] or None. approximate: as in ``gelu`` (GPT-2: "tanh").
+    Each step follows ``linear``'s dtype rule. Returns [..., d_out].
+    """
+    check_gelu_mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, approximate=approximate)
+    x, fw, pw = as_float_array(x, "x"), as_float_array(fc_weight, "fc_weight"), as_float_array(proj_weight, "proj_weight")
     h = gelu(linear(x, fw, fc_bias), approximate=approximate)  # [..., F]
     return linear(h, pw, proj_bias)  # [..., d_out]
+
+
+def check_swiglu_mlp(x, gate_weight, up_weight, down_weight):
+    """The argument checks of swiglu_mlp."""
+    x = as_float_array(x, "x", min_ndim=1)
+    gw = as_float_array(gate_weight, "gate_weight")
+    uw = as_float_array(up_weight, "up_weight")
+    dw = as_float_array(down_weight, "down_weight")
+    require(gw.ndim == 2 and gw.shape[1] == x.shape[-1], "gate_weight", f"shape [I, {x.shape[-1]}]", f"shape {gw.shape}")
+    require(uw.shape == gw.shape, "up_weight", f"shape {gw.shape} (shape of gate_weight)", f"shape {uw.shape}")
+    require(dw.ndim == 2 and dw.shape[1] == gw.shape[0], "down_weight", f"shape [d_out, {gw.shape[0]}]", f"shape {dw.shape}")
 
 
 def swiglu_mlp(x, gate_weight, up_weight, down_weight):
@@ -168,12 +187,8 @@ def swiglu_mlp(x, gate_weight, up_weight, down_weight):
     ``mlp.up_proj``); down_weight: [d_out, I] (``mlp.down_proj``).
     Each step follows ``linear``'s dtype rule. Returns [..., d_out].
     """
-    x = as_float_array(x, "x", min_ndim=1)
-    gw = as_float_array(gate_weight, "gate_weight")
-    uw = as_float_array(up_weight, "up_weight")
-    dw = as_float_array(down_weight, "down_weight")
-    require(gw.ndim == 2 and gw.shape[1] == x.shape[-1], "gate_weight", f"shape [I, {x.shape[-1]}]", f"shape {gw.shape}")
-    require(uw.shape == gw.shape, "up_weight", f"shape {gw.shape} (shape of gate_weight)", f"shape {uw.shape}")
-    require(dw.ndim == 2 and dw.shape[1] == gw.shape[0], "down_weight", f"shape [d_out, {gw.shape[0]}]", f"shape {dw.shape}")
+    check_swiglu_mlp(x, gate_weight, up_weight, down_weight)
+    x, gw = as_float_array(x, "x"), as_float_array(gate_weight, "gate_weight")
+    uw, dw = as_float_array(up_weight, "up_weight"), as_float_array(down_weight, "down_weight")
     a = swiglu(linear(x, gw), linear(x, uw))  # [..., I]
     return linear(a, dw)  # [..., d_out]

@@ -10,12 +10,14 @@ import math
 
 import numpy as np
 
-from .._validate import as_float_array, positive_int, require
+from .._validate import as_float_array, host_values, is_device_array, positive_int, require
 from ..errors import ArgumentError
 from ..precision import compute_dtype
 
 __all__ = ["visibility_mask", "repeat_kv", "attention_probs", "attention", "attention_online",
-           "attention_scores", "softmax_with_sinks", "attention_values"]
+           "attention_scores", "softmax_with_sinks", "attention_values", "resolve_q_offset",
+           "check_visibility_mask", "check_repeat_kv", "check_attention_probs", "check_attention",
+           "check_attention_online", "check_attention_scores", "check_softmax_with_sinks", "check_attention_values"]
 
 
 # ----------------------------------------------------------------------------- checks
@@ -34,8 +36,9 @@ def _check_causal(causal):
     return bool(causal)
 
 
-def _resolve_offset(q_len, k_len, q_offset, causal, window):
-    """The absolute position of query 0."""
+def resolve_q_offset(q_len, k_len, q_offset, causal, window):
+    """The absolute position of query 0: q_offset, or k_len - q_len by default (checked as
+    visibility_mask says). A helper for kernels, not an op."""
     if q_offset is not None:
         require(isinstance(q_offset, (int, np.integer)) and not isinstance(q_offset, bool) and q_offset >= 0,
                 "q_offset", "None or an integer >= 0 (absolute position of query 0)", repr(q_offset))
@@ -55,9 +58,11 @@ def _check_sinks(sinks, hq):
     if sinks is not None:
         sinks = as_float_array(sinks, "sinks")
         require(sinks.shape == (hq,), "sinks", f"shape ({hq},) (one logit per query head)", f"shape {sinks.shape}")
-        s64 = sinks.astype(np.float64)
-        require(not np.any(np.isnan(s64) | (s64 == np.inf)), "sinks",
-                "finite logits or -inf (no sink)", f"{sinks.tolist()}")
+        vals = host_values(sinks)
+        if vals is not None:
+            s64 = vals.astype(np.float64)
+            require(not np.any(np.isnan(s64) | (s64 == np.inf)), "sinks",
+                    "finite logits or -inf (no sink)", f"{vals.tolist()}")
     return sinks
 
 
@@ -87,10 +92,10 @@ def _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
         require(isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
                 and math.isfinite(float(scale)) and float(scale) > 0,
                 "scale", "None or a finite number > 0", repr(scale))
-    off = _resolve_offset(tq, tk, q_offset, causal, window)
+    off = resolve_q_offset(tq, tk, q_offset, causal, window)
     if mask is not None:
         try:
-            m = np.asarray(mask)
+            m = mask if is_device_array(mask) else np.asarray(mask)
         except Exception as exc:
             raise ArgumentError(f"mask: expected a bool array, found {type(mask).__name__} ({exc})") from None
         require(m.dtype == np.bool_, "mask", "a bool array (True = visible)", str(m.dtype))
@@ -122,6 +127,76 @@ def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
     if mask is not None:
         vis = vis & mask  # [..., Tq, Tk]
     return q, k, v, sinks, vis, sc, dt, hq // hkv
+
+
+def check_visibility_mask(q_len, k_len, *, q_offset=None, window=None, causal=True):
+    """The argument checks of visibility_mask (ArgumentError; returns None)."""
+    q_len = positive_int(q_len, "q_len")
+    k_len = positive_int(k_len, "k_len")
+    window = _check_window(window)
+    causal = _check_causal(causal)
+    resolve_q_offset(q_len, k_len, q_offset, causal, window)
+
+
+def check_repeat_kv(k, n_rep):
+    """The argument checks of repeat_kv."""
+    as_float_array(k, "k", min_ndim=2)
+    positive_int(n_rep, "n_rep")
+
+
+def check_attention_probs(q, k, v=None, *, sinks=None, window=None, causal=True, q_offset=None, scale=None,
+                          mask=None):
+    """The argument checks of attention_probs (v checked when given)."""
+    _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, False)
+
+
+def check_attention(q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None):
+    """The argument checks of attention (sinks finite or -inf: checked on host values)."""
+    _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, True)
+
+
+def check_attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, scale=None, mask=None,
+                           block_size=32):
+    """The argument checks of attention_online: those of attention, and block_size >= 1."""
+    positive_int(block_size, "block_size")
+    _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, True)
+
+
+def check_attention_scores(q, k, *, window=None, causal=True, q_offset=None, scale=None, mask=None):
+    """The argument checks of attention_scores."""
+    _check_args(q, k, None, None, window, causal, q_offset, scale, mask, False)
+
+
+def check_softmax_with_sinks(scores, sinks=None):
+    """The argument checks of softmax_with_sinks."""
+    s = as_float_array(scores, "scores", min_ndim=3)
+    require(s.shape[-1] >= 1 and s.shape[-3] >= 1, "scores", "[..., Hq, Tq, Tk] with Hq, Tk >= 1",
+            f"shape {s.shape}")
+    _check_sinks(sinks, s.shape[-3])
+
+
+def check_attention_values(probs, v, *, visible=None):
+    """The argument checks of attention_values."""
+    p = as_float_array(probs, "probs", min_ndim=3)
+    v = as_float_array(v, "v", min_ndim=3)
+    hq, tk = p.shape[-3], p.shape[-1]
+    require(p.shape[-2] >= 1 and hq >= 1 and tk >= 1, "probs", "[..., Hq, Tq, Tk] with Hq, Tq, Tk >= 1",
+            f"shape {p.shape}")
+    require(v.ndim == p.ndim and v.shape[:-3] == p.shape[:-3] and v.shape[-3] == tk, "v",
+            f"[..., Tk={tk}, Hkv, Dv] with leading dims {p.shape[:-3]} (those of probs)", f"shape {v.shape}")
+    hkv = v.shape[-2]
+    require(hkv >= 1 and hq % hkv == 0 and v.shape[-1] >= 1, "v",
+            f"num_kv_heads (v.shape[-2]) dividing Hq={hq} (probs.shape[-3]) and Dv >= 1", f"shape {v.shape}")
+    if visible is not None:
+        vis = visible if is_device_array(visible) else np.asarray(visible)
+        ok = vis.dtype == np.bool_ and vis.ndim >= 2
+        if ok:
+            try:
+                ok = np.broadcast_shapes(tuple(vis.shape), tuple(p.shape)) == tuple(p.shape)
+            except ValueError:
+                ok = False
+        require(ok, "visible", f"None or a bool array broadcastable to {p.shape} (probs)",
+                f"{vis.dtype} array of shape {vis.shape}")
 
 
 def _scores(q, k, scale, group):
@@ -209,11 +284,9 @@ def visibility_mask(q_len, k_len, *, q_offset=None, window=None, causal=True):
     - causal=False drops the upper bound j <= p; the window's lower bound still applies.
     A row can be all False (e.g. q_offset >= k_len + window - 1 with causal and window).
     """
-    q_len = positive_int(q_len, "q_len")
-    k_len = positive_int(k_len, "k_len")
-    window = _check_window(window)
-    causal = _check_causal(causal)
-    off = _resolve_offset(q_len, k_len, q_offset, causal, window)
+    check_visibility_mask(q_len, k_len, q_offset=q_offset, window=window, causal=causal)
+    window, causal = None if window is None else int(window), bool(causal)
+    off = resolve_q_offset(q_len, k_len, q_offset, causal, window)
     p = off + np.arange(q_len, dtype=np.int64)[:, None]  # [Tq, 1]
     j = np.arange(k_len, dtype=np.int64)[None, :]  # [1, Tk]
     vis = np.ones((q_len, k_len), dtype=bool)  # [Tq, Tk]
@@ -230,8 +303,8 @@ def repeat_kv(k, n_rep):
     out[..., t, h, :] = k[..., t, h // n_rep, :] (each kv head repeated as a contiguous group,
     the GQA layout of gpt-oss, LLaMA and transformers' repeat_kv). Exact copy; dtype kept.
     """
-    k = as_float_array(k, "k", min_ndim=2)
-    n_rep = positive_int(n_rep, "n_rep")
+    check_repeat_kv(k, n_rep)
+    k, n_rep = as_float_array(k, "k"), int(n_rep)
     return np.repeat(k, n_rep, axis=-2)  # [..., T, Hkv * n_rep, D]
 
 
@@ -357,10 +430,9 @@ def softmax_with_sinks(scores, sinks=None):
     of attention_probs, and of torch.softmax over the scores with the sink column concatenated and
     then dropped (gpt-oss sdpa). Computes and returns compute_dtype(scores, sinks).
     """
-    s = as_float_array(scores, "scores", min_ndim=3)
-    require(s.shape[-1] >= 1 and s.shape[-3] >= 1, "scores", "[..., Hq, Tq, Tk] with Hq, Tk >= 1",
-            f"shape {s.shape}")
-    sinks = _check_sinks(sinks, s.shape[-3])
+    check_softmax_with_sinks(scores, sinks)
+    s = as_float_array(scores, "scores")
+    sinks = None if sinks is None else as_float_array(sinks, "sinks")
     dt = compute_dtype(s, sinks)
     if sinks is not None:
         sinks = sinks.astype(dt)
@@ -378,26 +450,10 @@ def attention_values(probs, v, *, visible=None):
     not visible to row i contributes nothing to it, even a non-finite value; equal bit for bit to
     visible=None when v is finite.
     """
-    p = as_float_array(probs, "probs", min_ndim=3)
-    v = as_float_array(v, "v", min_ndim=3)
-    hq, tk = p.shape[-3], p.shape[-1]
-    require(p.shape[-2] >= 1 and hq >= 1 and tk >= 1, "probs", "[..., Hq, Tq, Tk] with Hq, Tq, Tk >= 1",
-            f"shape {p.shape}")
-    require(v.ndim == p.ndim and v.shape[:-3] == p.shape[:-3] and v.shape[-3] == tk, "v",
-            f"[..., Tk={tk}, Hkv, Dv] with leading dims {p.shape[:-3]} (those of probs)", f"shape {v.shape}")
-    hkv = v.shape[-2]
-    require(hkv >= 1 and hq % hkv == 0 and v.shape[-1] >= 1, "v",
-            f"num_kv_heads (v.shape[-2]) dividing Hq={hq} (probs.shape[-3]) and Dv >= 1", f"shape {v.shape}")
-    if visible is not None:
-        vis = np.asarray(visible)
-        ok = vis.dtype == np.bool_ and vis.ndim >= 2
-        if ok:
-            try:
-                ok = np.broadcast_shapes(vis.shape, p.shape) == p.shape
-            except ValueError:
-                ok = False
-        require(ok, "visible", f"None or a bool array broadcastable to {p.shape} (probs)",
-                f"{vis.dtype} array of shape {vis.shape}")
+    check_attention_values(probs, v, visible=visible)
+    p, v = as_float_array(probs, "probs"), as_float_array(v, "v")
+    hq, hkv = p.shape[-3], v.shape[-2]
+    vis = None if visible is None else np.asarray(visible)
     dt = compute_dtype(p, v)
     p, v = p.astype(dt, copy=False), v.astype(dt, copy=False)
     if visible is None:

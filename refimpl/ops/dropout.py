@@ -8,7 +8,21 @@ import numpy as np
 from .._validate import as_float_array, require
 from ..precision import compute_dtype
 
-__all__ = ["dropout"]
+__all__ = ["dropout", "check_dropout"]
+
+
+def check_dropout(x, p, *, rng=None, training=True):
+    """The argument checks of dropout (rng is required only when training with p > 0, checked by dropout)."""
+    ok = isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool)
+    require(ok and math.isfinite(float(p)) and 0.0 <= float(p) < 1.0, "p", "a finite number in [0, 1)", repr(p))
+    require(isinstance(training, (bool, np.bool_)), "training", "a bool", repr(training))
+    require(
+        rng is None or isinstance(rng, np.random.Generator),
+        "rng",
+        "a numpy.random.Generator",
+        type(rng).__name__,
+    )
+    as_float_array(x, "x")
 
 
 def dropout(x, p, *, rng=None, training=True):
@@ -28,16 +42,8 @@ def dropout(x, p, *, rng=None, training=True):
     the same seed gives the same mask. training: a bool.
     Returns x's shape in ``compute_dtype(x)``.
     """
-    ok = isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool)
-    require(ok and math.isfinite(float(p)) and 0.0 <= float(p) < 1.0, "p", "a finite number in [0, 1)", repr(p))
+    check_dropout(x, p, rng=rng, training=training)
     p = float(p)
-    require(isinstance(training, (bool, np.bool_)), "training", "a bool", repr(training))
-    require(
-        rng is None or isinstance(rng, np.random.Generator),
-        "rng",
-        "a numpy.random.Generator",
-        type(rng).__name__,
-    )
     x = as_float_array(x, "x")
     dt = compute_dtype(x)
     x = x.astype(dt, copy=True)

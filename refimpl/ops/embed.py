@@ -6,9 +6,9 @@ table's own dtype (a bfloat16 table gives bfloat16 rows; no promotion).
 
 import numpy as np
 
-from .._validate import as_float_array, as_int_array, require
+from .._validate import as_float_array, as_int_array, host_values, require
 
-__all__ = ["embedding", "learned_positions"]
+__all__ = ["embedding", "learned_positions", "check_embedding", "check_learned_positions"]
 
 
 def _table(weight, name):
@@ -27,6 +27,39 @@ def _nonneg_int(v, name):
     return int(v)
 
 
+def check_embedding(ids, weight):
+    """The argument checks of embedding; the id range is checked when the ids are on the host."""
+    w = _table(weight, "weight")
+    ids = as_int_array(ids, "ids")
+    vals = host_values(ids)
+    if vals is None:
+        return
+    vocab = w.shape[0]
+    bad = (vals < 0) | (vals >= vocab)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        require(
+            False,
+            "ids",
+            f"values in [0, {vocab}) (vocab size {vocab} = rows of weight)",
+            f"{int(vals[where])} at index {where}",
+        )
+
+
+def check_learned_positions(wpe, length, *, offset=0):
+    """The argument checks of learned_positions."""
+    w = _table(wpe, "wpe")
+    length = _nonneg_int(length, "length")
+    offset = _nonneg_int(offset, "offset")
+    rows = w.shape[0]
+    require(
+        offset + length <= rows,
+        "length",
+        f"offset + length <= {rows} (rows of wpe)",
+        f"offset {offset} + length {length} = {offset + length}",
+    )
+
+
 def embedding(ids, weight):
     """Token embedding lookup: ``out[..., :] = weight[ids[...], :]``.
 
@@ -41,18 +74,8 @@ def embedding(ids, weight):
     Every id must satisfy ``0 <= id < V``; a negative id is an error (it is
     never wrapped around as NumPy indexing would).
     """
-    w = _table(weight, "weight")
-    ids = as_int_array(ids, "ids")
-    vocab = w.shape[0]
-    bad = (ids < 0) | (ids >= vocab)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        require(
-            False,
-            "ids",
-            f"values in [0, {vocab}) (vocab size {vocab} = rows of weight)",
-            f"{int(ids[where])} at index {where}",
-        )
+    check_embedding(ids, weight)
+    w, ids = as_float_array(weight, "weight"), as_int_array(ids, "ids")
     return w[ids]  # [..., d]
 
 
@@ -69,14 +92,6 @@ def learned_positions(wpe, length, *, offset=0):
     nothing is wrapped or clamped). Returns [length, d] in ``wpe``'s dtype,
     exact (a copy). The caller adds it to the token embeddings.
     """
-    w = _table(wpe, "wpe")
-    length = _nonneg_int(length, "length")
-    offset = _nonneg_int(offset, "offset")
-    rows = w.shape[0]
-    require(
-        offset + length <= rows,
-        "length",
-        f"offset + length <= {rows} (rows of wpe)",
-        f"offset {offset} + length {length} = {offset + length}",
-    )
+    check_learned_positions(wpe, length, offset=offset)
+    w, length, offset = as_float_array(wpe, "wpe"), int(length), int(offset)
     return w[offset : offset + length].copy()  # [length, d]

@@ -3,7 +3,23 @@
 from .._validate import as_float_array, require
 from ..precision import compute_dtype
 
-__all__ = ["linear"]
+__all__ = ["linear", "check_linear"]
+
+
+def check_linear(x, weight, bias=None):
+    """The argument checks of linear (ArgumentError; returns None)."""
+    x = as_float_array(x, "x", min_ndim=1)
+    w = as_float_array(weight, "weight")
+    require(w.ndim == 2, "weight", "a 2-D matrix [out, in]", f"shape {w.shape}")
+    require(
+        w.shape[1] == x.shape[-1],
+        "weight",
+        f"shape [out, {x.shape[-1]}] (in = last dimension of x)",
+        f"shape {w.shape}",
+    )
+    if bias is not None:
+        b = as_float_array(bias, "bias")
+        require(b.shape == (w.shape[0],), "bias", f"shape ({w.shape[0]},) (out = rows of weight)", f"shape {b.shape}")
 
 
 def linear(x, weight, bias=None):
@@ -19,19 +35,9 @@ def linear(x, weight, bias=None):
     bias is added after the product (one rounding), and the result is that
     dtype. Returns [..., out].
     """
-    x = as_float_array(x, "x", min_ndim=1)
-    w = as_float_array(weight, "weight")
-    require(w.ndim == 2, "weight", "a 2-D matrix [out, in]", f"shape {w.shape}")
-    require(
-        w.shape[1] == x.shape[-1],
-        "weight",
-        f"shape [out, {x.shape[-1]}] (in = last dimension of x)",
-        f"shape {w.shape}",
-    )
-    b = None
-    if bias is not None:
-        b = as_float_array(bias, "bias")
-        require(b.shape == (w.shape[0],), "bias", f"shape ({w.shape[0]},) (out = rows of weight)", f"shape {b.shape}")
+    check_linear(x, weight, bias)
+    x, w = as_float_array(x, "x"), as_float_array(weight, "weight")
+    b = None if bias is None else as_float_array(bias, "bias")
     dt = compute_dtype(x, w, b)
     y = x.astype(dt, copy=False) @ w.astype(dt, copy=False).T  # [..., out]
     if b is not None:

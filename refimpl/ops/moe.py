@@ -2,27 +2,54 @@
 
 import numpy as np
 
-from .._validate import as_float_array, as_int_array, positive_int, require
+from .._validate import as_float_array, as_int_array, host_values, positive_int, require
 from ..errors import ArgumentError
 from ..precision import compute_dtype
-from .activations import swiglu_oss
+from .activations import check_swiglu_oss, swiglu_oss
 
 LOSS_FRACTIONS = ("per_token", "per_assignment")
 
 
-def _logits(logits, name="logits", *, min_ndim=1):
+def _check_logits(logits, name="logits", *, min_ndim=1):
+    """Checks router logits [..., E]: E >= 1, finite (on host values); returns them unconverted."""
     a = as_float_array(logits, name, min_ndim=min_ndim)
     require(a.shape[-1] >= 1, name, "at least one expert (last dimension >= 1)", f"shape {a.shape}")
+    vals = host_values(a)
+    if vals is not None:
+        require(bool(np.all(np.isfinite(vals.astype(compute_dtype(vals))))), name, "finite values", "NaN or Inf")
+    return a
+
+
+def _logits(logits, name="logits", *, min_ndim=1):
+    a = as_float_array(_check_logits(logits, name, min_ndim=min_ndim), name)
     dt = compute_dtype(a)
-    a = a.astype(dt, copy=False)
-    require(bool(np.all(np.isfinite(a))), name, "finite values", "NaN or Inf")
-    return a, dt
+    return a.astype(dt, copy=False), dt
 
 
 def _k(k, num_experts):
     k = positive_int(k, "k")
     require(k <= num_experts, "k", f"an integer in [1, {num_experts}] (the number of experts)", k)
     return k
+
+
+def check_router_topk_softmax(logits, k):
+    """The argument checks of router_topk_softmax (ArgumentError; returns None)."""
+    a = _check_logits(logits)
+    _k(k, a.shape[-1])
+
+
+def check_router_softmax_topk(logits, k, *, renormalize=True):
+    """The argument checks of router_softmax_topk."""
+    require(isinstance(renormalize, (bool, np.bool_)), "renormalize", "True or False", repr(renormalize))
+    check_router_topk_softmax(logits, k)
+
+
+def check_expert_choice(logits, capacity):
+    """The argument checks of expert_choice."""
+    a = _check_logits(logits, min_ndim=2)
+    t = a.shape[-2]
+    capacity = positive_int(capacity, "capacity")
+    require(capacity <= t, "capacity", f"an integer in [1, {t}] (the number of tokens)", capacity)
 
 
 def _softmax(z):
@@ -49,8 +76,9 @@ def router_topk_softmax(logits, k):
     Computed in and returned as ``compute_dtype(logits)``; indices int64.
     Returns (weights [..., k], indices [..., k]).
     """
+    check_router_topk_softmax(logits, k)
     a, dt = _logits(logits)
-    k = _k(k, a.shape[-1])
+    k = int(k)
     idx = _descending(a, k)  # [..., k]
     top = np.take_along_axis(a, idx, axis=-1)  # [..., k]
     return _softmax(top).astype(dt, copy=False), idx
@@ -107,6 +135,27 @@ def expert_choice(logits, capacity):
     return gates.astype(dt, copy=False), idx
 
 
+def check_load_balancing_loss(router_logits, indices, num_experts, *, fraction="per_token"):
+    """The argument checks of load_balancing_loss (index range: checked on host values)."""
+    require(fraction in LOSS_FRACTIONS, "fraction", f"one of {LOSS_FRACTIONS}", repr(fraction))
+    e = positive_int(num_experts, "num_experts")
+    a = _check_logits(router_logits, "router_logits")
+    require(a.shape[-1] == e, "router_logits", f"last dimension {e} (num_experts)", f"shape {a.shape}")
+    idx = as_int_array(indices, "indices")
+    require(idx.ndim >= 1, "indices", "at least 1 dimension [..., k]", f"shape {idx.shape}")
+    require(
+        idx.shape[:-1] == a.shape[:-1],
+        "indices",
+        f"leading dims {a.shape[:-1]} (those of router_logits)",
+        f"shape {idx.shape}",
+    )
+    require(idx.shape[-1] >= 1, "indices", "k >= 1 slots (last dimension)", f"shape {idx.shape}")
+    require(a.size >= 1, "router_logits", "at least one token", f"shape {a.shape}")
+    vals = host_values(idx)
+    if vals is not None:
+        require(bool(np.all((vals >= 0) & (vals < e))), "indices", f"values in [0, {e})", f"range [{vals.min()}, {vals.max()}]")
+
+
 def load_balancing_loss(router_logits, indices, num_experts, *, fraction="per_token"):
     """Switch Transformer auxiliary loss ``N * sum_i f_i * P_i`` (without the coefficient alpha).
 
@@ -123,21 +172,10 @@ def load_balancing_loss(router_logits, indices, num_experts, *, fraction="per_to
       routing gives 1 (the Switch paper's value; equal to per_token when k = 1).
     Returns a 0-d array in ``compute_dtype(router_logits)``.
     """
-    require(fraction in LOSS_FRACTIONS, "fraction", f"one of {LOSS_FRACTIONS}", repr(fraction))
-    e = positive_int(num_experts, "num_experts")
+    check_load_balancing_loss(router_logits, indices, num_experts, fraction=fraction)
+    e = int(num_experts)
     a, dt = _logits(router_logits, "router_logits")
-    require(a.shape[-1] == e, "router_logits", f"last dimension {e} (num_experts)", f"shape {a.shape}")
     idx = as_int_array(indices, "indices")
-    require(idx.ndim >= 1, "indices", "at least 1 dimension [..., k]", f"shape {idx.shape}")
-    require(
-        idx.shape[:-1] == a.shape[:-1],
-        "indices",
-        f"leading dims {a.shape[:-1]} (those of router_logits)",
-        f"shape {idx.shape}",
-    )
-    require(idx.shape[-1] >= 1, "indices", "k >= 1 slots (last dimension)", f"shape {idx.shape}")
-    require(a.size >= 1, "router_logits", "at least one token", f"shape {a.shape}")
-    require(bool(np.all((idx >= 0) & (idx < e))), "indices", f"values in [0, {e})", f"range [{idx.min()}, {idx.max()}]")
     t = a.size // e
     k = idx.shape[-1]
     p = _softmax(a).reshape(t, e)  # [T, E]
@@ -146,6 +184,20 @@ def load_balancing_loss(router_logits, indices, num_experts, *, fraction="per_to
     denom = t if fraction == "per_token" else t * k
     f = counts / dt.type(denom)  # [E]
     return np.asarray(dt.type(e) * np.sum(f * mean_p), dtype=dt)
+
+
+def check_moe_combine(x, weights, indices, expert_fn):
+    """The argument checks of moe_combine (the expert outputs are checked as they come)."""
+    xa = as_float_array(x, "x", min_ndim=1)
+    w = as_float_array(weights, "weights", min_ndim=1)
+    idx = as_int_array(indices, "indices")
+    require(callable(expert_fn), "expert_fn", "a callable expert_fn(e, rows)", type(expert_fn).__name__)
+    require(idx.ndim >= 1, "indices", "at least 1 dimension [..., k]", f"shape {idx.shape}")
+    require(idx.shape[:-1] == xa.shape[:-1], "indices", f"leading dims {xa.shape[:-1]} (those of x)", f"shape {idx.shape}")
+    require(w.shape == idx.shape, "weights", f"shape {idx.shape} (shape of indices)", f"shape {w.shape}")
+    vals = host_values(idx)
+    if vals is not None and vals.size:
+        require(bool(np.all(vals >= 0)), "indices", "values >= 0", f"minimum {vals.min()}")
 
 
 def moe_combine(x, weights, indices, expert_fn):
@@ -162,15 +214,8 @@ def moe_combine(x, weights, indices, expert_fn):
     expert outputs are converted to it. Returns [..., d_out]; with no tokens
     at all (no expert called) d_out is taken to be d_in (zeros [..., d_in]).
     """
-    xa = as_float_array(x, "x", min_ndim=1)
-    w = as_float_array(weights, "weights", min_ndim=1)
-    idx = as_int_array(indices, "indices")
-    require(callable(expert_fn), "expert_fn", "a callable expert_fn(e, rows)", type(expert_fn).__name__)
-    require(idx.ndim >= 1, "indices", "at least 1 dimension [..., k]", f"shape {idx.shape}")
-    require(idx.shape[:-1] == xa.shape[:-1], "indices", f"leading dims {xa.shape[:-1]} (those of x)", f"shape {idx.shape}")
-    require(w.shape == idx.shape, "weights", f"shape {idx.shape} (shape of indices)", f"shape {w.shape}")
-    if idx.size:
-        require(bool(np.all(idx >= 0)), "indices", "values >= 0", f"minimum {idx.min()}")
+    check_moe_combine(x, weights, indices, expert_fn)
+    xa, w, idx = as_float_array(x, "x"), as_float_array(weights, "weights"), as_int_array(indices, "indices")
     dt = compute_dtype(xa, w)
     lead = xa.shape[:-1]
     n, k = int(np.prod(lead, dtype=np.int64)), idx.shape[-1]
@@ -215,6 +260,35 @@ def _expert_weight(weight, name, num_experts, shape, dt):
     return lambda e: a[e].astype(dt, copy=False)
 
 
+def check_gpt_oss_experts(t, weights, indices, mlp1_weight, mlp1_bias, mlp2_weight, mlp2_bias, *, alpha=1.702,
+                          limit=7.0):
+    """The argument checks of gpt_oss_experts (dense expert weights [E, out, in] or callables)."""
+    check_swiglu_oss(np.zeros((0, 2)), alpha=alpha, limit=limit)
+    ta = as_float_array(t, "t", min_ndim=1)
+    b1 = as_float_array(mlp1_bias, "mlp1_bias")
+    b2 = as_float_array(mlp2_bias, "mlp2_bias")
+    require(b1.ndim == 2 and b1.shape[1] % 2 == 0, "mlp1_bias", "shape [E, 2I] (even width)", f"shape {b1.shape}")
+    e_count, two_i = b1.shape
+    d = ta.shape[-1]
+    require(b2.shape == (e_count, d), "mlp2_bias", f"shape ({e_count}, {d}) [E, d]", f"shape {b2.shape}")
+    idx = as_int_array(indices, "indices")
+    vals = host_values(idx)
+    if vals is not None and vals.size:
+        require(bool(np.all((vals >= 0) & (vals < e_count))), "indices", f"values in [0, {e_count})",
+                f"range [{vals.min()}, {vals.max()}]")
+    w = as_float_array(weights, "weights")
+    require(w.shape == tuple(idx.shape), "weights", f"shape {tuple(idx.shape)} (shape of indices)", f"shape {w.shape}")
+    require(tuple(idx.shape[:-1]) == tuple(ta.shape[:-1]), "indices", f"leading dims {ta.shape[:-1]} (those of t)",
+            f"shape {idx.shape}")
+    if not callable(mlp1_weight):
+        m1 = as_float_array(mlp1_weight, "mlp1_weight")
+        require(m1.shape == (e_count, two_i, d), "mlp1_weight", f"shape {(e_count, two_i, d)} [E, out, in]", f"shape {m1.shape}")
+    if not callable(mlp2_weight):
+        m2 = as_float_array(mlp2_weight, "mlp2_weight")
+        require(m2.shape == (e_count, d, two_i // 2), "mlp2_weight", f"shape {(e_count, d, two_i // 2)} [E, out, in]",
+                f"shape {m2.shape}")
+
+
 def gpt_oss_experts(t, weights, indices, mlp1_weight, mlp1_bias, mlp2_weight, mlp2_bias, *, alpha=1.702, limit=7.0):
     """gpt-oss expert block: ``out = sum_j w_j (W2_e swiglu_oss(W1_e t + b1_e) + b2_e)``, e = indices[..., j].
 
@@ -231,17 +305,12 @@ def gpt_oss_experts(t, weights, indices, mlp1_weight, mlp1_bias, mlp2_weight, ml
     weights and the biases (callable weights are converted to it).
     Returns [..., d].
     """
-    swiglu_oss(np.zeros((0, 2)), alpha=alpha, limit=limit)  # [0, 1]: checks alpha and limit up front
-    ta = as_float_array(t, "t", min_ndim=1)
-    b1 = as_float_array(mlp1_bias, "mlp1_bias")
-    b2 = as_float_array(mlp2_bias, "mlp2_bias")
-    require(b1.ndim == 2 and b1.shape[1] % 2 == 0, "mlp1_bias", "shape [E, 2I] (even width)", f"shape {b1.shape}")
+    check_gpt_oss_experts(t, weights, indices, mlp1_weight, mlp1_bias, mlp2_weight, mlp2_bias, alpha=alpha,
+                          limit=limit)
+    ta, idx = as_float_array(t, "t"), as_int_array(indices, "indices")
+    b1, b2 = as_float_array(mlp1_bias, "mlp1_bias"), as_float_array(mlp2_bias, "mlp2_bias")
     e_count, two_i = b1.shape
     d = ta.shape[-1]
-    require(b2.shape == (e_count, d), "mlp2_bias", f"shape ({e_count}, {d}) [E, d]", f"shape {b2.shape}")
-    idx = as_int_array(indices, "indices")
-    if idx.size:
-        require(bool(np.all((idx >= 0) & (idx < e_count))), "indices", f"values in [0, {e_count})", f"range [{idx.min()}, {idx.max()}]")
     dt = compute_dtype(ta, as_float_array(weights, "weights"), b1, b2)
     w1 = _expert_weight(mlp1_weight, "mlp1_weight", e_count, (two_i, d), dt)
     w2 = _expert_weight(mlp2_weight, "mlp2_weight", e_count, (d, two_i // 2), dt)

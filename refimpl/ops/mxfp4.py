@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .._validate import as_float_array, require
+from .._validate import as_float_array, host_values, is_device_array, require
 from ..errors import ArgumentError
 from ..precision import bfloat16, compute_dtype
 from .linear import linear
@@ -28,7 +28,7 @@ _MIDPOINTS = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
 
 def _uint8_array(x, name, *, min_ndim=0):
     try:
-        a = np.asarray(x)
+        a = x if is_device_array(x) else np.asarray(x)
     except Exception as exc:
         raise ArgumentError(f"{name}: expected a uint8 array, found {type(x).__name__} ({exc})") from None
     require(a.dtype == np.uint8, name, "dtype uint8", str(a.dtype))
@@ -98,6 +98,34 @@ def _linear_args(x, blocks, scales, bias, nibble_order, scale_bias):
     return xa, b, s, bb, compute_dtype(xa, bb), scale_bias
 
 
+def check_decode_e8m0(scales, *, bias=127):
+    """The argument checks of decode_e8m0 (ArgumentError; returns None)."""
+    _uint8_array(scales, "scales")
+    _int(bias, "bias", "an integer")
+
+
+def check_decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", scale_bias=127):
+    """The argument checks of decode_mxfp4."""
+    _decode_args(blocks, scales, dtype, nibble_order, scale_bias)
+
+
+def check_encode_mxfp4(w, *, scale_rule="ceil", ties="even"):
+    """The argument checks of encode_mxfp4 (w finite: checked on host values)."""
+    require(scale_rule in SCALE_RULES, "scale_rule", f"one of {SCALE_RULES}", repr(scale_rule))
+    require(ties in TIES, "ties", f"one of {TIES}", repr(ties))
+    a = as_float_array(w, "w", min_ndim=1)
+    k = a.shape[-1]
+    require(k >= BLOCK_SIZE and k % BLOCK_SIZE == 0, "w", "a last dimension that is a positive multiple of 32", f"shape {a.shape}")
+    vals = host_values(a)
+    if vals is not None:
+        require(bool(np.all(np.isfinite(vals.astype(np.float64)))), "w", "finite values", "NaN or Inf")
+
+
+def check_mxfp4_linear(x, blocks, scales, bias=None, *, nibble_order="low_first", scale_bias=127):
+    """The argument checks of mxfp4_linear."""
+    _linear_args(x, blocks, scales, bias, nibble_order, scale_bias)
+
+
 def decode_e8m0(scales, *, bias=127):
     """E8M0 scale codes to float32: ``2^(s - bias)``, exact.
 
@@ -110,8 +138,8 @@ def decode_e8m0(scales, *, bias=127):
     float32, which is +inf), so with bias 127 code 255 decodes to +inf.
     Returns float32 with the shape of ``scales``.
     """
-    s = _uint8_array(scales, "scales")
-    bias = _int(bias, "bias", "an integer")
+    check_decode_e8m0(scales, bias=bias)
+    s, bias = np.asarray(scales), int(bias)
     exp = s.astype(np.int64) - bias
     exp = np.clip(exp, -1000, 1000).astype(np.int32)
     with np.errstate(over="ignore", under="ignore"):
@@ -198,13 +226,10 @@ def encode_mxfp4(w, *, scale_rule="ceil", ties="even"):
     +0 / -0 codes follow the sign of the value. Blocks with |max code value| in
     {4, 6} re-encode to the identical bytes and scale under both rules.
     """
-    require(scale_rule in SCALE_RULES, "scale_rule", f"one of {SCALE_RULES}", repr(scale_rule))
-    require(ties in TIES, "ties", f"one of {TIES}", repr(ties))
-    a = as_float_array(w, "w", min_ndim=1)
+    check_encode_mxfp4(w, scale_rule=scale_rule, ties=ties)
+    a = as_float_array(w, "w")
     k = a.shape[-1]
-    require(k >= BLOCK_SIZE and k % BLOCK_SIZE == 0, "w", "a last dimension that is a positive multiple of 32", f"shape {a.shape}")
     x = a.astype(np.float64)
-    require(bool(np.all(np.isfinite(x))), "w", "finite values", "NaN or Inf")
     g = k // BLOCK_SIZE
     xb = x.reshape(*x.shape[:-1], g, BLOCK_SIZE)  # [..., G, 32]
     amax = np.max(np.abs(xb), axis=-1)  # [..., G]

@@ -7,7 +7,8 @@ import numpy as np
 from .._validate import as_float_array, require
 from ..precision import compute_dtype
 
-__all__ = ["layer_norm", "rms_norm", "pre_norm_residual", "post_norm_residual"]
+__all__ = ["layer_norm", "rms_norm", "pre_norm_residual", "post_norm_residual",
+           "check_layer_norm", "check_rms_norm", "check_pre_norm_residual", "check_post_norm_residual"]
 
 
 def _eps(v):
@@ -30,24 +31,21 @@ def _rows(x):
     return x, n
 
 
-def _layer_norm_args(x, weight, bias, eps):
-    """Every check of layer_norm; returns (x, weight, bias, eps, dtype): the arrays as given (not
-    converted), eps a float, dtype = compute_dtype(x, weight, bias)."""
+def check_layer_norm(x, weight, bias, *, eps=1e-5):
+    """The argument checks of layer_norm (ArgumentError; returns None)."""
     x, n = _rows(x)
-    w = _vector(weight, "weight", n)
-    b = None if bias is None else _vector(bias, "bias", n)
-    eps = _eps(eps)
-    return x, w, b, eps, compute_dtype(x, w, b)
+    _vector(weight, "weight", n)
+    if bias is not None:
+        _vector(bias, "bias", n)
+    _eps(eps)
 
 
-def _rms_norm_args(x, weight, eps, cast_before_scale):
-    """Every check of rms_norm; returns (x, weight, eps, dtype): the arrays as given (not converted),
-    eps a float, dtype = compute_dtype(x, weight)."""
+def check_rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
+    """The argument checks of rms_norm (ArgumentError; returns None)."""
     x, n = _rows(x)
-    w = _vector(weight, "weight", n)
-    eps = _eps(eps)
+    _vector(weight, "weight", n)
+    _eps(eps)
     require(isinstance(cast_before_scale, bool), "cast_before_scale", "a bool", repr(cast_before_scale))
-    return x, w, eps, compute_dtype(x, w)
 
 
 def _rescaled_rows(x, stat, y, eps, *, center):
@@ -91,7 +89,10 @@ def layer_norm(x, weight, bias, *, eps=1e-5):
     recomputed on x / max|x| with eps / max|x|^2 (the same value, nothing overflows); other rows are
     unaffected, bit for bit.
     """
-    x, w, b, eps, dt = _layer_norm_args(x, weight, bias, eps)
+    check_layer_norm(x, weight, bias, eps=eps)
+    x, w = as_float_array(x, "x"), as_float_array(weight, "weight")
+    b = None if bias is None else as_float_array(bias, "bias")
+    eps, dt = float(eps), compute_dtype(x, w, b)
     x = x.astype(dt, copy=False)
     with np.errstate(over="ignore", invalid="ignore"):
         mean = x.mean(axis=-1, keepdims=True)  # [..., 1]
@@ -132,7 +133,9 @@ def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
     float64) is recomputed as u / sqrt(mean(u^2) + eps / s^2), u = x / s, s = max|x| (the same value,
     nothing overflows); other rows are unaffected, bit for bit. An all-zero row gives zeros (eps > 0).
     """
-    x, w, eps, dt = _rms_norm_args(x, weight, eps, cast_before_scale)
+    check_rms_norm(x, weight, eps=eps, cast_before_scale=cast_before_scale)
+    x, w = as_float_array(x, "x"), as_float_array(weight, "weight")
+    eps, dt = float(eps), compute_dtype(x, w)
     t = x.astype(dt, copy=False)
     with np.errstate(over="ignore"):
         ms = (t * t).mean(axis=-1, keepdims=True)  # [..., 1]
@@ -154,6 +157,18 @@ def _same_shape(y, x, name):
     return y
 
 
+def check_pre_norm_residual(x, norm, sublayer):
+    """The argument checks of pre_norm_residual that need no call of norm or sublayer."""
+    as_float_array(x, "x", min_ndim=1)
+    _callable(norm, "norm")
+    _callable(sublayer, "sublayer")
+
+
+def check_post_norm_residual(x, norm, sublayer):
+    """The argument checks of post_norm_residual that need no call of norm or sublayer."""
+    check_pre_norm_residual(x, norm, sublayer)
+
+
 def pre_norm_residual(x, norm, sublayer):
     """Pre-norm residual block: ``x + sublayer(norm(x))``.
 
@@ -163,9 +178,8 @@ def pre_norm_residual(x, norm, sublayer):
     norm, sublayer: callables mapping [..., width] to [..., width].
     The sum is computed in ``compute_dtype(x, sublayer(norm(x)))``.
     """
+    check_pre_norm_residual(x, norm, sublayer)
     x = as_float_array(x, "x", min_ndim=1)
-    _callable(norm, "norm")
-    _callable(sublayer, "sublayer")
     y = _same_shape(sublayer(norm(x)), x, "sublayer")
     dt = compute_dtype(x, y)
     return x.astype(dt, copy=False) + y.astype(dt, copy=False)
@@ -178,9 +192,8 @@ def post_norm_residual(x, norm, sublayer):
     released set uses it (the seed document's claim that GPT-2 does is wrong;
     see spec/errata.md). The sum is computed in ``compute_dtype(x, sublayer(x))``.
     """
+    check_post_norm_residual(x, norm, sublayer)
     x = as_float_array(x, "x", min_ndim=1)
-    _callable(norm, "norm")
-    _callable(sublayer, "sublayer")
     y = _same_shape(sublayer(x), x, "sublayer")
     dt = compute_dtype(x, y)
     return norm(x.astype(dt, copy=False) + y.astype(dt, copy=False))

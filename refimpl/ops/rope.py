@@ -5,7 +5,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .._validate import as_float_array, as_int_array, positive_int, require
+from .._validate import as_float_array, as_int_array, host_values, positive_int, real, require
 from ..errors import ArgumentError
 from ..precision import compute_dtype
 
@@ -19,22 +19,11 @@ __all__ = [
     "rope_cos_sin",
     "apply_rope",
     "rope_terms",
-]
+] + [f"check_{n}" for n in ("inv_freq_default", "inv_freq_linear", "inv_freq_llama3", "inv_freq_yarn",
+                            "yarn_correction_range", "rope_frequencies", "rope_cos_sin", "apply_rope", "rope_terms")]
 
 PAIRINGS = ("half", "interleaved")
 ROPE_TYPES = ("default", "linear", "llama3", "yarn")
-
-
-def _real(v, name, *, low=None, low_open=True, what=None):
-    """v as a finite Python float, optionally > low (or >= low when low_open is False)."""
-    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-    ok = ok and math.isfinite(float(v))
-    if ok and low is not None:
-        ok = float(v) > low if low_open else float(v) >= low
-    if what is None:
-        what = "a finite number" + ("" if low is None else f" {'>' if low_open else '>='} {low}")
-    require(ok, name, what, repr(v))
-    return float(v)
 
 
 def _head_dim(head_dim):
@@ -44,7 +33,7 @@ def _head_dim(head_dim):
 
 
 def _base(base):
-    return _real(base, "base", low=1.0)
+    return real(base, "base", low=1.0)
 
 
 def _default(d, base):
@@ -75,7 +64,7 @@ def inv_freq_linear(head_dim, *, base, factor):
     """
     d = _head_dim(head_dim)
     b = _base(base)
-    f = _real(factor, "factor", low=0.0)
+    f = real(factor, "factor", low=0.0)
     return _default(d, b) / f
 
 
@@ -99,9 +88,9 @@ def inv_freq_llama3(head_dim, *, base, factor, low_freq_factor, high_freq_factor
     """
     d = _head_dim(head_dim)
     b = _base(base)
-    f = _real(factor, "factor", low=0.0)
-    lff = _real(low_freq_factor, "low_freq_factor", low=0.0)
-    hff = _real(high_freq_factor, "high_freq_factor", what=f"a finite number > low_freq_factor={lff}")
+    f = real(factor, "factor", low=0.0)
+    lff = real(low_freq_factor, "low_freq_factor", low=0.0)
+    hff = real(high_freq_factor, "high_freq_factor", what=f"a finite number > low_freq_factor={lff}")
     require(hff > lff, "high_freq_factor", f"a finite number > low_freq_factor={lff}", repr(high_freq_factor))
     l0 = positive_int(original_max_position_embeddings, "original_max_position_embeddings")
     inv = _default(d, b)  # [D/2]
@@ -130,8 +119,8 @@ def yarn_correction_range(head_dim, *, base, beta_fast=32.0, beta_slow=1.0, orig
     """
     d = _head_dim(head_dim)
     b = _base(base)
-    bs = _real(beta_slow, "beta_slow", low=0.0)
-    bf = _real(beta_fast, "beta_fast", what=f"a finite number > beta_slow={bs}")
+    bs = real(beta_slow, "beta_slow", low=0.0)
+    bf = real(beta_fast, "beta_fast", what=f"a finite number > beta_slow={bs}")
     require(bf > bs, "beta_fast", f"a finite number > beta_slow={bs}", repr(beta_fast))
     l0 = positive_int(original_max_position_embeddings, "original_max_position_embeddings")
     require(isinstance(truncate, (bool, np.bool_)), "truncate", "True or False", repr(truncate))
@@ -183,16 +172,16 @@ def inv_freq_yarn(
     """
     d = _head_dim(head_dim)
     b = _base(base)
-    f = _real(factor, "factor", low=1.0, low_open=False)
+    f = real(factor, "factor", low=1.0, low_open=False)
     low, high = yarn_correction_range(
         d, base=b, beta_fast=beta_fast, beta_slow=beta_slow,
         original_max_position_embeddings=original_max_position_embeddings, truncate=truncate,
     )
     if attention_factor is not None:
-        scale = _real(attention_factor, "attention_factor", low=0.0)
+        scale = real(attention_factor, "attention_factor", low=0.0)
     else:
-        ms = None if mscale is None else _real(mscale, "mscale")
-        msa = None if mscale_all_dim is None else _real(mscale_all_dim, "mscale_all_dim")
+        ms = None if mscale is None else real(mscale, "mscale")
+        msa = None if mscale_all_dim is None else real(mscale_all_dim, "mscale_all_dim")
         if ms and msa:
             scale = _get_mscale(f, ms) / _get_mscale(f, msa)
         else:
@@ -271,6 +260,23 @@ def rope_frequencies(head_dim, *, base=10000.0, rope_scaling=None, max_position_
         raise ArgumentError(f"rope_scaling: {exc}") from None
 
 
+def check_rope_cos_sin(inv_freq, positions, *, attention_scaling=1.0, angle_dtype=np.float64):
+    """The argument checks of rope_cos_sin (inv_freq finite: checked on host values)."""
+    inv = as_float_array(inv_freq, "inv_freq")
+    require(inv.ndim == 1, "inv_freq", "a 1-D array [head_dim/2]", f"shape {inv.shape}")
+    vals = host_values(inv)
+    if vals is not None:
+        require(bool(np.all(np.isfinite(vals.astype(np.float64)))), "inv_freq", "finite values", "non-finite entries")
+    pos = as_int_array(positions, "positions")
+    require(pos.ndim in (1, 2), "positions", "shape [T] or [B, T]", f"shape {pos.shape}")
+    scale = real(attention_scaling, "attention_scaling", low=0.0)
+    try:
+        adt = np.dtype(angle_dtype)
+    except TypeError:
+        adt = None
+    require(adt in (np.float64, np.float32), "angle_dtype", "np.float64 or np.float32", repr(angle_dtype))
+
+
 def rope_cos_sin(inv_freq, positions, *, attention_scaling=1.0, angle_dtype=np.float64):
     """cos and sin tables: angle[..., t, j] = positions[..., t] * inv_freq_j.
 
@@ -285,17 +291,9 @@ def rope_cos_sin(inv_freq, positions, *, attention_scaling=1.0, angle_dtype=np.f
     about position * 2^-24 radians. The tables are returned in
     compute_dtype(inv_freq) (float64 for the float64 inv_freq the inv_freq_* rules give).
     """
-    inv = as_float_array(inv_freq, "inv_freq")
-    require(inv.ndim == 1, "inv_freq", "a 1-D array [head_dim/2]", f"shape {inv.shape}")
-    require(bool(np.all(np.isfinite(inv.astype(np.float64)))), "inv_freq", "finite values", "non-finite entries")
-    pos = as_int_array(positions, "positions")
-    require(pos.ndim in (1, 2), "positions", "shape [T] or [B, T]", f"shape {pos.shape}")
-    scale = _real(attention_scaling, "attention_scaling", low=0.0)
-    try:
-        adt = np.dtype(angle_dtype)
-    except TypeError:
-        adt = None
-    require(adt in (np.float64, np.float32), "angle_dtype", "np.float64 or np.float32", repr(angle_dtype))
+    check_rope_cos_sin(inv_freq, positions, attention_scaling=attention_scaling, angle_dtype=angle_dtype)
+    inv, pos = as_float_array(inv_freq, "inv_freq"), as_int_array(positions, "positions")
+    scale, adt = float(attention_scaling), np.dtype(angle_dtype)
     out_dt = compute_dtype(inv)
     angle = pos.astype(adt)[..., None] * inv.astype(adt)  # [..., T, D/2]
     cos = np.cos(angle) * adt.type(scale)
@@ -327,6 +325,16 @@ def _rope_check(x, cos, sin, pairing, rotary_dim):
         lead = None
     require(lead == x.shape[:-3], "cos", f"leading dimensions broadcasting to x's {x.shape[:-3]}", f"shape {c.shape}")
     return x, c, s, r, compute_dtype(x, c, s)
+
+
+def check_apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
+    """The argument checks of apply_rope (ArgumentError; returns None)."""
+    _rope_check(x, cos, sin, pairing, rotary_dim)
+
+
+def check_rope_terms(x, cos, sin, *, pairing="half", rotary_dim=None):
+    """The argument checks of rope_terms: those of apply_rope."""
+    _rope_check(x, cos, sin, pairing, rotary_dim)
 
 
 def _rope_args(x, cos, sin, pairing, rotary_dim):
@@ -395,3 +403,23 @@ def rope_terms(x, cos, sin, *, pairing="half", rotary_dim=None):
         return a, b
     rest = x[..., r:]  # [..., T, H, D-R]
     return np.concatenate((a, rest), axis=-1), np.concatenate((b, np.zeros_like(rest)), axis=-1)  # [..., T, H, D]
+
+
+def _checked_by_running(fn):
+    """check_<op> for an op on scalars only: running it is its check (a few dozen floats)."""
+
+    def check(*args, **kwargs):
+        fn(*args, **kwargs)
+
+    check.__name__ = check.__qualname__ = f"check_{fn.__name__}"
+    check.__doc__ = f"The argument checks of {fn.__name__}: it runs on scalars, so it is run and its result dropped."
+    check.__signature__ = __import__("inspect").signature(fn)
+    return check
+
+
+check_inv_freq_default = _checked_by_running(inv_freq_default)
+check_inv_freq_linear = _checked_by_running(inv_freq_linear)
+check_inv_freq_llama3 = _checked_by_running(inv_freq_llama3)
+check_inv_freq_yarn = _checked_by_running(inv_freq_yarn)
+check_yarn_correction_range = _checked_by_running(yarn_correction_range)
+check_rope_frequencies = _checked_by_running(rope_frequencies)

@@ -10,17 +10,21 @@ import numbers
 
 import numpy as np
 
-from .._validate import as_float_array, positive_int, require
+from .._validate import as_float_array, host_values, positive_int, real, require
 from ..precision import compute_dtype
 
-__all__ = ["softmax", "greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample"]
+__all__ = ["softmax", "greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample", "check_softmax",
+           "check_greedy", "check_apply_temperature", "check_top_k_filter", "check_top_p_filter", "check_sample"]
 
 
-def _logits(logits, *, allow_pos_inf=True, need_finite_max=False):
-    """Validated logits `[..., V]` in compute dtype: V >= 1, no NaN (optionally no +inf)."""
+def _check_logits(logits, *, allow_pos_inf=True, need_finite_max=False):
+    """Checks logits [..., V]: V >= 1; on host values also no NaN (optionally no +inf, a finite max)."""
     a = as_float_array(logits, "logits", min_ndim=1)
     require(a.shape[-1] >= 1, "logits", "a vocabulary axis of length >= 1", f"shape {a.shape}")
-    x = a.astype(compute_dtype(a))
+    x = host_values(a)
+    if x is None:
+        return
+    x = x.astype(compute_dtype(x))
     if np.isnan(x).any():
         require(False, "logits", "no NaN", f"NaN at index {np.argwhere(np.isnan(x))[0].tolist()}")
     if not allow_pos_inf and np.isposinf(x).any():
@@ -30,14 +34,66 @@ def _logits(logits, *, allow_pos_inf=True, need_finite_max=False):
         if bad.any():
             where = np.argwhere(bad)[0].tolist() if bad.ndim else []
             require(False, "logits", "at least one entry > -inf in every row", f"a row of only -inf at batch index {where}")
-    return x
+
+
+def _logits(logits, *, allow_pos_inf=True, need_finite_max=False):
+    """Validated logits `[..., V]` in compute dtype: V >= 1, no NaN (optionally no +inf)."""
+    _check_logits(logits, allow_pos_inf=allow_pos_inf, need_finite_max=need_finite_max)
+    a = as_float_array(logits, "logits")
+    return a.astype(compute_dtype(a))
 
 
 def _real(v, name):
     require(isinstance(v, numbers.Real) and not isinstance(v, bool), name, "a real number", repr(v))
-    v = float(v)
-    require(math.isfinite(v), name, "a finite number", repr(v))
-    return v
+    return real(v, name)
+
+
+def check_softmax(x, axis=-1):
+    """The argument checks of softmax (ArgumentError; returns None)."""
+    a = as_float_array(x, "x", min_ndim=1)
+    require(isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim,
+            "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
+
+
+def check_greedy(logits):
+    """The argument checks of greedy: logits [..., V] without NaN."""
+    _check_logits(logits)
+
+
+def check_apply_temperature(logits, temperature):
+    """The argument checks of apply_temperature."""
+    _check_logits(logits)
+    t = _real(temperature, "temperature")
+    require(t > 0, "temperature", "a number > 0", repr(temperature))
+
+
+def check_top_k_filter(logits, k):
+    """The argument checks of top_k_filter."""
+    _check_logits(logits)
+    positive_int(k, "k")
+
+
+def check_top_p_filter(logits, p, *, min_keep=1):
+    """The argument checks of top_p_filter."""
+    _check_logits(logits, allow_pos_inf=False, need_finite_max=True)
+    p = _real(p, "p")
+    require(0 < p <= 1, "p", "a number in (0, 1]", repr(p))
+    positive_int(min_keep, "min_keep")
+
+
+def check_sample(logits, *, temperature=0.0, top_k=None, top_p=None, rng=None):
+    """The argument checks of sample (rng is required when temperature > 0)."""
+    t = _real(temperature, "temperature")
+    require(t >= 0, "temperature", "a number >= 0", repr(temperature))
+    _check_logits(logits, allow_pos_inf=(t == 0), need_finite_max=(t > 0))
+    if top_k is not None:
+        positive_int(top_k, "top_k")
+    if top_p is not None:
+        tp = _real(top_p, "top_p")
+        require(0 < tp <= 1, "top_p", "a number in (0, 1] or None", repr(top_p))
+    if t > 0:
+        require(isinstance(rng, np.random.Generator), "rng", "a numpy.random.Generator when temperature > 0",
+                type(rng).__name__)
 
 
 def softmax(x, axis=-1):
@@ -47,9 +103,8 @@ def softmax(x, axis=-1):
     and returned in that dtype. A slice whose entries are all -inf returns zeros (not NaN);
     other NaN/+inf inputs propagate as IEEE arithmetic says.
     """
-    a = as_float_array(x, "x", min_ndim=1)
-    require(isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim,
-            "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
+    check_softmax(x, axis)
+    a = as_float_array(x, "x")
     a = a.astype(compute_dtype(a))
     m = np.max(a, axis=axis, keepdims=True)  # [..., 1, ...]
     m = np.where(np.isneginf(m), 0, m).astype(a.dtype)
@@ -153,15 +208,9 @@ def sample(logits, *, temperature=0.0, top_k=None, top_p=None, rng=None):
     t = _real(temperature, "temperature")
     require(t >= 0, "temperature", "a number >= 0", repr(temperature))
     x = _logits(logits, allow_pos_inf=(t == 0), need_finite_max=(t > 0))
-    if top_k is not None:
-        positive_int(top_k, "top_k")
-    if top_p is not None:
-        tp = _real(top_p, "top_p")
-        require(0 < tp <= 1, "top_p", "a number in (0, 1] or None", repr(top_p))
+    check_sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng)
     if t == 0:
         return greedy(x)
-    require(isinstance(rng, np.random.Generator), "rng", "a numpy.random.Generator when temperature > 0",
-            type(rng).__name__)
     x = apply_temperature(x, t)
     require(not np.isposinf(x).any(), "temperature", "a value for which logits / temperature stays finite",
             f"{temperature!r} (logits / temperature overflows to +inf)")

@@ -1,9 +1,10 @@
-"""The backend interface: op set and signatures, capabilities and skips, conversions, kernel
-variants, the registry and every form of backend selection."""
+"""The backend interface: the op table and its checks, kernel tables, capabilities and skips,
+conversions, kernel choice, the registry and every form of backend selection."""
 
 import importlib.metadata
 import inspect
 import re
+import subprocess
 import sys
 import types
 
@@ -19,9 +20,10 @@ from refimpl.backends import (
     get_backend,
     register_backend,
 )
-from refimpl.backends import interface
+from refimpl.backends import registry
 from refimpl.conformance import VARIANTS, compare, diagnose
-from refimpl.ops import OP_NAMES, ops
+from refimpl.errors import ArgumentError
+from refimpl.ops import CHECKS, OP_NAMES, OPS, ops
 
 
 # --- the example of spec/backend-interface.md: one op overridden, the rest is the reference
@@ -69,14 +71,70 @@ def test_spec_example_with_a_bug_is_caught_and_diagnosed():
 # --- the op set
 
 
-def test_every_op_is_a_method_with_the_reference_signature():
-    for name in OP_NAMES:
-        ref = inspect.signature(getattr(ops, name))
-        for cls in (Backend, NumpyBackend):
-            params = list(inspect.signature(getattr(cls, name)).parameters.values())
-            assert params[0].name == "self"
-            assert [(p.name, p.kind, p.default) for p in params[1:]] == [
-                (p.name, p.kind, p.default) for p in ref.parameters.values()], (cls, name)
+def _params(fn):
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_op_table_checks_and_reference_kernels_share_one_signature():
+    assert tuple(OPS) == OP_NAMES and set(CHECKS) == set(OPS)
+    for name, fn in OPS.items():
+        assert fn.__name__ == name and getattr(ops, name) is fn
+        assert CHECKS[name].__name__ == f"check_{name}" and _params(CHECKS[name]) == _params(fn), name
+    b = NumpyBackend()
+    for name in OPS:
+        for kernel in b.kernel_names(name):
+            assert _params(b.with_kernel(name, kernel).kernel(name)) == _params(OPS[name]), (name, kernel)
+
+
+def test_checks_return_none_and_raise_the_reference_message():
+    x, w = np.ones((2, 4), np.float32), np.ones(4, np.float32)
+    assert CHECKS["rms_norm"](x, w, eps=1e-5) is None
+    for call in (lambda f: f(x, np.ones(3)), lambda f: f(x, w, eps=-1.0)):
+        with pytest.raises(ArgumentError) as want:
+            call(OPS["rms_norm"])
+        with pytest.raises(ArgumentError) as got:
+            call(CHECKS["rms_norm"])
+        assert str(got.value) == str(want.value)
+
+
+def test_the_base_runs_the_check_once_then_the_kernel():
+    calls = []
+
+    def kernel(x, weight, *, eps=1e-5, cast_before_scale=False):
+        calls.append("kernel")
+        return np.asarray(x)
+
+    class Counting(Backend):
+        name = "counting"
+        kernels = {"rms_norm": {"mine": kernel}}
+
+    seen = []
+    real = CHECKS["rms_norm"]
+    b = Counting()
+    assert b.kernel_names("rms_norm") == ["mine"] and b.capabilities()["ops"] == {"rms_norm"}
+    import refimpl.backends.base as base
+
+    def spy(*a, **k):
+        seen.append("check")
+        return real(*a, **k)
+
+    orig = base.CHECKS
+    base.CHECKS = {**orig, "rms_norm": spy}
+    try:
+        b.ops().rms_norm(np.ones((2, 4)), np.ones(4))
+        assert seen == ["check"] and calls == ["kernel"]
+        with pytest.raises(ArgumentError, match="weight"):
+            b.ops().rms_norm(np.ones((2, 4)), np.ones(3))
+        assert calls == ["kernel"]  # a bad call never reaches the kernel
+    finally:
+        base.CHECKS = orig
+
+
+def test_a_kernel_table_names_real_ops():
+    with pytest.raises(BackendError, match="rms_nrom"):
+        type("Typo", (Backend,), {"kernels": {"rms_nrom": {"default": ops.rms_norm}}})
+    with pytest.raises(BackendError, match="non-empty"):
+        type("Empty", (Backend,), {"kernels": {"rms_norm": {}}})
 
 
 def test_base_backend_ops_raise_op_not_supported():
@@ -89,10 +147,11 @@ def test_base_backend_ops_raise_op_not_supported():
 
 
 class Box:
-    """A foreign array type: the backend only ever sees Boxes."""
+    """A foreign array type: the backend only ever sees Boxes (the checks read shape, ndim, dtype)."""
 
     def __init__(self, a):
         self.a = a
+        self.shape, self.ndim, self.dtype = a.shape, a.ndim, a.dtype
 
 
 class SiluOnly(Backend):
@@ -103,16 +162,13 @@ class SiluOnly(Backend):
         super().__init__()
         self.seen = []
 
-    def capabilities(self):
-        cap = super().capabilities()
-        cap["dtypes"] = {"float32"}
-        cap["limits"] = {"max_head_dim": 64}
-        return cap
+    dtypes = ("float32",)
+    limits = {"max_head_dim": 64}
 
-    def to_backend(self, array):
+    def to_device(self, array):
         return Box(np.asarray(array))
 
-    def to_numpy(self, array):
+    def to_host(self, array):
         return array.a
 
     def silu(self, x):
@@ -151,10 +207,10 @@ def test_callable_arguments_see_numpy():
     seen = []
 
     class Combine(NumpyBackend):
-        def to_backend(self, array):
+        def to_device(self, array):
             return Box(np.asarray(array))
 
-        def to_numpy(self, array):
+        def to_host(self, array):
             return array.a if isinstance(array, Box) else np.asarray(array)
 
         def moe_combine(self, x, weights, indices, expert_fn):
@@ -170,24 +226,35 @@ def test_callable_arguments_see_numpy():
     np.testing.assert_array_equal(y, np.ones((2, 3)))
 
 
-# --- kernel variants
+def test_device_ops_fall_back_through_to_host_and_to_device():
+    b = SiluOnly()
+    dev = b.ops()
+    assert set(dev.fallbacks) == set(OP_NAMES) - {"silu"}
+    x = b.to_device(np.array([-1.0, 2.0]))
+    y = dev.gelu(x)  # no kernel: the reference on a host copy, the result back on the device
+    assert isinstance(y, Box)
+    np.testing.assert_array_equal(y.a, ops.gelu(np.array([-1.0, 2.0])))
+    assert isinstance(dev.silu(x), Box) and b.seen == [Box]
 
 
-def test_kernel_variants_are_listed_and_each_runs():
+# --- kernel choice
+
+
+def test_kernel_names_are_listed_and_each_runs():
     b = NumpyBackend()
-    assert b.kernel_variants("attention") == ["dense", "online"]
-    assert b.kernel_variants("linear") == ["default"]
+    assert b.kernel_names("attention") == ["dense", "online"]
+    assert b.kernel_names("linear") == ["default"]
     g = np.random.default_rng(2)
     q, k, v = g.standard_normal((33, 4, 8)), g.standard_normal((33, 2, 8)), g.standard_normal((33, 2, 8))
     inputs = dict(q=q, k=k, v=v, window=5, sinks=np.array([0.5, -1.0, 2.0, -np.inf]))
     expected = ops.attention(**inputs)
-    for name in b.kernel_variants("attention"):
-        bv = b.with_variant("attention", name)
-        assert bv.kernel_variant("attention") == name and b.kernel_variant("attention") == "dense"
+    for name in b.kernel_names("attention"):
+        bv = b.with_kernel("attention", name)
+        assert bv.kernel_name("attention") == name and b.kernel_name("attention") == "dense"
         rep = compare(expected, bv.as_ops().attention(**inputs), op="attention", inputs=inputs)
         assert rep.ok, str(rep)
     with pytest.raises(BackendError, match="tiled"):
-        b.with_variant("attention", "tiled")
+        b.with_kernel("attention", "tiled")
 
 
 # --- selection
@@ -201,8 +268,8 @@ def test_select_by_name_and_default(monkeypatch):
 
 
 def test_select_by_environment_variable(monkeypatch):
-    monkeypatch.setenv("REFIMPL_BACKEND", "variant:sinks_ignored")
-    assert get_backend().name == "variant:sinks_ignored"
+    monkeypatch.setenv("REFIMPL_BACKEND", "misreading:sinks_ignored")
+    assert get_backend().name == "misreading:sinks_ignored"
     monkeypatch.setenv("REFIMPL_BACKEND", "no-such-backend")
     with pytest.raises(BackendError, match="no-such-backend"):
         get_backend()
@@ -226,17 +293,33 @@ def test_select_by_module_attribute(monkeypatch):
             get_backend(spec)
 
 
-def test_select_variant_backend():
+def test_select_by_module_attribute_from_the_current_directory(tmp_path, monkeypatch):
+    (tmp_path / "local_backend_xyz.py").write_text(
+        "from refimpl.backends import NumpyBackend\n\nclass Mine(NumpyBackend):\n    name = 'local'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert get_backend("local_backend_xyz:Mine").name == "local"
+
+
+def test_select_misreading_backend():
     for name, variant in VARIANTS.items():
-        b = get_backend(f"variant:{name}")
-        assert b.name == f"variant:{name}"
+        b = get_backend(f"misreading:{name}")
+        assert b.name == f"misreading:{name}"
         op, inputs = variant.example()
         got = getattr(b.as_ops(), op)(**inputs)
         want = variant.overrides[op](**inputs)
         for g_, w_ in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
             np.testing.assert_array_equal(np.asarray(g_), np.asarray(w_))
-    with pytest.raises(BackendError, match=re.escape("'variant:no_such_variant'")):
-        get_backend("variant:no_such_variant")
+    with pytest.raises(BackendError, match=re.escape("'misreading:no_such_reading'")):
+        get_backend("misreading:no_such_reading")
+
+
+def test_the_registry_does_not_import_conformance():
+    code = ("import sys; from refimpl.backends import get_backend; get_backend('numpy')\n"
+            "try:\n    get_backend('misreading:sinks_ignored')\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+            "print('refimpl.conformance' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert out.splitlines()[-1] == "False" and "refimpl.conformance" in out.splitlines()[0]
 
 
 def test_select_by_entry_point(monkeypatch):
@@ -274,7 +357,7 @@ def test_lazy_backends_report_why_unavailable():
 
 
 def test_register_backend(monkeypatch):
-    monkeypatch.setattr(interface, "_FACTORIES", dict(interface._FACTORIES))
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
     register_backend("mine-too", MyRMSNorm)
     assert type(get_backend("mine-too")) is MyRMSNorm
     with pytest.raises(BackendError, match="already registered"):

@@ -152,7 +152,7 @@ def test_attention_reads_a_strided_kv_cache_view(backend):
     assert not k.flags.c_contiguous
     q = rng.standard_normal((B, 1, Hq, D)).astype(np.float32)
     for kern in backend.kernel_names("attention"):
-        ops = backend.with_variant("attention", kern).as_ops(fallback=False)
+        ops = backend.with_kernel("attention", kern).as_ops(fallback=False)
         got = ops.attention(q, k, v, q_offset=T - 1, window=7)
         want = R.attention(q.astype(np.float64), np.ascontiguousarray(k), np.ascontiguousarray(v), q_offset=T - 1,
                            window=7)

@@ -55,7 +55,7 @@ def check(op, inputs, backend=NB, seed=None):
     """Run `op` on the backend and compare with the reference's float64 oracle; also the dtype rule."""
     actual = getattr(backend.as_ops(fallback=False), op)(**inputs)
     expected = getattr(ops, op)(**{k: _widen(v) for k, v in inputs.items()})
-    variant = backend.kernel_variant(op)
+    variant = backend.kernel_name(op)
     rep = compare(expected, actual, op=op, inputs=inputs,
                   context=dict(backend=backend.name, variant=variant, seed=seed))
     assert rep.ok, str(rep)
@@ -90,18 +90,19 @@ def test_registered_and_capabilities():
     assert set(fallbacks) == set(OP_NAMES) - IMPLEMENTED and "linear" in fallbacks
 
 
-def test_method_signatures_are_the_reference_signatures():
+def test_kernel_signatures_are_the_reference_signatures():
     for name in IMPLEMENTED:
-        params = list(inspect.signature(getattr(NumbaBackend, name)).parameters.values())[1:]
-        assert params == list(inspect.signature(getattr(ops, name)).parameters.values()), name
+        for kernel in NB.kernel_names(name):
+            params = list(inspect.signature(NB.with_kernel(name, kernel).kernel(name)).parameters.values())
+            assert params == list(inspect.signature(getattr(ops, name)).parameters.values()), (name, kernel)
 
 
 def test_every_listed_variant_is_tested():
     for op in IMPLEMENTED:
-        listed = set(NB.kernel_variants(op))
+        listed = set(NB.kernel_names(op))
         assert listed == TESTED_VARIANTS.get(op, {"default"}), op
-    with pytest.raises(BackendError, match="variants"):
-        NB.with_variant("attention", "flash")
+    with pytest.raises(BackendError, match="kernels"):
+        NB.with_kernel("attention", "flash")
 
 
 # ----------------------------------------------------------------------------- norms
@@ -235,12 +236,12 @@ def attention_case(draw, *, online=False):
     return inputs, seed
 
 
-@pytest.mark.parametrize("variant", NB.kernel_variants("attention"))
+@pytest.mark.parametrize("variant", NB.kernel_names("attention"))
 @settings(max_examples=30)
 @given(case=attention_case())
 def test_attention(variant, case):
     inputs, seed = case
-    check("attention", inputs, backend=NB.with_variant("attention", variant), seed=seed)
+    check("attention", inputs, backend=NB.with_kernel("attention", variant), seed=seed)
 
 
 @settings(max_examples=20)
@@ -250,10 +251,10 @@ def test_attention_online_any_block_size(case):
     check("attention_online", inputs, seed=seed)
 
 
-@pytest.mark.parametrize("variant", NB.kernel_variants("attention"))
+@pytest.mark.parametrize("variant", NB.kernel_names("attention"))
 def test_attention_special_values_follow_the_reference(variant):
     """NaN/Inf in a visible key's value propagate (p * v, IEEE), a masked key's never; rows with nothing visible are 0."""
-    b = NB.with_variant("attention", variant)
+    b = NB.with_kernel("attention", variant)
     rng = np.random.default_rng(3)
     q, k, v = rand(rng, (4, 4, 8), np.float64), rand(rng, (40, 2, 8), np.float64), rand(rng, (40, 2, 8), np.float64)
     v[30, 1, 3] = np.nan  # masked for early queries (causal), visible for none with window 2
@@ -304,7 +305,7 @@ def test_decode_mxfp4_bit_exact(seed, lead, g, dtype, order, bias):
                                      f"{[ref[tuple(i)] for i in bad[:5]]}, actual {[actual[tuple(i)] for i in bad[:5]]}")
 
 
-@pytest.mark.parametrize("variant", NB.kernel_variants("mxfp4_linear"))
+@pytest.mark.parametrize("variant", NB.kernel_names("mxfp4_linear"))
 @settings(max_examples=25)
 @given(seed=seeds, dt=dtypes, n=st.sampled_from([1, 2, 3, 4, 5, 16, 33]), out=st.sampled_from([1, 8, 9, 31, 33]),
        g=st.sampled_from([1, 2, 3, 9, 17]), lead=st.sampled_from([(), (2,)]), bias=st.booleans(),
@@ -315,12 +316,12 @@ def test_mxfp4_linear(variant, seed, dt, n, out, g, lead, bias, order):
     scales = rng.integers(118, 136, (out, g), dtype=np.uint8)
     inputs = dict(x=rand(rng, lead + (n, 32 * g), dt), blocks=blocks, scales=scales,
                   bias=rand(rng, (out,), dt) if bias else None, nibble_order=order)
-    check("mxfp4_linear", inputs, backend=NB.with_variant("mxfp4_linear", variant), seed=seed)
+    check("mxfp4_linear", inputs, backend=NB.with_kernel("mxfp4_linear", variant), seed=seed)
 
 
-@pytest.mark.parametrize("variant", NB.kernel_variants("mxfp4_linear"))
+@pytest.mark.parametrize("variant", NB.kernel_names("mxfp4_linear"))
 def test_mxfp4_linear_encoded_weights_and_overflowing_scales(variant):
-    b = NB.with_variant("mxfp4_linear", variant)
+    b = NB.with_kernel("mxfp4_linear", variant)
     rng = np.random.default_rng(1)
     blocks, scales = encode_mxfp4(rng.standard_normal((33, 96)))
     for n in (1, 4, 7):
@@ -428,7 +429,7 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     q, k, v = rand(rng, (64, 6, 32), np.float32), rand(rng, (64, 2, 32), np.float32), rand(rng, (64, 2, 32), np.float32)
     blocks, scales = encode_mxfp4(rng.standard_normal((40, 64)))
     x = rand(rng, (6, 64), np.float32)
-    calls = [lambda: NB.attention(q, k, v), lambda: NB.with_variant("attention", "naive").attention(q, k, v),
+    calls = [lambda: NB.attention(q, k, v), lambda: NB.with_kernel("attention", "naive").attention(q, k, v),
              lambda: NB.mxfp4_linear(x, blocks, scales), lambda: NB.rms_norm(x, x[0]),
              lambda: NB.router_topk_softmax(x, 3)[0]]
     monkeypatch.setattr(_common, "SERIAL_BELOW", 0)  # always the parallel path

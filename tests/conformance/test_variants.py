@@ -39,7 +39,7 @@ def test_variant_differs_and_is_diagnosed(name):
     assert not rep.ok, f"{name} does not differ from the reference on its example"
     assert name in diagnose(op, inputs, wrong)
     # the suite run against the variant's backend fails too
-    got = getattr(get_backend(f"variant:{name}").as_ops(), op)(**inputs)
+    got = getattr(get_backend(f"misreading:{name}").as_ops(), op)(**inputs)
     assert not compare(expected, got, op=op, inputs=inputs).ok
 
 

@@ -20,8 +20,9 @@ import canonical_tiny as ct  # noqa: E402
 from refimpl import Model  # noqa: E402
 from refimpl.ops import ops  # noqa: E402
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
-ROOT = os.path.dirname(HERE)
+HERE = os.path.dirname(os.path.abspath(__file__))  # tests/model: this module, imported by the child processes
+TESTS = os.path.dirname(HERE)  # tests/: the shared tiny-model helpers
+ROOT = os.path.dirname(TESTS)
 ARCHS = ("gpt2", "llama", "qwen3", "mixtral", "gpt_oss")
 MODES = ("float64", "float32", "bfloat16")
 
@@ -65,7 +66,7 @@ def outputs():
 def _run_with_threads(n, tmp):
     path = os.path.join(tmp, f"threads{n}.npz")
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(n), OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n),
-               PYTHONPATH=os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([ROOT, HERE, TESTS, os.environ.get("PYTHONPATH", "")]))
     code = f"import numpy as np, test_determinism as t; np.savez({path!r}, **t.outputs())"
     res = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
