@@ -1,13 +1,15 @@
 """linear: y = x @ weight.T + bias.
 
-Kernels: "rowdot" (kernels/gemm.cu, one thread per output, float32 accumulation in index order; the
-emulator's kernel) and, on a GPU, "cublas" (CuPy's matmul, i.e. cuBLAS SGEMM on float32 copies of
-the operands; the GPU default). bf16 weights stay bf16 in "rowdot" (kernel linear_rowdot_f32_bf16).
+Kernels (kernels/gemm.cu unless said): "rowdot" (one thread per output, float32 accumulation in
+index order), "gemv" (one block per output, threads over the input dimension, coalesced weight
+reads: the decode shape) and, on a GPU only, "cublas" (CuPy's matmul, i.e. cuBLAS SGEMM on float32
+copies of the operands) and "auto" (the GPU default: gemv for at most 8 rows of x, cublas above).
+bf16 weights are read as bf16 by rowdot and gemv (kernels *_f32_bf16); cublas widens them first.
 """
 
 import numpy as np
 
-from .args import I32, I64, as_array, check, f32, grid1, prod, require, storage
+from .args import I32, I64, as_array, check, f32, grid1, grid_rows, prod, require, storage
 
 
 def _args(rt, x, weight, bias):
@@ -24,8 +26,16 @@ def _args(rt, x, weight, bias):
     return x, w, b
 
 
-def linear_rowdot(rt, x, weight, bias=None):
-    """y = x @ weight.T + bias with kernels/gemm.cu, float32 (refimpl.ops.linear)."""
+def _own(kernel):
+    def run(rt, x, weight, bias=None):
+        return _gemm(rt, kernel, x, weight, bias)
+
+    run.__name__ = f"linear_{kernel}"
+    run.__doc__ = f"y = x @ weight.T + bias with kernels/gemm.cu linear_{kernel}_*, float32 (refimpl.ops.linear)."
+    return run
+
+
+def _gemm(rt, kernel, x, weight, bias):
     x, w, b = _args(rt, x, weight, bias)
     bs = f32(rt, b)
     if rt.is_bf16(w) and not rt.is_bf16(x):
@@ -38,9 +48,16 @@ def linear_rowdot(rt, x, weight, bias=None):
         if K == 0:
             y[...] = 0 if bs is None else bs
         else:
-            rt.launch("gemm", f"linear_rowdot_{suf}", grid1(rt, M * N), rt.block, xs, ws, bs, y, I64(M), I32(N),
-                      I32(K))
+            if kernel == "rowdot":
+                rt.launch("gemm", f"linear_rowdot_{suf}", grid1(rt, M * N), rt.block, xs, ws, bs, y, I64(M), I32(N),
+                          I32(K))
+            else:
+                rt.launch("gemm", f"linear_gemv_{suf}", grid_rows(rt, N), rt.block, xs, ws, bs, y, I32(M), I32(N),
+                          I32(K))
     return y
+
+
+linear_rowdot, linear_gemv = _own("rowdot"), _own("gemv")
 
 
 def linear_cublas(rt, x, weight, bias=None):
@@ -53,12 +70,18 @@ def linear_cublas(rt, x, weight, bias=None):
     return y.astype(np.float32, copy=False)
 
 
+def linear_auto(rt, x, weight, bias=None):
+    """gemv for at most 8 rows of x (decode), cublas above (GPU only)."""
+    rows = prod(rt.asarray(x).shape[:-1]) if hasattr(x, "shape") else 1
+    return (linear_gemv if rows <= 8 else linear_cublas)(rt, x, weight, bias)
+
+
 def linear(rt, x, weight, bias=None):
-    """The runtime's default linear ("cublas" on a GPU, "rowdot" in the emulator)."""
-    return (linear_cublas if rt.name == "cupy" else linear_rowdot)(rt, x, weight, bias)
+    """The runtime's default linear ("auto" on a GPU, "rowdot" in the emulator)."""
+    return (linear_auto if rt.name == "cupy" else linear_rowdot)(rt, x, weight, bias)
 
 
 def kernels(rt_name):
     if rt_name == "cupy":
-        return {"linear": {"cublas": linear_cublas, "rowdot": linear_rowdot}}
-    return {"linear": {"rowdot": linear_rowdot}}
+        return {"linear": {"auto": linear_auto, "cublas": linear_cublas, "rowdot": linear_rowdot, "gemv": linear_gemv}}
+    return {"linear": {"rowdot": linear_rowdot, "gemv": linear_gemv}}

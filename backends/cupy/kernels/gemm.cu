@@ -24,3 +24,33 @@
 GEMM(float, float, f32)
 GEMM(bf16, bf16, bf16)
 GEMM(float, bf16, f32_bf16)
+
+// "gemv": the decode shape (few rows of x). One block per output n (grid-stride); the threads
+// stride over k, so consecutive threads read consecutive weights (coalesced) and each weight is
+// read once for up to GV_M rows of x; block_sum adds the threads' partial sums in a fixed order.
+#define GV_M 8
+#define GEMV(TX, TW, SUF)                                                                           \
+  RI_KERNEL linear_gemv_##SUF(const TX* x, const TW* w, const float* bias, float* y, int M, int N, \
+                              int K) {                                                              \
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {                                               \
+      const TW* wr = w + (i64)n * K;                                                                \
+      for (int m0 = 0; m0 < M; m0 += GV_M) {                                                        \
+        int mc = ri_imin(GV_M, M - m0);                                                             \
+        float acc[GV_M];                                                                            \
+        for (int m = 0; m < GV_M; ++m) acc[m] = 0.0f;                                               \
+        for (int k = threadIdx.x; k < K; k += blockDim.x) {                                         \
+          float wk = ld(wr, k);                                                                     \
+          for (int m = 0; m < mc; ++m) acc[m] += ld(x, (i64)(m0 + m) * K + k) * wk;                 \
+        }                                                                                           \
+        for (int m = 0; m < mc; ++m) {                                                              \
+          float s = block_sum(acc[m]);                                                              \
+          if (threadIdx.x == 0) y[(i64)(m0 + m) * N + n] = bias ? s + bias[n] : s;                  \
+        }                                                                                           \
+      }                                                                                             \
+    }                                                                                               \
+  }                                                                                                 \
+  EMU_EXPORT(linear_gemv_##SUF)
+
+GEMV(float, float, f32)
+GEMV(bf16, bf16, bf16)
+GEMV(float, bf16, f32_bf16)
