@@ -1,4 +1,4 @@
-"""Every CUDA source of backends/cupy/kernels compiles for the GPU (sm_90) and defines exactly the
+"""Every CUDA source of backends/cupy/kernels compiles for the GPU (sm_90: PTX, then ptxas) and defines exactly the
 kernels the emulator builds from it.
 
 Three compilers read the same .cu files: nvcc (PTX for sm_90), NVRTC (what cupy.RawModule uses on a
@@ -94,3 +94,27 @@ def test_nvrtc_compiles_for_sm90(emulator_kernels, family):
 
     ptx = nvrtc_compile(family, arch="compute_90")
     assert _entries(ptx) == emulator_kernels[family]
+
+
+def _ptxas():
+    import glob
+
+    for cand in (shutil.which("ptxas"), "/usr/local/cuda/bin/ptxas", *sorted(glob.glob("/usr/local/cuda-*/bin/ptxas"))):
+        if cand and os.path.exists(cand):
+            return cand
+    return None
+
+
+@pytest.mark.parametrize("family", SOURCES)
+def test_ptxas_assembles_for_sm90(nvcc_ptx, tmp_path, family):
+    """ptxas (which -ptx skips) checks the resource limits: registers, the 48 KB of static shared memory."""
+    ptxas = _ptxas()
+    if ptxas is None:
+        pytest.skip("ptxas not found (PATH, /usr/local/cuda*/bin): the sm_90 resource check is not run")
+    src = tmp_path / f"{family}.ptx"
+    src.write_text(nvcc_ptx[family])
+    r = subprocess.run([ptxas, f"-arch={ARCH}", "-v", str(src), "-o", str(tmp_path / f"{family}.cubin")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    smem = [int(m) for m in re.findall(r"(\d+) bytes smem", r.stderr)]
+    assert smem and max(smem) <= 48 * 1024, r.stderr
