@@ -116,5 +116,6 @@ def test_ptxas_assembles_for_sm90(nvcc_ptx, tmp_path, family):
     r = subprocess.run([ptxas, f"-arch={ARCH}", "-v", str(src), "-o", str(tmp_path / f"{family}.cubin")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    smem = [int(m) for m in re.findall(r"(\d+) bytes smem", r.stderr)]
-    assert smem and max(smem) <= 48 * 1024, r.stderr
+    assert "Used" in r.stderr, r.stderr  # ptxas -v reports each kernel's resources
+    smem = [int(m) for m in re.findall(r"(\d+) bytes smem", r.stderr)]  # absent for kernels without shared memory
+    assert max(smem, default=0) <= 48 * 1024, r.stderr
