@@ -70,13 +70,15 @@ def test_conform_ops_bfloat16(backend):
     assert all(r.status == "pass" for r in res.rows), format_table(res)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_oss_mxfp4"])
-def test_conform_whole_tiny_model(backend, arch):
-    """The tiny model through the backend's ops matches the float64 reference trace within budgets."""
+@pytest.mark.parametrize("arch,dtype", [("gpt2", "float32"), ("llama", "float32"), ("gpt_oss_mxfp4", "float32"),
+                                        ("gpt_oss_mxfp4", "bfloat16")])
+def test_conform_whole_tiny_model(backend, arch, dtype):
+    """The tiny model through the backend's ops matches the float64 reference trace within budgets,
+    every op with a kernel running on it (none falls back to the reference for float64 inputs)."""
     from refimpl.conformance.suite import run_model
 
     backend.reference_calls.clear()
-    r = run_model(backend, arch, dtype="float32")
+    r = run_model(backend, arch, dtype=dtype)
     assert r.status == "pass", r.reason + "\n" + (str(r.report) if r.report is not None else "")
     assert not backend.reference_calls, f"ops run by the reference instead of a kernel: {dict(backend.reference_calls)}"
 
