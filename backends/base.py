@@ -224,12 +224,12 @@ def _mapper(outward, inward):
             return tuple(conv(x) for x in v)
         if isinstance(v, list):
             return [conv(x) for x in v]
-        if v is None or isinstance(v, (bool, int, float, str, np.generic, np.random.Generator, type, np.dtype)):
-            return v
-        if callable(v) and not hasattr(v, "shape"):
+        if hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, np.generic):
+            return outward(v)  # an array (NumPy's or the backend's)
+        if callable(v) and not isinstance(v, (type, np.random.Generator)):
             back = _mapper(inward, outward)
             return lambda *a, **k: conv(v(*[back(x) for x in a], **{n: back(x) for n, x in k.items()}))
-        return outward(v)
+        return v  # numbers, strings, dicts (rope_scaling), dtypes, Generators
 
     return conv
 

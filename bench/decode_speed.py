@@ -182,10 +182,10 @@ def setup_refimpl(args):
 
     def prompt():
         cache = m.new_cache()
-        return cache, _model.forward(cfg, W, np.asarray(ids), cache=cache, mode=m.dtype, ops=m.ops)
+        return cache, _model.forward(cfg, W, np.asarray(ids), cache=cache, dtype=m.dtype, ops=m.ops)
 
     def one(cache, tok):
-        return cache, _model.forward(cfg, W, np.array([tok]), cache=cache, mode=m.dtype, ops=m.ops)
+        return cache, _model.forward(cfg, W, np.array([tok]), cache=cache, dtype=m.dtype, ops=m.ops)
 
     def argmax(logits):
         return int(np.argmax(logits[-1]))

@@ -7,6 +7,8 @@ is read through `.shape`, `.ndim` and `.dtype` only, never converted to the host
 values (finite sinks, ids in range) are checked when the values are on the host (`host_values`).
 """
 
+import math
+
 import numpy as np
 
 from .errors import ArgumentError
@@ -98,8 +100,6 @@ def positive_int(v, name):
 
 def real(v, name, *, low=None, low_open=True, what=None):
     """v as a finite Python float, optionally > low (>= low when low_open is False)."""
-    import math
-
     ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
     ok = ok and math.isfinite(float(v))
     if ok and low is not None:

@@ -13,25 +13,36 @@ from pathlib import Path
 import numpy as np
 
 from . import model as _model
-from . import precision
+from . import _args
 from .errors import ArgumentError, RefimplError
 from .model.kvcache import KVCache
 from .ops import ops as reference_ops
-from .ops.sampling import sample
+from .precision import Precision
 
 DEFAULT_MODEL = "smollm2-135m"
 
 
 class Model:
-    """A loaded model: configuration, prepared weights, tokenizer, precision mode and op set."""
+    """A loaded model: configuration, weights on the backend, tokenizer, Precision and op set.
 
-    def __init__(self, config, weights, tokenizer=None, *, dtype="float32", ops=reference_ops, source="",
+    dtype: "float64" | "float32" | "bfloat16" (or a Precision), made into one Precision here.
+    backend: None (the NumPy reference), a name, or a refimpl.backends.Backend: the weights are
+    handed to it once (to_device) and the forward pass runs on its arrays (`backend.ops()`).
+    ops: an op namespace instead (e.g. `backend.as_ops()`: NumPy in and out around every op).
+    """
+
+    def __init__(self, config, weights, tokenizer=None, *, dtype="float32", ops=None, backend=None, source="",
                  progress=False):
         self.config = config
-        self.dtype = precision.check_mode(dtype)
-        self.weights = _model.prepare_weights(config, weights, dtype, progress=progress)
+        self.precision = Precision.of(dtype)
+        self.dtype = self.precision.dtype
+        self.backend = None if backend is None else resolve_backend(backend)
+        if ops is not None and self.backend is not None:
+            raise ArgumentError("ops: expected either ops= or backend=, found both")
+        self.ops = ops if ops is not None else (reference_ops if self.backend is None else self.backend.ops())
+        to_device = None if self.backend is None else self.backend.to_device
+        self.weights = _model.prepare_weights(config, weights, self.precision, progress=progress, to_device=to_device)
         self.tokenizer = tokenizer
-        self.ops = ops
         self.source = source
 
     def __repr__(self):
@@ -39,45 +50,63 @@ class Model:
         return (f"Model({c.name or c.arch!r}, layers={c.num_layers}, d={c.hidden_size}, "
                 f"heads={c.num_heads}/{c.num_kv_heads}, dtype={self.dtype})")
 
+    def _to_host(self, a):
+        return np.asarray(a) if self.backend is None else self.backend.to_host(a)
+
+    def _forward(self, ids, *, cache=None, trace=None):
+        return _model.forward(self.config, self.weights, ids, cache=cache, dtype=self.precision, trace=trace,
+                              ops=self.ops)
+
     def logits(self, ids):
-        """Logits [T, vocab] for ids [T] (or [B, T, vocab] for ids [B, T])."""
-        return _model.forward(self.config, self.weights, ids, mode=self.dtype, ops=self.ops)
+        """Logits [T, vocab] for ids [T] (or [B, T, vocab] for ids [B, T]), as a NumPy array."""
+        return self._to_host(self._forward(ids))
 
     def trace(self, ids):
         """Ordered dict name -> array of the intermediates named in spec/trace.md."""
         tr = {}
-        _model.forward(self.config, self.weights, ids, mode=self.dtype, trace=tr, ops=self.ops)
+        self._forward(ids, trace=tr)
         return tr
 
-    def new_cache(self, batch_shape=()):
+    def new_cache(self, batch_shape=(), *, capacity=None):
+        """An empty KVCache in the compute dtype, allocated by the backend (capacity: tokens preallocated)."""
         c = self.config
-        dt = np.float64 if self.dtype == "float64" else np.float32
+        zeros = None
+        if self.backend is not None:
+            def zeros(shape, dtype):
+                return self.backend.to_device(np.zeros(shape, dtype=dtype))
+        cap = None if capacity is None else min(int(capacity), c.max_position_embeddings)
         return KVCache(c.num_layers, c.num_kv_heads, c.head_dim, max_length=c.max_position_embeddings,
-                       dtype=dt, batch_shape=batch_shape)
+                       dtype=self.precision.compute, batch_shape=batch_shape, capacity=cap, zeros=zeros)
 
     def generate(self, ids, max_new_tokens=32, temperature=0.0, top_k=None, top_p=None, seed=None,
-                 stop_ids=None, on_token=None):
+                 stop_ids=None, on_token=None, on_logits=None):
         """New token ids (the prompt not included), decoding with a KV cache.
 
         Stops after max_new_tokens or at the first id in stop_ids (default: the
-        model's end-of-sequence ids), which is included in the result.
+        model's end-of-sequence ids), which is included in the result. The next token is drawn by
+        the op `sample` of the model's op set, from the last position's logits widened to float64;
+        only that op's result (a token id) needs the host.
+        on_token(id) is called after each draw; on_logits(logits) before it, with the logits [V] the
+        draw is made from (widened to float64; before temperature and filters).
         """
+        a = _args.check_generate_args(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                                      top_p=top_p, seed=seed, stop_ids=stop_ids, on_token=on_token)
+        max_new_tokens, temperature, top_k, top_p, seed, stop_ids, on_token = (
+            a[k] for k in ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_ids", "on_token"))
         prompt = np.asarray(ids)
         if prompt.ndim != 1:
             raise ArgumentError(f"ids: expected a 1-D sequence of token ids, found shape {prompt.shape}")
-        if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
-            raise ArgumentError(f"max_new_tokens: expected an integer >= 0, found {max_new_tokens!r}")
-        if temperature is None or temperature < 0:
-            raise ArgumentError(f"temperature: expected a number >= 0, found {temperature!r}")
         stops = set(self.config.eos_token_ids if stop_ids is None else stop_ids)
         rng = np.random.default_rng(seed)
-        cache = self.new_cache()
+        cache = self.new_cache(capacity=len(prompt) + max_new_tokens)
         out = []
-        logits = _model.forward(self.config, self.weights, prompt, cache=cache, mode=self.dtype, ops=self.ops)
+        logits = self._forward(prompt, cache=cache)
         for _ in range(max_new_tokens):
-            last = np.asarray(logits[-1], dtype=np.float64)  # [V]
-            tok = int(sample(last, temperature=temperature, top_k=top_k, top_p=top_p,
-                             rng=rng if temperature > 0 else None))
+            last = self.ops.round_to_storage(logits[-1], "float64")  # [V]
+            if on_logits is not None:
+                on_logits(last)
+            tok = int(self.ops.sample(last, temperature=temperature, top_k=top_k, top_p=top_p,
+                                      rng=rng if temperature > 0 else None))
             out.append(tok)
             if on_token is not None:
                 on_token(tok)
@@ -85,8 +114,7 @@ class Model:
                 break
             if cache.position >= self.config.max_position_embeddings:
                 break
-            logits = _model.forward(self.config, self.weights, np.array([tok]), cache=cache,
-                                    mode=self.dtype, ops=self.ops)
+            logits = self._forward(np.array([tok]), cache=cache)
         return out
 
 
@@ -95,16 +123,25 @@ def _status(msg):
 
 
 def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progress=False):
-    """Load a model by preset name or path (GGUF file, safetensors file or checkpoint folder)."""
-    precision.check_mode(dtype)
-    ops = resolve_ops(backend)
-    name = str(path_or_name)
+    """Load a model by preset name, path (GGUF file, safetensors file or checkpoint folder) or hub id
+    ("org/name", found in the local Hugging Face cache: refimpl.hub).
+
+    dtype: "float64" | "float32" | "bfloat16" (one Precision, made here). backend: "numpy" (the
+    reference), a registered name, "module:attribute", or a Backend; the weights are handed to it once.
+    """
+    prec = Precision.of(_args.check_dtype(dtype))
+    name = _args.check_path_or_name(path_or_name)
+    be = resolve_backend(backend)
     if name.lower() in (DEFAULT_MODEL, "smollm2", "smollm2-135m-instruct", "default"):
         from .fetch import smollm2_gguf_path
 
         path = smollm2_gguf_path()
     else:
         path = Path(os.path.expanduser(name))
+        from .hub import is_hub_id, resolve_hub_id
+
+        if not path.exists() and is_hub_id(name):
+            path = resolve_hub_id(name)  # the local Hugging Face cache only
         if not path.exists():
             from .checkpoints.config_files import PRESETS
 
@@ -112,21 +149,22 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
                 raise RefimplError(f"{name}: a preset has a configuration but no weights here; pass a path to "
                                    f"its checkpoint, or use `refimpl inspect {name}` for its sizes")
             raise RefimplError(f"{name}: no such file or folder, and not a known model name "
-                               f"(known: {DEFAULT_MODEL}, or a path to a .gguf / .safetensors / checkpoint folder)")
+                               f"(known: {DEFAULT_MODEL}, a path to a .gguf / .safetensors / checkpoint folder, "
+                               f"or a hub id org/name)")
     if progress:
         _status(f"loading {path} ...")
     if path.is_file() and path.suffix == ".gguf":
         from .checkpoints.gguf_reader import read_gguf
-        from .text.tokenizer import Tokenizer
+        from .text.tokenizer import gguf_tokenizer
 
         cfg, weights, meta = read_gguf(path, progress=progress)
-        tok = Tokenizer.from_gguf_metadata(meta)
+        tok = gguf_tokenizer(meta, path, cfg.vocab_size)
     else:
         from .checkpoints.layouts import load_weights
 
         cfg, weights = load_weights(path)
         tok = _tokenizer_near(path, cfg)
-    m = Model(cfg, weights, tok, dtype=dtype, ops=ops, source=str(path), progress=progress)
+    m = Model(cfg, weights, tok, dtype=prec, backend=be, source=str(path), progress=progress)
     if progress:
         _status(f"loaded {m!r}")
     return m
@@ -138,16 +176,20 @@ def _tokenizer_near(path, cfg):
     folder = path if path.is_dir() else path.parent
     for cand in (folder / "tokenizer.json", folder.parent / "tokenizer.json"):
         if cand.is_file():
-            return Tokenizer.from_tokenizer_json(cand)
+            return Tokenizer.from_tokenizer_json(cand).check_fits(cfg.vocab_size, str(cand))
     return None
 
 
+def resolve_backend(backend):
+    """None for the NumPy reference ("numpy", "reference" or None), else the Backend chosen by name or object."""
+    if backend is None or (isinstance(backend, str) and backend in ("numpy", "reference")):
+        return None
+    from .backends import get_backend
+
+    return get_backend(backend)
+
+
 def resolve_ops(backend):
-    """The op namespace a model calls: the NumPy reference, or a backend chosen by name or object."""
-    if backend in (None, "numpy", "reference"):
-        return reference_ops
-    try:
-        from refimpl.backends import get_backend
-    except ImportError:
-        raise ArgumentError(f"backend: expected 'numpy' (no backend registry installed), found {backend!r}") from None
-    return get_backend(backend).as_ops()
+    """The op namespace a model calls: the NumPy reference, or a backend's ops on its own arrays."""
+    be = resolve_backend(backend)
+    return reference_ops if be is None else be.ops()

@@ -23,12 +23,13 @@ from .model.config import ModelConfig
 from .checkpoints.config_files import PRESETS, count_parameters, load_config, read_json_object
 from .errors import ArgumentError, CheckpointError, RefimplError
 from .model.kvcache import kv_cache_bytes
+from .ops.mxfp4 import BLOCK_SIZE as MXFP4_BLOCK  # values per MXFP4 block (along the input dimension)
+from .ops.mxfp4 import BYTES_PER_BLOCK
 
 __all__ = ["inspect_data", "inspect_report", "inspect_json", "kv_cache_figures", "weight_memory",
            "MXFP4_BLOCK", "MXFP4_BYTES_PER_BLOCK", "CONTEXTS"]
 
-MXFP4_BLOCK = 32            # values per MXFP4 block (along the input dimension)
-MXFP4_BYTES_PER_BLOCK = 17  # 16 bytes of packed E2M1 nibbles + 1 E8M0 scale byte = 4.25 bits per value
+MXFP4_BYTES_PER_BLOCK = BYTES_PER_BLOCK + 1  # 16 bytes of packed E2M1 nibbles + 1 E8M0 scale byte = 4.25 bits per value
 CONTEXTS = (4096, 32768)    # context lengths reported besides the model's maximum
 ITEMSIZE = {"fp32": 4, "bf16": 2}
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -59,7 +60,7 @@ def _resolve(model_or_preset):
 
 def _release_dtype(config_dict):
     dt = config_dict.get("torch_dtype", config_dict.get("dtype"))
-    return dt if dt in _DTYPE_BYTES else "bfloat16"
+    return dt if isinstance(dt, str) and dt in _DTYPE_BYTES else "bfloat16"
 
 
 def _resolve_path(path):

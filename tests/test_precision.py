@@ -15,7 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refimpl import ArgumentError
-from refimpl.precision import MODES, bfloat16, check_mode, compute_dtype, round_bf16, storage_dtype, to_mode
+from refimpl.ops import ops
+from refimpl.precision import (DTYPES, Precision, bfloat16, check_dtype, compute_dtype, round_bf16, storage_dtype,
+                               to_storage)
 
 
 def expected_bf16_bits(u32):
@@ -143,22 +145,34 @@ def test_round_bf16_from_float64_goes_through_float32():
     assert float(round_bf16(np.float64(1.0 + 2.0**-8 + 2.0**-30))) == 1.0
 
 
-def test_to_mode_and_storage_dtype():
+def test_to_storage_and_storage_dtype():
     x = np.array([1.0 + 2.0**-30, 1.0 + 2.0**-8, -2.5e-40, 1e300])
-    r64 = to_mode(x, "float64")
+    r64 = to_storage(x, "float64")
     assert r64.dtype == np.float64 and r64.tolist() == x.tolist()
-    r32 = to_mode(x, "float32")
+    r32 = to_storage(x, "float32")
     assert r32.dtype == np.float32
     # struct 'f' packing is an independent float64 -> float32 round-to-nearest-even
     assert r32[:3].tolist() == [struct.unpack("<f", struct.pack("<f", v))[0] for v in x[:3].tolist()]
     assert r32[3] == np.inf
-    rb = to_mode(x, "bfloat16")
+    rb = to_storage(x, "bfloat16")
     assert rb.dtype == np.float32
     assert rb[:2].tolist() == [1.0, 1.0]
     assert storage_dtype("float64") == np.float64
     assert storage_dtype("float32") == np.float32
     assert storage_dtype("bfloat16") == bfloat16 == np.dtype(ml_dtypes.bfloat16)
-    assert MODES == ("float64", "float32", "bfloat16")
+    assert DTYPES == ("float64", "float32", "bfloat16")
+    for dt in DTYPES:  # the op is the same rule
+        np.testing.assert_array_equal(ops.round_to_storage(x, dt), to_storage(x, dt))
+
+
+def test_precision_object():
+    p = Precision.of("bfloat16")
+    assert (p.dtype, p.compute, p.storage, p.rounds_each_step, p.angle_dtype) == (
+        "bfloat16", np.float32, bfloat16, True, np.float32)
+    assert Precision.of(p) is p
+    p = Precision.of("float64")
+    assert (p.compute, p.storage, p.rounds_each_step, p.angle_dtype) == (np.float64, np.float64, False, np.float64)
+    assert Precision.of("float32").compute == np.float32
 
 
 def test_compute_dtype_rule():
@@ -176,22 +190,23 @@ def test_compute_dtype_rule():
 
 
 @pytest.mark.parametrize("bad", ["fp32", "bf16", None, "float16"])
-def test_bad_mode(bad):
+def test_bad_dtype(bad):
     with pytest.raises(ArgumentError, match="^dtype"):
-        check_mode(bad)
+        check_dtype(bad)
+    with pytest.raises(ArgumentError, match="^dtype"):
+        Precision.of(bad)
     with pytest.raises(ArgumentError, match="^dtype"):
         storage_dtype(bad)
     with pytest.raises(ArgumentError, match="^dtype"):
-        to_mode(np.zeros(1), bad)
+        to_storage(np.zeros(1), bad)
 
 
 # ----------------------------------------------------------------------------- bf16 rounding points
-# The "bfloat16" mode splits RoPE, attention and the gpt-oss SwiGLU at the points where the torch
+# The "bfloat16" dtype splits RoPE, attention and the gpt-oss SwiGLU at the points where the torch
 # reference stores a bf16 tensor (spec/precision.md rows 5-11, 17). The building blocks must
 # recompose to the fused ops bit for bit (so float32/float64 results do not depend on the split),
 # and each must follow its own formula.
 
-from refimpl.model.forward import _swiglu_oss_bf16  # noqa: E402
 from refimpl.ops.attention import (attention, attention_scores, attention_values, softmax_with_sinks,  # noqa: E402
                                    visibility_mask)
 from refimpl.ops.rope import apply_rope, rope_terms  # noqa: E402
@@ -344,7 +359,7 @@ def test_bf16_building_blocks_bad_arguments():
 
 
 def test_swiglu_oss_bf16_rounds_every_step():
-    """The bfloat16 mode's gpt-oss SwiGLU against the same steps done in ml_dtypes bfloat16 arithmetic
+    """The bfloat16 dtype's gpt-oss SwiGLU (the op swiglu_oss_bf16) against the same steps done in ml_dtypes bfloat16 arithmetic
     (each bf16 ufunc computes in float32 and rounds its result), with alpha kept in float32 as torch keeps
     a Python scalar; and it differs from rounding the fused op once."""
     rng = np.random.default_rng(7)
@@ -356,7 +371,7 @@ def test_swiglu_oss_bf16_rounds_every_step():
     sig = (1 / (1 + np.exp(-z.astype(np.float64)))).astype(np.float32).astype(bf)
     ref = (g * sig) * (lin + bf(1))
     assert ref.dtype == bf
-    got = _swiglu_oss_bf16(u.astype(np.float32), 1.702, 7.0, round_bf16)
+    got = ops.swiglu_oss_bf16(u.astype(np.float32), alpha=1.702, limit=7.0)
     np.testing.assert_array_equal(got, ref.astype(np.float32))
     from refimpl.ops.activations import swiglu_oss
     fused = round_bf16(swiglu_oss(u.astype(np.float32), alpha=1.702, limit=7.0))

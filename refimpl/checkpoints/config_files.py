@@ -15,10 +15,11 @@ The rules and their public sources are in spec/checkpoints.md.
 import json
 import math
 import os
-from dataclasses import replace
+import re
 
 from ..model.config import MAX_LAYERS, ModelConfig
 from ..errors import ConfigError
+from .._files import open_regular
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")
 HF_MODEL_TYPES = ("gpt2",) + LLAMA_FAMILY + ("mixtral", "gpt_oss")
@@ -53,7 +54,7 @@ class _Reader:
 
     def check(self, field, v, kind):
         if kind == "int":
-            if isinstance(v, float) and v.is_integer():
+            if isinstance(v, float) and v.is_integer() and abs(v) <= 2 ** 53:  # 4.0 -> 4; 1e308 stays a float
                 v = int(v)
             if not isinstance(v, int) or isinstance(v, bool):
                 self.fail(field, "an integer", repr(v))
@@ -101,12 +102,38 @@ class _Reader:
         return bos, eos
 
 
-def _build(r, **kw):
-    """ModelConfig(**kw); its own contradiction errors get the source prefixed."""
+# ModelConfig field -> the field as each file format spells it (messages name what the user wrote)
+HF_SPELLING = {"num_kv_heads": "num_key_value_heads", "num_heads": "num_attention_heads",
+               "num_layers": "num_hidden_layers", "norm_eps": "rms_norm_eps", "num_experts": "num_local_experts",
+               "experts_per_token": "num_experts_per_tok"}
+GPT2_SPELLING = {"hidden_size": "n_embd", "num_heads": "n_head", "num_kv_heads": "n_head", "num_layers": "n_layer",
+                 "intermediate_size": "n_inner", "max_position_embeddings": "n_positions",
+                 "norm_eps": "layer_norm_epsilon"}
+OPENAI_SPELLING = {"num_kv_heads": "num_key_value_heads", "num_heads": "num_attention_heads",
+                   "num_layers": "num_hidden_layers",
+                   "max_position_embeddings": "initial_context_length * rope_scaling_factor"}
+
+
+def respell(message, spelling):
+    """`message` with every ModelConfig field name (a whole word) replaced by its spelling in the
+    user's file, in one pass (so "num_heads" never turns into a name that is then replaced again)."""
+    if not spelling:
+        return message
+    pattern = re.compile(r"(?<!\w)(" + "|".join(sorted(map(re.escape, spelling), key=len, reverse=True)) + r")\b")
+    return pattern.sub(lambda m: spelling[m.group(1)], message)
+
+
+def _build(r, spelling=HF_SPELLING, **kw):
+    """ModelConfig(**kw); its own contradiction errors get the source prefixed and name the fields
+    as the file spells them."""
     try:
         return ModelConfig(**kw)
     except ConfigError as exc:
-        raise ConfigError(f"{r.source}: {exc}") from None
+        msg = str(exc)
+        own = f"{kw.get('name') or 'config'}: "
+        if msg.startswith(own):
+            msg = msg[len(own):]
+        raise ConfigError(f"{r.source}: {respell(msg, spelling)}") from None
 
 
 # ---------------------------------------------------------------------------------------- RoPE
@@ -220,7 +247,7 @@ def _gpt2(r, common):
     if not r.get("scale_attn_weights", "bool", True):
         r.fail("scale_attn_weights", "true (scores scaled by 1/sqrt(head_dim))", False)
     return _build(
-        r, arch="gpt2", vocab_size=r.get("vocab_size", "pos_int"), hidden_size=d,
+        r, GPT2_SPELLING, arch="gpt2", vocab_size=r.get("vocab_size", "pos_int"), hidden_size=d,
         num_layers=r.get("n_layer", "layers"), num_heads=heads, num_kv_heads=heads, head_dim=d // heads,
         intermediate_size=r.get("n_inner", "pos_int", 4 * d), max_position_embeddings=r.get("n_positions", "pos_int"),
         norm="layer", norm_eps=r.get("layer_norm_epsilon", "pos_float", 1e-5), norm_placement="pre",
@@ -377,7 +404,7 @@ def config_from_openai_gpt_oss(d, *, name="", source=""):
     if window:
         layer_types = tuple("sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n_layers))
     return _build(
-        r, arch="gpt_oss", vocab_size=g("vocab_size", "pos_int"), hidden_size=g("hidden_size", "pos_int"),
+        r, OPENAI_SPELLING, arch="gpt_oss", vocab_size=g("vocab_size", "pos_int"), hidden_size=g("hidden_size", "pos_int"),
         num_layers=n_layers, num_heads=g("num_attention_heads", "pos_int"),
         num_kv_heads=g("num_key_value_heads", "pos_int"), head_dim=g("head_dim", "pos_int"),
         intermediate_size=g("intermediate_size", "pos_int"), max_position_embeddings=int(max_pos), norm="rms",
@@ -400,17 +427,31 @@ def detect_config_format(d):
     return None
 
 
+JSON_LIMIT = 64 << 20  # a config or index larger than 64 MiB is not one
+
+
 def read_json_object(path):
-    """A JSON file's top-level object; ConfigError naming the file otherwise."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    """A JSON file's top-level object; ConfigError naming the file otherwise.
+
+    Only a regular file is read (a FIFO or device is refused at once, spec/reliability.md), at most
+    JSON_LIMIT bytes; parse errors give their position, never the file's bytes.
+    """
+    with open_regular(path, ConfigError, "a JSON config file") as f:
+        try:
+            raw = f.read(JSON_LIMIT + 1)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > JSON_LIMIT:
+        raise ConfigError(f"{path}: expected a JSON config of at most {JSON_LIMIT} bytes, found a larger file")
     try:
         d = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
-        raise ConfigError(f"{path}: expected JSON, found unparsable text ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: expected UTF-8 JSON, found invalid UTF-8 at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: expected JSON, found unparsable text ({exc.msg} at line {exc.lineno} "
+                          f"column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep; ValueError: huge integers
+        raise ConfigError(f"{path}: expected JSON, found unparsable text ({type(exc).__name__})") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: config: expected a JSON object, found {type(d).__name__}")
     return d
@@ -544,6 +585,3 @@ def count_parameters(cfg):
     return {"total": total, "active": total - inactive - lookups, "per_component": pc}
 
 
-def with_name(cfg, name):
-    """cfg with another name (ModelConfig is frozen)."""
-    return replace(cfg, name=name)

@@ -15,6 +15,9 @@ model reads HF-layout weights with rope_pairing "half". qwen2/qwen3 are converte
 without the permutation (their llama.cpp RoPE is the NeoX half-split kind).
 """
 
+import math
+import mmap
+import os
 import sys
 import zlib
 from dataclasses import replace
@@ -25,9 +28,11 @@ import numpy as np
 from .._progress import Progress
 from .._validate import positive_int, require
 from ..model.config import ModelConfig
+from .config_files import respell
 from ..errors import ArgumentError, CheckpointError, ConfigError, RefimplError
+from .._files import open_regular, require_regular
 
-__all__ = ["read_gguf", "read_gguf_config", "read_gguf_metadata", "read_gguf_raw_tensors", "unpermute_rope_rows", "permute_rope_rows"]
+__all__ = ["read_gguf", "read_gguf_config", "read_gguf_metadata", "read_gguf_raw_tensors", "prescan_gguf", "unpermute_rope_rows", "permute_rope_rows"]
 
 SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3")
 
@@ -84,27 +89,196 @@ def _field_value(field, value_type):
     return one(field.parts[field.data[0]] if field.data and field.data[0] >= 0 else field.parts[-1], types[0])
 
 
-_CACHE = {}  # (resolved path, size, mtime_ns) -> (reader, metadata): header parsing is the slow part
+# GGUF value types (gguf GGUFValueType): fixed-size ones -> bytes; 8 = STRING, 9 = ARRAY
+_FIXED_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY, _UINT32 = 8, 9, 4
+GGML_MAX_DIMS = 4
+
+
+def prescan_gguf(path):
+    """Walk a GGUF header with every count and size checked against the bytes left, before any
+    loop or allocation depends on it; refuse what gguf's reader would loop on or accept wrongly.
+
+    Layout (ggml docs/gguf.md): magic "GGUF", u32 version (2 or 3), u64 tensor_count, u64 kv_count;
+    kv_count entries (string key, u32 type, value; an array is u32 item type, u64 count, items; a
+    string is u64 length + UTF-8 bytes); tensor_count infos (string name, u32 n_dims <= 4, u64 dims,
+    u32 ggml type, u64 offset); the data section starts at the next multiple of general.alignment
+    (u32, a power of two, default 32). Checked: counts fit the bytes left (a 100-byte file declaring
+    2^40 array items fails at once), no duplicate key or tensor name, known value and tensor types,
+    nested arrays refused, a row length divisible by its type's block size, each tensor's offset
+    aligned and its bytes inside the file, and no two tensors sharing or overlapping data bytes.
+    Returns (stat of the file, offset of the data section). Errors are CheckpointError naming the
+    file and the field or tensor; no message quotes bytes of the file beyond header numbers.
+    """
+    p = Path(path)
+    with open_regular(p, CheckpointError, "a GGUF file") as f:
+        st = os.fstat(f.fileno())
+        size = st.st_size
+        if size < 24:
+            raise CheckpointError(f"{p}: expected a GGUF file of at least 24 bytes (magic, version, counts), "
+                                  f"found {size} bytes")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return st, _walk_header(mm, size, p)
+
+
+def _walk_header(mm, size, p):
+    import struct
+
+    if mm[:4] != b"GGUF":
+        raise CheckpointError(f"{p}: expected the GGUF magic at byte 0, found other bytes (not a GGUF file)")
+    order = "<"
+    (version,) = struct.unpack_from("<I", mm, 4)
+    if version & 0xFFFF == 0:
+        order = ">"  # written on a big-endian machine (gguf's reader swaps too)
+        (version,) = struct.unpack_from(">I", mm, 4)
+    if version not in (2, 3):
+        raise CheckpointError(f"{p}: version: expected 2 or 3, found {version}")
+    n_tensors, n_kv = struct.unpack_from(order + "QQ", mm, 8)
+    pos = 24
+    u32, u64 = struct.Struct(order + "I"), struct.Struct(order + "Q")
+
+    def fail(what):
+        raise CheckpointError(f"{p}: {what}")
+
+    def need(n, what):
+        if n > size - pos:
+            fail(f"{what}: expected {n} bytes, found {size - pos} left in the file (truncated, or a size field "
+                 "larger than the file)")
+
+    if n_kv > (size - pos) // 13:  # a key/value takes at least 8 + 1 + 4 bytes
+        fail(f"kv_count: expected at most {(size - pos) // 13} ({size - pos} bytes left, 13 or more per "
+             f"key/value), found {n_kv}")
+    if n_tensors > (size - pos) // 24:  # a tensor info takes at least 8 + 4 + 4 + 8 bytes
+        fail(f"tensor_count: expected at most {(size - pos) // 24} ({size - pos} bytes left, 24 or more per "
+             f"tensor), found {n_tensors}")
+
+    def read_str(what):
+        nonlocal pos
+        need(8, f"{what} length")
+        (n,) = u64.unpack_from(mm, pos)
+        pos += 8
+        need(n, what)
+        raw = mm[pos:pos + n]
+        pos += n
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            fail(f"{what}: expected UTF-8 text, found invalid bytes")
+
+    alignment = 32
+    keys = set()
+    for k in range(n_kv):
+        key = read_str(f"key {k}")
+        if key in keys:
+            fail(f"{key}: expected each key once, found it twice")
+        keys.add(key)
+        need(4, f"{key}: value type")
+        (t,) = u32.unpack_from(mm, pos)
+        pos += 4
+        if key == "general.alignment":
+            if t != _UINT32:
+                fail(f"general.alignment: expected a uint32, found value type {t}")
+            need(4, key)
+            (alignment,) = u32.unpack_from(mm, pos)
+            if alignment == 0 or alignment & (alignment - 1):
+                fail(f"general.alignment: expected a power of two, found {alignment}")
+        if t in _FIXED_SIZES:
+            need(_FIXED_SIZES[t], key)
+            pos += _FIXED_SIZES[t]
+        elif t == _STRING:
+            read_str(key)
+        elif t == _ARRAY:
+            need(12, f"{key}: array header")
+            (it,) = u32.unpack_from(mm, pos)
+            (count,) = u64.unpack_from(mm, pos + 4)
+            pos += 12
+            if it in _FIXED_SIZES:
+                need(count * _FIXED_SIZES[it], f"{key}: array of {count} items")
+                pos += count * _FIXED_SIZES[it]
+            elif it == _STRING:
+                if count > (size - pos) // 8:
+                    fail(f"{key}: array of {count} strings: expected at most {(size - pos) // 8} (8 bytes or more "
+                         f"each, {size - pos} bytes left)")
+                for i in range(count):
+                    need(8, f"{key}[{i}] length")
+                    (n,) = u64.unpack_from(mm, pos)
+                    pos += 8
+                    need(n, f"{key}[{i}]")
+                    pos += n
+            elif it == _ARRAY:
+                fail(f"{key}: expected an array of numbers or strings, found an array of arrays (not supported)")
+            else:
+                fail(f"{key}: array item type: expected one of 0..12 except 9, found {it}")
+        else:
+            fail(f"{key}: value type: expected one of 0..12, found {t}")
+
+    quant = {int(k): v for k, v in _gguf().GGML_QUANT_SIZES.items()}
+    tensors, names = [], set()
+    for k in range(n_tensors):
+        name = read_str(f"tensor {k} name")
+        if name in names:
+            fail(f"tensor {name}: expected each tensor name once, found it twice")
+        names.add(name)
+        need(4, f"tensor {name}: n_dims")
+        (nd,) = u32.unpack_from(mm, pos)
+        pos += 4
+        if nd > GGML_MAX_DIMS:
+            fail(f"tensor {name}: n_dims: expected at most {GGML_MAX_DIMS}, found {nd}")
+        need(8 * nd + 12, f"tensor {name}: dims, type and offset")
+        dims = struct.unpack_from(order + "Q" * nd, mm, pos)
+        pos += 8 * nd
+        (ttype,) = u32.unpack_from(mm, pos)
+        (offset,) = u64.unpack_from(mm, pos + 4)
+        pos += 12
+        if ttype not in quant:
+            fail(f"tensor {name}: type: expected a ggml type gguf knows, found {ttype}")
+        block, type_size = quant[ttype]
+        n_elems = math.prod(dims)
+        if nd and dims[0] % block:
+            fail(f"tensor {name}: ne[0]: expected a multiple of the block size {block} of its type, found {dims[0]}")
+        tensors.append((offset, n_elems // block * type_size, name))
+    data_start = -(-pos // alignment) * alignment
+    prev = None
+    for offset, nbytes, name in sorted(tensors):
+        if offset % alignment:
+            fail(f"tensor {name}: offset: expected a multiple of general.alignment={alignment}, found {offset}")
+        if data_start + offset + nbytes > size:
+            fail(f"tensor {name}: data bytes [{offset}, {offset + nbytes}) of the data section: expected them "
+                 f"inside the file ({max(size - data_start, 0)} bytes of data), found them past its end")
+        if nbytes and prev is not None and offset < prev[0] + prev[1]:
+            fail(f"tensor {name}: data bytes [{offset}, {offset + nbytes}): expected bytes of its own, found "
+                 f"them shared with tensor {prev[2]} [{prev[0]}, {prev[0] + prev[1]})")
+        if nbytes:
+            prev = (offset, nbytes, name)
+    return data_start
+
+
+_CACHE = {}  # (device, inode, size, mtime_ns, ctime_ns) -> (reader, metadata, header crc)
 
 
 def _open(path):
-    """(gguf module, GGUFReader, metadata dict) for `path`; the last two files read are kept."""
+    """(gguf module, GGUFReader, metadata dict) for `path`; the last two files read are kept.
+
+    The cache key holds the inode and ctime (which no user call can set back), so a file replaced
+    in place with the same size and mtime is read again; the header CRC guards a rewrite within one
+    ctime tick.
+    """
     gguf = _gguf()
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: expected a GGUF file, found no such file")
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    st = require_regular(p, CheckpointError, "a GGUF file")
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key in _CACHE:
         reader, meta, crc = _CACHE[key]
-        if _header_crc(p, reader) == crc:  # a file rewritten in place within one mtime tick is re-read
+        if _header_crc(p, reader) == crc:
             return gguf, reader, dict(meta)
         del _CACHE[key]
+    st, _ = prescan_gguf(p)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     try:
         reader = gguf.GGUFReader(str(p), "r")
-    except Exception as exc:  # truncated, not GGUF, bad header: gguf raises ValueError, IndexError, struct errors
-        raise CheckpointError(f"{p}: expected a complete GGUF file (not truncated), found "
-                              f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # the prescan leaves little: report the kind, not the text (it may quote bytes)
+        raise CheckpointError(f"{p}: expected a complete GGUF file, found gguf's reader failing with "
+                              f"{type(exc).__name__}") from None
     meta = _metadata(gguf, reader, p)
     while len(_CACHE) >= 2:
         _CACHE.pop(next(iter(_CACHE)))
@@ -114,11 +288,11 @@ def _open(path):
 
 def _header_crc(p, reader):
     """CRC-32 of the header bytes (everything before the tensor data) as they are on disk now."""
-    try:
-        with open(p, "rb") as f:
+    with open_regular(p, CheckpointError, "a GGUF file") as f:
+        try:
             return zlib.crc32(f.read(int(reader.data_offset)))
-    except OSError as exc:
-        raise CheckpointError(f"{p}: cannot read: {exc.strerror or exc}") from None
+        except OSError as exc:
+            raise CheckpointError(f"{p}: cannot read: {exc.strerror or exc}") from None
 
 
 def read_gguf_metadata(path):
@@ -139,7 +313,8 @@ def _metadata(gguf, reader, p):
         try:
             meta[name] = _field_value(field, gguf.GGUFValueType)
         except Exception as exc:
-            raise CheckpointError(f"{p}: metadata field {name}: expected a readable value, found {exc}") from None
+            why = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            raise CheckpointError(f"{p}: metadata field {name}: expected a readable value, found {why}") from None
     return meta
 
 
@@ -180,7 +355,7 @@ def _f32_decimal(v):
 def _config(meta, p, n_tensors_vocab):
     arch = meta.get("general.architecture")
     if arch not in SUPPORTED_ARCHS:
-        raise ConfigError(f"{p}: general.architecture: expected one of {SUPPORTED_ARCHS}, found {arch!r}")
+        raise ConfigError(f"{p}: general.architecture: expected one of {SUPPORTED_ARCHS}, found {_short(arch)}")
 
     def need(key, kind=int):
         k = f"{arch}.{key}"
@@ -188,9 +363,16 @@ def _config(meta, p, n_tensors_vocab):
             raise ConfigError(f"{p}: {k}: expected a value, found the field missing")
         v = meta[k]
         if kind is int and (not isinstance(v, int) or isinstance(v, bool)):
-            raise ConfigError(f"{p}: {k}: expected an integer, found {v!r}")
+            raise ConfigError(f"{p}: {k}: expected an integer, found {_short(v)}")
         if kind is float and (not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v)):
-            raise ConfigError(f"{p}: {k}: expected a finite number, found {v!r}")
+            raise ConfigError(f"{p}: {k}: expected a finite number, found {_short(v)}")
+        return v
+
+    def opt(key, default):
+        k = f"{arch}.{key}"
+        v = meta.get(k, default)
+        if v is not default and (not isinstance(v, int) or isinstance(v, bool)):
+            raise ConfigError(f"{p}: {k}: expected an integer, found {_short(v)}")
         return v
 
     d = need("embedding_length")
@@ -198,38 +380,76 @@ def _config(meta, p, n_tensors_vocab):
     n_kv = meta.get(f"{arch}.attention.head_count_kv", n_heads)
     if isinstance(n_kv, list):  # per-layer head counts (some hybrids)
         raise ConfigError(f"{p}: {arch}.attention.head_count_kv: expected one integer, found a per-layer list")
-    head_dim = meta.get(f"{arch}.attention.key_length", d // n_heads if n_heads else 0)
-    v_dim = meta.get(f"{arch}.attention.value_length", head_dim)
+    n_kv = opt("attention.head_count_kv", n_heads)
+    head_dim = opt("attention.key_length", d // n_heads if n_heads > 0 else 0)
+    v_dim = opt("attention.value_length", head_dim)
     if v_dim != head_dim:
         raise ConfigError(f"{p}: {arch}.attention.value_length: expected {head_dim} (= key_length), found {v_dim}")
-    rot = meta.get(f"{arch}.rope.dimension_count", head_dim)
+    rot = opt("rope.dimension_count", head_dim)
     if rot != head_dim:
         raise ConfigError(f"{p}: {arch}.rope.dimension_count: expected {head_dim} (full-width RoPE), found {rot}")
-    vocab = meta.get(f"{arch}.vocab_size")
+    vocab = opt("vocab_size", None)
     if vocab is None:
         tokens = meta.get("tokenizer.ggml.tokens")
         vocab = len(tokens) if isinstance(tokens, list) and tokens else n_tensors_vocab
 
     rope_scaling = None
     stype = meta.get(f"{arch}.rope.scaling.type", "none")
+    if not isinstance(stype, str):
+        raise ConfigError(f"{p}: {arch}.rope.scaling.type: expected a string, found {_short(stype)}")
     if stype == "linear":
         rope_scaling = {"rope_type": "linear", "factor": _f32_decimal(need("rope.scaling.factor", float))}
     elif stype == "yarn":
         rope_scaling = {"rope_type": "yarn", "factor": _f32_decimal(need("rope.scaling.factor", float)),
                         "original_max_position_embeddings": need("rope.scaling.original_context_length")}
     elif stype != "none":
-        raise ConfigError(f"{p}: {arch}.rope.scaling.type: expected none, linear or yarn, found {stype!r}")
+        raise ConfigError(f"{p}: {arch}.rope.scaling.type: expected none, linear or yarn, found {_short(stype)}")
 
-    eos = meta.get("tokenizer.ggml.eos_token_id")
-    eot = meta.get("tokenizer.ggml.eot_token_id")
-    eos_ids = tuple(dict.fromkeys(i for i in (eos, eot) if i is not None))
+    def token_id(key):
+        v = meta.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0
+                              or (isinstance(vocab, int) and v >= vocab)):
+            raise ConfigError(f"{p}: {key}: expected a token id in 0..{vocab - 1 if isinstance(vocab, int) else '?'}, "
+                              f"found {_short(v)}")
+        return v
+
+    eos_ids = tuple(dict.fromkeys(i for i in (token_id("tokenizer.ggml.eos_token_id"),
+                                              token_id("tokenizer.ggml.eot_token_id")) if i is not None))
+    bos = token_id("tokenizer.ggml.bos_token_id")
+    name = meta.get("general.name")
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"{p}: general.name: expected a string, found {_short(name)}")
     try:
-        return _model_config(meta, p, arch, need, d, n_heads, n_kv, head_dim, vocab, rope_scaling, eos_ids)
+        return _model_config(meta, p, arch, need, d, n_heads, n_kv, head_dim, vocab, rope_scaling, eos_ids, bos)
     except ConfigError as exc:
-        raise ConfigError(str(exc) if str(exc).startswith(f"{p}: ") else f"{p}: {exc}") from None
+        msg = str(exc)
+        for own in (f"{p}: ", f"{meta.get('general.name') or p.stem}: "):
+            if msg.startswith(own):
+                msg = msg[len(own):]
+        raise ConfigError(f"{p}: {respell(msg, _gguf_spelling(arch))}") from None
 
 
-def _model_config(meta, p, arch, need, d, n_heads, n_kv, head_dim, vocab, rope_scaling, eos_ids):
+def _short(v):
+    """A metadata value described for a message: small scalars shown, lists and long strings summarised."""
+    if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 40):
+        return f"{type(v).__name__} {v!r}"
+    if isinstance(v, list):
+        return f"a list of {len(v)} entries"
+    return f"a {type(v).__name__}"
+
+
+def _gguf_spelling(arch):
+    """ModelConfig field -> GGUF key, for messages."""
+    return {"vocab_size": f"{arch}.vocab_size", "hidden_size": f"{arch}.embedding_length",
+            "num_layers": f"{arch}.block_count", "num_heads": f"{arch}.attention.head_count",
+            "num_kv_heads": f"{arch}.attention.head_count_kv", "head_dim": f"{arch}.attention.key_length",
+            "intermediate_size": f"{arch}.feed_forward_length",
+            "max_position_embeddings": f"{arch}.context_length",
+            "norm_eps": f"{arch}.attention.layer_norm_rms_epsilon", "rope_theta": f"{arch}.rope.freq_base",
+            "bos_token_id": "tokenizer.ggml.bos_token_id", "eos_token_ids": "tokenizer.ggml.eos_token_id"}
+
+
+def _model_config(meta, p, arch, need, d, n_heads, n_kv, head_dim, vocab, rope_scaling, eos_ids, bos):
     return ModelConfig(
         arch="llama",
         vocab_size=vocab,
@@ -250,7 +470,7 @@ def _model_config(meta, p, arch, need, d, n_heads, n_kv, head_dim, vocab, rope_s
         attention_bias=arch == "qwen2",
         qk_norm=arch == "qwen3",
         tie_word_embeddings=True,  # corrected by read_gguf when output.weight is present
-        bos_token_id=meta.get("tokenizer.ggml.bos_token_id"),
+        bos_token_id=bos,
         eos_token_ids=eos_ids,
         name=meta.get("general.name") or p.stem,
         extra={"source": "gguf", "path": str(p), "gguf_architecture": arch,

@@ -22,10 +22,10 @@ from .._validate import is_float_dtype
 from ..model.config import ModelConfig
 from .config_files import load_config
 from ..errors import CheckpointError
+from ..ops.mxfp4 import BLOCK_SIZE as MXFP4_BLOCK  # values per block along the input dimension
 from .safetensors_io import open_checkpoint_dir, open_safetensors
 
 LAYOUTS = ("gpt2_hf", "hf", "gpt_oss_original", "canonical")
-MXFP4_BLOCK = 32  # values per block along the input dimension; 16 packed bytes
 
 _HF_IGNORABLE = (re.compile(r"^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$"),)
 _GPT2_IGNORABLE = (re.compile(r"^(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)$"),)

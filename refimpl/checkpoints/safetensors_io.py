@@ -19,6 +19,7 @@ import ml_dtypes  # noqa: F401  (registers bfloat16 and the float8 dtypes with N
 import numpy as np
 
 from ..errors import CheckpointError
+from .._files import open_regular
 
 HEADER_LIMIT = 100_000_000  # the reference reader refuses larger headers
 
@@ -41,6 +42,13 @@ DTYPES = {
     "F8_E8M0": np.dtype(ml_dtypes.float8_e8m0fnu),
 }
 _NAMES = {dt: name for name, dt in DTYPES.items()}
+
+
+def _why(exc):
+    """A parse error's description without the bytes it quotes (a JSON error's position is kept)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return type(exc).__name__
 
 
 def _fail(path, what):
@@ -131,25 +139,28 @@ class SafetensorsFile(Mapping):
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        try:
-            size = os.path.getsize(self.path)
-            with open(self.path, "rb") as f:
+        with open_regular(self.path, CheckpointError, "a safetensors file") as f:
+            try:
+                size = os.fstat(f.fileno()).st_size
                 prefix = f.read(8)
                 if len(prefix) < 8:
                     _fail(self.path, f"file is {size} bytes: expected at least 8 (the header length)")
-                n = int.from_bytes(prefix, "little")
+                n = int.from_bytes(prefix, "little")  # never quoted in a message: it is file content
                 if n > HEADER_LIMIT:
-                    _fail(self.path, f"header length: expected at most {HEADER_LIMIT} bytes, found {n}")
+                    _fail(self.path, f"header length: expected at most {HEADER_LIMIT} bytes, found a larger value"
+                          " (not a safetensors file?)")
                 if 8 + n > size:
-                    _fail(self.path, f"header length: expected at most {size - 8} (file size {size} - 8), found {n}"
-                          " (truncated file or not a safetensors file)")
+                    _fail(self.path, f"header length: expected at most {size - 8} (file size {size} - 8), found a "
+                          "larger value (truncated file or not a safetensors file)")
                 raw = f.read(n)
-        except OSError as exc:
-            raise CheckpointError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
+            except OSError as exc:
+                raise CheckpointError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
         try:
             head = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
-            raise CheckpointError(f"{self.path}: header: expected UTF-8 JSON, found unparsable bytes ({exc})") from None
+            where = f" at byte {8 + exc.start}" if isinstance(exc, UnicodeDecodeError) else ""
+            raise CheckpointError(f"{self.path}: header: expected UTF-8 JSON, found unparsable bytes{where} "
+                                  f"({_why(exc)})") from None
         self._start = 8 + n
         self._entries, self.metadata = parse_header(self.path, head, size - self._start)
         self._buf = None
@@ -262,10 +273,12 @@ def open_checkpoint_dir(path):
 def _open_index(index):
     base = os.path.dirname(index)
     try:
-        with open(index, "rb") as f:
+        with open_regular(index, CheckpointError, "a JSON shard index") as f:
             doc = json.loads(f.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{index}: expected a JSON index, found unreadable content ({exc})") from None
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{index}: expected a JSON index, found unreadable content ({_why(exc)})") from None
     wm = doc.get("weight_map") if isinstance(doc, dict) else None
     if not isinstance(wm, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in wm.items()):
         raise CheckpointError(f"{index}: weight_map: expected an object of tensor name to shard file name")

@@ -1,7 +1,7 @@
 """`refimpl conform` and `refimpl diff` (hooked into refimpl/cli.py by add_subcommands).
 
     refimpl conform --backend SPEC [--ops a,b] [--dtype float32] [--json FILE] [--max-examples N]
-    refimpl conform --list-variants
+    refimpl conform --list-misreadings
     refimpl diff A.safetensors B.safetensors [--dtype bfloat16] [--json FILE]
     refimpl diff --model M --against TRACE.safetensors [--prompt TEXT | --ids 1,2,3]
 
@@ -18,15 +18,16 @@ def add_subcommands(subparsers):
     """Add the `conform` and `diff` subcommands to refimpl's argparse subparsers."""
     c = subparsers.add_parser("conform", help="run the conformance property suite against a backend")
     c.add_argument("--backend", default=None,
-                   help="backend name, module:attribute or misreading:NAME (default: $REFIMPL_BACKEND, else numpy)")
+                   help="backend name, module:attribute (from the current directory) or misreading:NAME "
+                        "(default: $REFIMPL_BACKEND, else numpy)")
     c.add_argument("--ops", default=None, help="comma-separated op names and/or model:<arch> (default: all)")
-    c.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"],
-                   help="dtype of the inputs given to the backend (default: %(default)s)")
+    c.add_argument("--dtype", default="float32,float64",
+                   help="comma-separated dtypes of the inputs given to the backend: float32, float64, bfloat16, "
+                        "or 'all' (default: %(default)s)")
     c.add_argument("--json", default=None, metavar="FILE", help="write the machine-readable results here")
     c.add_argument("--max-examples", type=int, default=20, help="Hypothesis examples per op (default: %(default)s)")
-    c.add_argument("--shrink", action="store_true", help="shrink a failing case to a minimal one (slower)")
     c.add_argument("--no-models", action="store_true", help="skip the whole tiny-model checks")
-    c.add_argument("--list-variants", action="store_true", help="print the known-wrong variant names and exit")
+    c.add_argument("--list-misreadings", action="store_true", help="print the misreading names (known-wrong readings) and exit")
     c.add_argument("--quiet", action="store_true", help="print only the table, no failure details")
     c.set_defaults(func=cmd_conform)
 
@@ -57,31 +58,30 @@ def _write_json(path, obj):
 
 
 def cmd_conform(args):
-    if args.list_variants:
-        from .variants import VARIANTS
+    if args.list_misreadings:
+        from .misreadings import MISREADINGS
 
-        for name in VARIANTS:
-            print(name)
+        for name, m in MISREADINGS.items():
+            print(f"{name}: {m.description}")
         return 0
     try:
         from .suite import format_row, format_table, run_suite
     except ImportError as exc:  # hypothesis is a dev dependency
         raise RefimplError(f"conform: needs the package 'hypothesis' ({exc}); pip install 'refimpl[dev]'") from None
-    from refimpl.backends import get_backend
+    from .selection import resolve_backend
 
     if args.max_examples < 0:
         raise ArgumentError(f"--max-examples: expected an integer >= 0, found {args.max_examples}")
     spec = args.backend
-    backend = get_backend(spec)
+    backend = resolve_backend(spec)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
     models = [] if args.no_models else None
-    progress = None
-    if sys.stderr.isatty():
-        def progress(row):
-            print("  " + format_row(row), file=sys.stderr, flush=True)
+
+    def progress(row):  # one line per row on stderr, terminal or not (a CI log shows how far it got)
+        print("  " + format_row(row), file=sys.stderr, flush=True)
 
     result = run_suite(backend, ops=ops, dtype=args.dtype, max_examples=args.max_examples, models=models,
-                       shrink=args.shrink, spec=spec or backend.name, progress=progress)
+                       spec=spec or backend.name, progress=None if args.quiet else progress)
     print(format_table(result, details=not args.quiet))
     if args.json:
         _write_json(args.json, result.to_dict())
@@ -96,15 +96,18 @@ def _parse_ids(text):
 
 
 def cmd_diff(args):
-    from .tracediff import TRACE_C, diff_traces, load_trace, save_trace
+    from .tracediff import TRACE_C, check_overlap, diff_traces, load_trace, save_trace, stored_dtype
 
     c = TRACE_C if args.c is None else args.c
+    model = ids = None
     if args.model is None:
         if len(args.traces) != 2 or args.against:
             raise ArgumentError("traces: expected two trace files A B (or --model M --against TRACE), "
                                 f"found {len(args.traces)} file(s)")
-        ref, _ = load_trace(args.traces[0])
-        other, _ = load_trace(args.traces[1])
+        ref, ref_meta = load_trace(args.traces[0])
+        other, meta = load_trace(args.traces[1])
+        names = (args.traces[0], args.traces[1])
+        stored = [stored_dtype(ref_meta), stored_dtype(meta)]
     else:
         if args.against is None and len(args.traces) == 1:
             args.against = args.traces[0]
@@ -125,10 +128,33 @@ def cmd_diff(args):
         else:
             raise ArgumentError("--ids: expected --ids or --prompt (the trace file stores no ids)")
         ref = model.trace(ids)
+        names = (f"{args.model} (reference)", args.against)
+        stored = [None, stored_dtype(meta)]
         if args.save_ref:
             save_trace(args.save_ref, ref, ids=ids, metadata={"producer": "refimpl", "dtype": args.model_dtype})
-    rep = diff_traces(ref, other, dtype=args.dtype, c=c)
+    check_overlap(ref, other, *names)  # empty or disjoint: exit 2, both name sets listed
+    dtype, u = args.dtype, None
+    meta_dtypes = [d for d in stored if d]
+    if dtype is None and meta_dtypes:  # the precision a file says it was computed in counts, not only how it is stored
+        from .tracediff import unit_roundoff_of
+
+        u = unit_roundoff_of(*meta_dtypes, *[v.dtype for v in ref.values()], *[v.dtype for v in other.values()])
+    rep = diff_traces(ref, other, dtype=dtype, u=u, c=c)
+    if u is not None:
+        rep.notes.append(f"tolerance from the stored dtype {', '.join(meta_dtypes)} (metadata 'dtype'); --dtype overrides it")
+    hits = None
+    if model is not None and not rep.ok:
+        from .diagnosis import diagnose_trace
+
+        hits = diagnose_trace(model.config, model.weights, ids, model.dtype, other, dtype=dtype, u=u, c=c)
+        if hits:
+            rep.notes.append("reproduced by: " + "; ".join(f"{n} ({d})" for n, d in hits))
+        else:
+            rep.notes.append("no known misreading (op-level or config-level) reproduces the other trace")
     print(rep)
     if args.json:
-        _write_json(args.json, rep.to_dict())
+        d = rep.to_dict()
+        if hits is not None:
+            d["misreadings"] = [dict(name=n, description=t) for n, t in hits]
+        _write_json(args.json, d)
     return 0 if rep.ok else 1

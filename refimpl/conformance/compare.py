@@ -9,7 +9,7 @@ import numpy as np
 from .._validate import is_float_dtype
 from ..errors import ArgumentError
 from ..precision import bfloat16, compute_dtype
-from .budgets import Budget, bind, compute_unit_roundoff, fixed, get_budget, unit_roundoff
+from .kit import Budget, bind, compute_unit_roundoff, fixed, unit_roundoff
 
 N_OFFENDERS = 5
 INLINE_LIMIT = 256  # arrays up to this many elements are written into the repro literally
@@ -43,11 +43,11 @@ class Report:
     budget_used: float = 0.0  # max over elements of err / bound (1.0 = exactly at the budget)
     offenders: list = field(default_factory=list)  # first few: dict(index, expected, actual, bound)
     backend: str = None
-    variant: str = None
+    kernel: str = None  # the backend's kernel under test
     dtype: str = None
     seed: object = None
     repro: str = None
-    variant_match: list = field(default_factory=list)  # filled by the caller via variants.diagnose
+    misreadings: list = field(default_factory=list)  # filled by the caller via misreadings.diagnose
     parts: list = field(default_factory=list)  # one Report per output for ops returning a tuple
 
     def to_dict(self):
@@ -59,7 +59,7 @@ class Report:
         if self.message:
             head += f" - {self.message}"
         lines = [head]
-        ctx = ", ".join(f"{k} {v}" for k, v in (("backend", self.backend), ("variant", self.variant),
+        ctx = ", ".join(f"{k} {v}" for k, v in (("backend", self.backend), ("kernel", self.kernel),
                                                    ("dtype", self.dtype), ("seed", self.seed)) if v is not None)
         if ctx:
             lines.append(f"  {ctx}")
@@ -80,8 +80,8 @@ class Report:
             lines.append(f"    at {list(o['index'])}: expected {o['expected']!r}, actual {o['actual']!r}, bound {o['bound']!r}")
         for p in self.parts:
             lines.extend("  " + s for s in str(p).splitlines())
-        if self.variant_match:
-            lines.append(f"  matches known-wrong variant(s): {', '.join(self.variant_match)}")
+        if self.misreadings:
+            lines.append(f"  matches misreading(s): {', '.join(self.misreadings)}")
         if self.repro and not self.ok:
             lines.append("  repro:")
             lines.extend("    " + s for s in self.repro.splitlines())
@@ -155,18 +155,22 @@ def _py(v):
     return float(v) if isinstance(v, float) else v
 
 
-def compare(expected, actual, *, op, budget=None, inputs=None, context=None, ops=None):
+def compare(expected, actual, *, op, budget=None, inputs=None, context=None, ops=None, dtype=None):
     """Compare `actual` to `expected` for `op`; returns a Report (never raises on a mismatch).
 
     expected, actual: arrays (or tuples of arrays for ops returning several outputs).
     budget: None (the op's row of BUDGETS), a Budget, or (atol, rtol). inputs: the op's inputs (dict by
     argument name, or a tuple of positional arguments), needed by every budget but "exact".
-    context: optional dict with backend, variant, dtype, seed and strategy (a Python expression that
+    context: optional dict with backend, kernel, dtype, seed, with_kernel (op, kernel) and strategy (a Python expression that
     rebuilds the inputs dict from `seed`, used by the repro for arrays too large to inline).
     ops: the namespace whose semantics `expected` follows (default the reference), for the budget.
+    dtype: the float dtype the spec promises for the output (a tuple for several outputs; None: only
+    the dtype family is checked). The output must have it, and is judged with its budget.
     """
     context = dict(context or {})
     if budget is None:
+        from .ops import get_budget
+
         budget = get_budget(op)
     elif isinstance(budget, tuple):
         budget = fixed(*budget)
@@ -175,8 +179,8 @@ def compare(expected, actual, *, op, budget=None, inputs=None, context=None, ops
     bound_inputs = bind(op, inputs) if inputs is not None and _has_op(op) else inputs
     repro = make_repro(op, bound_inputs, context) if bound_inputs is not None else None
     if isinstance(expected, (tuple, list)):
-        return _compare_parts(expected, actual, op, budget, bound_inputs, context, repro, ops)
-    rep = _compare_one(expected, actual, op, budget, bound_inputs, context, ops)
+        return _compare_parts(expected, actual, op, budget, bound_inputs, context, repro, ops, dtype)
+    rep = _compare_one(expected, actual, op, budget, bound_inputs, context, ops, dtype)
     rep.repro = repro
     return rep
 
@@ -188,18 +192,20 @@ def _has_op(op):
 
 
 def _base(op, context, **kw):
-    return Report(op=op, backend=context.get("backend"), variant=context.get("variant"),
+    return Report(op=op, backend=context.get("backend"), kernel=context.get("kernel"),
                   dtype=context.get("dtype"), seed=context.get("seed"), **kw)
 
 
-def _compare_parts(expected, actual, op, budget, inputs, context, repro, ops):
+def _compare_parts(expected, actual, op, budget, inputs, context, repro, ops, dtype=None):
     if not isinstance(actual, (tuple, list)) or len(actual) != len(expected):
         n = len(actual) if isinstance(actual, (tuple, list)) else "a single array"
         rep = _base(op, context, ok=False, failure="shape",
                     message=f"expected a tuple of {len(expected)} outputs, found {n}")
         rep.repro = repro
         return rep
-    parts = [_compare_one(e, a, f"{op}[{k}]", budget.part(k), inputs, context, ops) for k, (e, a) in enumerate(zip(expected, actual))]
+    dts = dtype if isinstance(dtype, (tuple, list)) else (dtype,) * len(expected)
+    parts = [_compare_one(e, a, f"{op}[{k}]", budget.part(k), inputs, context, ops, dt)
+             for k, (e, a, dt) in enumerate(zip(expected, actual, dts))]
     bad = [p for p in parts if not p.ok]
     lead = bad[0] if bad else max(parts, key=lambda p: p.budget_used)
     rep = _base(op, context, ok=not bad, failure=lead.failure if bad else None,
@@ -216,7 +222,7 @@ def _compare_parts(expected, actual, op, budget, inputs, context, repro, ops):
     return rep
 
 
-def _compare_one(expected, actual, op, budget, inputs, context, ops):
+def _compare_one(expected, actual, op, budget, inputs, context, ops, dtype=None):
     e, a = np.asarray(expected), np.asarray(actual)
     rep = _base(op, context, ok=False, shape=tuple(e.shape), expected_dtype=str(e.dtype), actual_dtype=str(a.dtype),
                 n_elements=int(e.size), budget_kind=budget.kind, budget_reason=budget.reason)
@@ -226,6 +232,11 @@ def _compare_one(expected, actual, op, budget, inputs, context, ops):
     fe, fa = _family(e.dtype), _family(a.dtype)
     if fe != fa:
         rep.failure, rep.message = "dtype", f"expected a {fe} dtype ({e.dtype}), found {a.dtype}"
+        return rep
+    if dtype is not None and fe == "float" and np.dtype(a.dtype) != np.dtype(dtype):
+        rep.failure = "dtype"
+        rep.message = (f"expected a {np.dtype(dtype)} output (the dtype the spec promises for these inputs), "
+                       f"found {a.dtype}")
         return rep
     if fe != "float":
         return _values(rep, e.astype(np.int64) if fe != "bool" else e, a.astype(np.int64) if fa != "bool" else a,
@@ -241,7 +252,7 @@ def _compare_one(expected, actual, op, budget, inputs, context, ops):
         rep.offenders = [dict(index=i, expected=_py(e64[i]), actual=_py(a64[i]), bound=None) for i in idx]
         rep.worst_index, rep.worst_expected, rep.worst_actual = idx[0], _py(e64[idx[0]]), _py(a64[idx[0]])
         return rep
-    bound, filled = _bound(budget, e, a, inputs, ops)
+    bound, filled = _bound(budget, e, a if dtype is None else a.astype(dtype), inputs, ops)
     return _values(rep, e, a, bound, filled, context)
 
 
@@ -282,8 +293,9 @@ def _values(rep, e, a, bound, filled, context):
     finite = np.isfinite(e64) & np.isfinite(a64)
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.where(finite, np.abs(a64 - e64), 0.0)
-    tiny = float(np.finfo(np.float64).tiny) if _family(e.dtype) != "float" else _tiny(e.dtype)
-    rel = err / np.maximum(np.abs(np.where(finite, e64, 0.0)), tiny)
+    nz = finite & (e64 != 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(nz, err / np.where(nz, np.abs(e64), 1.0), 0.0)  # relative error only where expected != 0
     over = err > bound
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(err == 0, 0.0, err / bound)
@@ -298,7 +310,8 @@ def _values(rep, e, a, bound, filled, context):
         w = tuple(int(i) for i in w)
         rep.worst_index, rep.worst_expected, rep.worst_actual = w, _py(e[w]), _py(a[w])
         rep.worst_bound = float(bound[w])
-        if _family(e.dtype) == "float":
+        same_sign = np.sign(e64[w]) == np.sign(a64[w]) and e64[w] != 0 and np.isfinite(e64[w]) and np.isfinite(a64[w])
+        if _family(e.dtype) == "float" and same_sign:  # no ULP count across zero (it counts subnormals)
             rep.worst_ulp = int(ulp_distance(e[w], a[w], e.dtype))
             if np.dtype(a.dtype) != np.dtype(e.dtype):
                 rep.worst_ulp_actual_dtype = int(ulp_distance(e[w], a[w], a.dtype))
@@ -368,7 +381,7 @@ def _value_expr(name, v, context):
 def make_repro(op, inputs, context):
     """A copy-pasteable Python snippet that rebuilds the inputs and reruns the comparison."""
     lines = ["import numpy as np", "import ml_dtypes", "from refimpl.ops import ops",
-             "from refimpl.conformance import compare", "from refimpl.backends import get_backend", ""]
+             "from refimpl.conformance import compare", ""]
     exprs, notes = {}, []
     for name, v in inputs.items():
         expr, note = _value_expr(name, v, context)
@@ -387,7 +400,11 @@ def make_repro(op, inputs, context):
         "oracle = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) and v.dtype.kind in 'fV' else v) "
         "for k, v in inputs.items()}",
         f"expected = ops.{op}(**oracle)",
-        f"actual = get_backend({context.get('backend') or 'numpy'!r}).as_ops().{op}(**inputs)",
+        "from refimpl.conformance.selection import resolve_backend, with_kernel",
+        f"backend = resolve_backend({context.get('backend') or 'numpy'!r})",
+        *([f"backend = with_kernel(backend, {context['with_kernel'][0]!r}, {context['with_kernel'][1]!r})  "
+           "# the failing kernel"] if context.get("with_kernel") else []),
+        f"actual = backend.as_ops().{op}(**inputs)",
         f"print(compare(expected, actual, op={op!r}, inputs=inputs))",
     ]
     return "\n".join(lines)

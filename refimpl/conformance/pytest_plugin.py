@@ -5,8 +5,8 @@
 Registered through the entry point group ``pytest11`` (pyproject.toml). Adds the options
 --refimpl-backend (default: $REFIMPL_BACKEND, else "numpy"), --refimpl-dtype (float32),
 --refimpl-max-examples (20), and the session fixture ``backend`` (a backends.Backend). The test
-module refimpl/conformance/test_conformance_suite.py is parametrised per op and per kernel variant
-of that backend. Nothing here changes other tests: the fixture is only built when requested.
+module refimpl/conformance/test_conformance_suite.py is parametrised per op and per kernel
+of that backend; an unloadable spec is an error. Nothing here changes other tests: the fixture is only built when requested.
 """
 
 import os
@@ -19,11 +19,12 @@ ENV_VAR = "REFIMPL_BACKEND"
 def pytest_addoption(parser):
     group = parser.getgroup("refimpl", "refimpl conformance suite")
     group.addoption("--refimpl-backend", default=None,
-                    help="backend under test: a name, module:attribute or variant:NAME (default: $REFIMPL_BACKEND, else numpy)")
+                    help="backend under test: a name, module:attribute (from the current directory) or misreading:NAME "
+                         "(default: $REFIMPL_BACKEND, else numpy)")
     group.addoption("--refimpl-dtype", default="float32", choices=["float32", "float64", "bfloat16"],
                     help="dtype of the inputs given to the backend (default: float32)")
     group.addoption("--refimpl-max-examples", default=20, type=int,
-                    help="Hypothesis examples per op and kernel variant (default: 20)")
+                    help="Hypothesis examples per op and kernel (default: 20)")
 
 
 def backend_spec(config):
@@ -38,10 +39,18 @@ def suite_options(config):
 
 @pytest.fixture(scope="session")
 def backend(request):
-    """The backend under test (backends.Backend); skips when it cannot run here (not installed, no GPU)."""
-    from refimpl.backends import BackendUnavailable, get_backend
+    """The backend under test; skips when it cannot run here (not installed, no GPU); a spec that cannot be
+    loaded at all (unknown name, import error, bad attribute) is an error, not a skip."""
+    return load_backend(request.config)
+
+
+def load_backend(config):
+    """The backend of the option/environment: pytest.skip if BackendUnavailable, else any BackendError raises."""
+    from refimpl.backends import BackendUnavailable
+
+    from .selection import resolve_backend
 
     try:
-        return get_backend(backend_spec(request.config))
+        return resolve_backend(backend_spec(config))
     except BackendUnavailable as exc:
         pytest.skip(str(exc))

@@ -1,36 +1,56 @@
-"""Forward passes composed from the reference ops.
+"""The forward pass: the ops composed per the ModelConfig, and nothing else.
 
-One forward pass serves every architecture in the family; the ModelConfig says
-which variant of each layer a model uses (see spec/model.md for the block
-diagram of each architecture and spec/trace.md for the names of the traced
-intermediates).
+One forward pass serves every architecture in the family; the ModelConfig says which variant of
+each layer a model uses (spec/model.md: block diagrams; spec/trace.md: traced names).
 
-    x   = tok_embed[ids] (+ pos_embed[positions] for learned positions)
-    per layer L (pre-norm):
-        x = x + attn(norm_attn(x))
-        x = x + mlp(norm_mlp(x))          mlp: GELU MLP, SwiGLU MLP, or MoE
-    per layer L (post-norm, the original Transformer / GPT-1 placement):
-        x = norm_attn(x + attn(x)); x = norm_mlp(x + mlp(x))
-    logits = lm_head @ final_norm(x)
+    x   = embedding(ids) (+ learned_positions)
+    per layer (pre-norm):  x = pre_norm_residual(x, norm_attn, attn); x = pre_norm_residual(x, norm_mlp, mlp)
+    per layer (post-norm): x = post_norm_residual(x, norm_attn, attn); ...        (mlp: GELU, SwiGLU or MoE)
+    logits = linear(final_norm(x), lm_head)
 
-Precision: every op computes in the mode's compute dtype; in "bfloat16" mode the
-output of each op that the bf16 torch reference stores as a bf16 tensor is
-rounded to bf16 (spec/precision.md).
+Every array operation is an op of the namespace `ops` (refimpl.ops, or a backend's `ops()`), so a
+backend's arrays stay its own from the weights to the logits: this module does no arithmetic and
+never converts an activation to NumPy. Token ids and positions are host integers. Rounding to the
+storage dtype is the op `round_to_storage`; in "bfloat16" the step-wise ops of spec/precision.md
+are called (rope_terms, attention_scores/scale/softmax_with_sinks/attention_values, swiglu_oss_bf16).
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
-from .. import precision
 from .._progress import Progress
 from ..errors import ArgumentError
 from ..ops import ops as reference_ops
+from ..precision import Precision, bfloat16
 
 
-def _rounder(mode):
-    if mode == "bfloat16":
-        return precision.round_bf16
-    dt = precision.storage_dtype(mode)
-    return lambda a: np.asarray(a, dtype=dt)
+@dataclass
+class Forward:
+    """One forward call: what every block reads (config, weights, ops, precision, cache, trace, start)."""
+
+    config: object
+    weights: dict
+    ops: object
+    precision: Precision
+    cache: object = None
+    trace: dict = None
+    start: int = 0
+
+    def round(self, x):
+        """x rounded to the storage dtype (the op round_to_storage)."""
+        return self.ops.round_to_storage(x, self.precision.dtype)
+
+    def record(self, name, value):
+        if self.trace is not None:
+            backend = getattr(self.ops, "backend", None)
+            self.trace[name] = np.asarray(value) if backend is None else backend.to_host(value)
+
+    def norm(self, x, prefix):
+        c, W = self.config, self.weights
+        if c.norm == "layer":
+            return self.round(self.ops.layer_norm(x, W[prefix + ".weight"], W[prefix + ".bias"], eps=c.norm_eps))
+        return self.round(self.ops.rms_norm(x, W[prefix + ".weight"], eps=c.norm_eps))
 
 
 def _check_ids(cfg, ids):
@@ -51,169 +71,167 @@ def _check_ids(cfg, ids):
     return a.astype(np.int64)
 
 
-def rope_tables(cfg, positions, *, ops=reference_ops, angle_dtype=None):
+def rope_tables(cfg, positions, *, ops=reference_ops, angle_dtype=np.float64):
     """cos, sin [.., T, D/2] for absolute positions, with YaRN's concentration folded in.
 
-    angle_dtype: None (rope_cos_sin's default, float64 angles) or np.float32 (the torch references'
-    float32 angles, used by "bfloat16" mode)."""
+    angle_dtype: np.float64 (the oracle's angles) or np.float32 (the torch references' float32
+    angles, used by the "bfloat16" dtype)."""
     inv_freq, scaling = ops.rope_frequencies(cfg.head_dim, base=cfg.rope_theta, rope_scaling=cfg.rope_scaling)
-    if angle_dtype is None:
-        return ops.rope_cos_sin(inv_freq, positions, attention_scaling=scaling)
     return ops.rope_cos_sin(inv_freq, positions, attention_scaling=scaling, angle_dtype=angle_dtype)
 
 
-def forward(cfg, weights, ids, *, cache=None, mode="float32", trace=None, ops=reference_ops):
-    """Logits [.., T, vocab] for token ids [T] or [B, T].
+def forward(cfg, weights, ids, *, cache=None, dtype="float32", trace=None, ops=reference_ops):
+    """Logits [.., T, vocab] for token ids [T] or [B, T] (the arrays of `ops`: a backend's stay its own).
 
-    cache: a KVCache; when given, the ids continue the cached sequence (their
-    positions start at cache.position) and their keys and values are appended.
-    trace: a dict to fill with the named intermediates of spec/trace.md.
+    dtype: "float64" | "float32" | "bfloat16", or a refimpl.precision.Precision.
+    cache: a KVCache; when given, the ids continue the cached sequence (their positions start at
+    cache.position) and their keys and values are appended.
+    trace: a dict to fill with the named intermediates of spec/trace.md (as NumPy arrays).
     """
-    precision.check_mode(mode)
+    prec = Precision.of(dtype)
     ids = _check_ids(cfg, ids)
-    R = _rounder(mode)
-    W = weights
     T = ids.shape[-1]
     start = cache.position if cache is not None else 0
     if start + T > cfg.max_position_embeddings:  # the learned table's rows, or the RoPE context length
         what = "the learned position table" if cfg.position == "learned" else "max_position_embeddings, the context"
         raise ArgumentError(f"ids: expected at most {cfg.max_position_embeddings} positions ({what}), found "
                             f"{start + T}" + (f" ({start} cached + {T} new)" if start else ""))
-    positions = np.arange(start, start + T)  # [T]
+    f = Forward(cfg, weights, ops, prec, cache, trace, start)
+    W = weights
 
-    def record(name, value):
-        if trace is not None:
-            trace[name] = np.asarray(value)
-
-    record.active = trace is not None
-    def norm(x, prefix):
-        if cfg.norm == "layer":
-            return R(ops.layer_norm(x, W[prefix + ".weight"], W[prefix + ".bias"], eps=cfg.norm_eps))
-        return R(ops.rms_norm(x, W[prefix + ".weight"], eps=cfg.norm_eps))
-
-    x = R(ops.embedding(ids, W["tok_embed"]))  # [.., T, d]
+    x = f.round(ops.embedding(ids, W["tok_embed"]))  # [.., T, d]
     if cfg.position == "learned":
-        x = R(x + ops.embedding(positions, W["pos_embed"]))  # [.., T, d]
-    record("embed", x)
-    bf16 = mode == "bfloat16"
+        x = f.round(ops.add(x, ops.learned_positions(W["pos_embed"], T, offset=start)))  # [.., T, d]
+    f.record("embed", x)
     cos = sin = None
     if cfg.position == "rope":
-        if bf16:  # float32 angles, tables rounded to bf16 (spec/precision.md rows 4-5)
-            cos, sin = rope_tables(cfg, positions, ops=ops, angle_dtype=np.float32)  # [T, D/2]
-            cos, sin = R(cos), R(sin)
-        else:
-            cos, sin = rope_tables(cfg, positions, ops=ops)  # [T, D/2]
+        positions = np.arange(start, start + T)  # [T], host integers
+        cos, sin = rope_tables(cfg, positions, ops=ops, angle_dtype=prec.angle_dtype)  # [T, D/2]
+        if prec.rounds_each_step:  # float32 angles, tables rounded (spec/precision.md rows 4-5)
+            cos, sin = f.round(cos), f.round(sin)
 
     for L in range(cfg.num_layers):
         p = f"layers.{L}"
-        if cfg.norm_placement == "pre":
-            h = norm(x, p + ".attn_norm")
-            record(p + ".attn_norm", h)
-            a = _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops, bf16=bf16)
-            x = R(x + a)
-            record(p + ".resid_mid", x)
-            h = norm(x, p + ".mlp_norm")
-            record(p + ".mlp_norm", h)
-            m = _mlp_block(cfg, W, h, L, R, record, ops, bf16=bf16)
-            x = R(x + m)
-        else:
-            a = _attention_block(cfg, W, x, L, cos, sin, cache, start, R, record, ops, bf16=bf16)
-            x = norm(R(x + a), p + ".attn_norm")
-            record(p + ".resid_mid", x)
-            m = _mlp_block(cfg, W, x, L, R, record, ops, bf16=bf16)
-            x = norm(R(x + m), p + ".mlp_norm")
-        record(p + ".out", x)
 
-    x = norm(x, "final_norm")
-    record("final_norm", x)
+        def attn_norm(h, p=p):
+            h = f.norm(h, p + ".attn_norm")
+            f.record(p + ".attn_norm", h)
+            return h
+
+        def mlp_norm(h, p=p):
+            h = f.norm(h, p + ".mlp_norm")
+            f.record(p + ".mlp_norm", h)
+            return h
+
+        def attn(h, L=L):
+            return _attention_block(f, h, L, cos, sin)
+
+        def mlp(h, L=L):
+            return _mlp_block(f, h, L)
+
+        if cfg.norm_placement == "pre":
+            x = f.round(ops.pre_norm_residual(x, attn_norm, attn))
+            f.record(p + ".resid_mid", x)
+            x = f.round(ops.pre_norm_residual(x, mlp_norm, mlp))
+        else:  # the sum is rounded before the norm reads it
+            x = ops.post_norm_residual(x, lambda s, p=p: f.norm(f.round(s), p + ".attn_norm"), attn)
+            f.record(p + ".resid_mid", x)
+            x = ops.post_norm_residual(x, lambda s, p=p: f.norm(f.round(s), p + ".mlp_norm"), mlp)
+        f.record(p + ".out", x)
+
+    x = f.norm(x, "final_norm")
+    f.record("final_norm", x)
     logits = ops.linear(x, W["lm_head"])  # [.., T, V]
-    logits = R(logits) if mode == "bfloat16" else logits
-    record("logits", logits)
+    if prec.rounds_each_step:
+        logits = f.round(logits)
+    f.record("logits", logits)
     return logits
 
 
-def _attention_block(cfg, W, h, L, cos, sin, cache, start, R, record, ops, *, bf16=False):
+def _attention_block(f, h, L, cos, sin):
+    cfg, W, ops, R = f.config, f.weights, f.ops, f.round
     p = f"layers.{L}.attn"
     Hq, Hkv, D = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    lead = h.shape[:-1]
+    lead = tuple(h.shape[:-1])
     q = R(ops.linear(h, W[p + ".q.weight"], W.get(p + ".q.bias"))).reshape(*lead, Hq, D)  # [.., T, Hq, D]
     k = R(ops.linear(h, W[p + ".k.weight"], W.get(p + ".k.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
     v = R(ops.linear(h, W[p + ".v.weight"], W.get(p + ".v.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
     if cfg.qk_norm:
         q = R(ops.rms_norm(q, W[p + ".q_norm.weight"], eps=cfg.norm_eps))
         k = R(ops.rms_norm(k, W[p + ".k_norm.weight"], eps=cfg.norm_eps))
-    if cfg.position == "rope" and bf16:  # each product and the sum rounded (spec/precision.md row 6)
-        q = R(sum(R(t) for t in ops.rope_terms(q, cos, sin, pairing=cfg.rope_pairing)))  # [.., T, Hq, D]
-        k = R(sum(R(t) for t in ops.rope_terms(k, cos, sin, pairing=cfg.rope_pairing)))  # [.., T, Hkv, D]
+    if cfg.position == "rope" and f.precision.rounds_each_step:  # each product and the sum rounded (row 6)
+        qa, qb = ops.rope_terms(q, cos, sin, pairing=cfg.rope_pairing)
+        q = R(ops.add(R(qa), R(qb)))  # [.., T, Hq, D]
+        ka, kb = ops.rope_terms(k, cos, sin, pairing=cfg.rope_pairing)
+        k = R(ops.add(R(ka), R(kb)))  # [.., T, Hkv, D]
     elif cfg.position == "rope":
         q = R(ops.apply_rope(q, cos, sin, pairing=cfg.rope_pairing))
         k = R(ops.apply_rope(k, cos, sin, pairing=cfg.rope_pairing))
-    record(p + ".q", q)
-    record(p + ".k", k)
-    record(p + ".v", v)
-    if cache is not None:
-        k, v = cache.append(L, k, v)  # [.., start+T, Hkv, D]
+    f.record(p + ".q", q)
+    f.record(p + ".k", k)
+    f.record(p + ".v", v)
+    if f.cache is not None:
+        k, v = f.cache.append(L, k, v)  # [.., start+T, Hkv, D], strided views of the cache
     window = cfg.layer_window(L)
     sinks = W[p + ".sinks"] if cfg.attention_sinks else None
-    kw = dict(sinks=sinks, window=window, causal=True, q_offset=start)
-    if bf16:  # scores, scaled scores, probabilities, output each rounded (spec/precision.md rows 7-11)
-        s = R(ops.attention_scores(q, k, window=window, causal=True, q_offset=start, scale=1.0))  # [.., Hq, T, Tk]
-        s = R(s * np.float32(1.0 / np.sqrt(D)))
+    kw = dict(window=window, causal=True, q_offset=f.start)
+    if f.precision.rounds_each_step:  # scores, scaled scores, probabilities, output rounded (rows 7-11)
+        s = R(ops.attention_scores(q, k, scale=1.0, **kw))  # [.., Hq, T, Tk]
+        s = R(ops.scale(s, float(np.float32(1.0 / np.sqrt(D)))))
         probs = R(ops.softmax_with_sinks(s, sinks))  # [.., Hq, T, Tk]
-        record(p + ".probs", probs)
-        vis = ops.visibility_mask(q.shape[-3], k.shape[-3], q_offset=start, window=window, causal=True)  # [T, Tk]
+        f.record(p + ".probs", probs)
+        vis = ops.visibility_mask(q.shape[-3], k.shape[-3], **kw)  # [T, Tk]
         o = R(ops.attention_values(probs, v, visible=vis))  # [.., T, Hq, D]
     else:
-        if record.active:
-            record(p + ".probs", ops.attention_probs(q, k, v, **kw))
-        o = R(ops.attention(q, k, v, **kw))  # [.., T, Hq, D]
+        if f.trace is not None:
+            f.record(p + ".probs", ops.attention_probs(q, k, v, sinks=sinks, **kw))
+        o = R(ops.attention(q, k, v, sinks=sinks, **kw))  # [.., T, Hq, D]
     o = o.reshape(*lead, Hq * D)  # [.., T, Hq*D]
     out = R(ops.linear(o, W[p + ".o.weight"], W.get(p + ".o.bias")))  # [.., T, d]
-    record(p + ".out", out)
+    f.record(p + ".out", out)
     return out
 
 
-def _mlp_block(cfg, W, h, L, R, record, ops, *, bf16=False):
+def _mlp_block(f, h, L):
+    cfg, W, ops = f.config, f.weights, f.ops
     p = f"layers.{L}"
     if cfg.num_experts:
-        return _moe_block(cfg, W, h, L, R, record, ops, bf16=bf16)
+        return _moe_block(f, h, L)
     if cfg.activation in ("gelu_tanh", "gelu_erf"):
         approx = "tanh" if cfg.activation == "gelu_tanh" else "none"
         m = ops.gelu_mlp(h, W[p + ".mlp.fc.weight"], W.get(p + ".mlp.fc.bias"),
                          W[p + ".mlp.proj.weight"], W.get(p + ".mlp.proj.bias"), approximate=approx)
     else:
         m = ops.swiglu_mlp(h, W[p + ".mlp.gate.weight"], W[p + ".mlp.up.weight"], W[p + ".mlp.down.weight"])
-    m = R(m)  # [.., T, d]
-    record(p + ".mlp.out", m)
+    m = f.round(m)  # [.., T, d]
+    f.record(p + ".mlp.out", m)
     return m
 
 
-def _moe_block(cfg, W, h, L, R, record, ops, *, bf16=False):
+def _moe_block(f, h, L):
+    cfg, W, ops, R = f.config, f.weights, f.ops, f.round
     p = f"layers.{L}.moe"
     logits = R(ops.linear(h, W[p + ".router.weight"], W.get(p + ".router.bias")))  # [.., T, E]
-    k = cfg.experts_per_token
-    # A token whose router logits are not finite (a NaN/Inf hidden state) is routed by the tie rule
-    # (logits taken as 0) and its output set to NaN below: other tokens are untouched, as in torch.
-    nonfinite = ~np.isfinite(logits).all(axis=-1)  # [.., T]
-    route = np.where(nonfinite[..., None], logits.dtype.type(0), logits) if nonfinite.any() else logits
+    # A token whose router logits are not finite gets NaN weights from the router (the tie rule picks
+    # its experts): its output is NaN, every other token is untouched, as in torch.
     if cfg.router == "topk_softmax":
-        weights, idx = ops.router_topk_softmax(route, k)  # [.., T, k]
+        weights, idx = ops.router_topk_softmax(logits, cfg.experts_per_token)  # [.., T, k]
     else:
-        weights, idx = ops.router_softmax_topk(route, k)  # [.., T, k]
-    weights = R(weights)
-    record(p + ".router_logits", logits)
-    record(p + ".experts", idx)
-    record(p + ".expert_weights", weights)
+        weights, idx = ops.router_softmax_topk(logits, cfg.experts_per_token)  # [.., T, k]
+    weights = R(weights)  # [.., T, k]
+    f.record(p + ".router_logits", logits)
+    f.record(p + ".experts", idx)
+    f.record(p + ".expert_weights", weights)
 
     if cfg.arch == "gpt_oss":
         lin1, lin2 = _expert_linear(W, p + ".mlp1", ops), _expert_linear(W, p + ".mlp2", ops)
         b1, b2 = W[p + ".mlp1.bias"], W[p + ".mlp2.bias"]
 
         def expert(e, t):
-            if bf16:  # matmul and bias add rounded separately, each SwiGLU step rounded (rows 16-18)
-                u = R(R(lin1(e, t)) + b1[e])  # [n, 2I]
-                a = _swiglu_oss_bf16(u, cfg.swiglu_alpha, cfg.swiglu_limit, R)  # [n, I]
-                return R(R(lin2(e, a)) + b2[e])  # [n, d]
+            if f.precision.rounds_each_step:  # matmul and bias add rounded separately, SwiGLU step-wise (rows 16-18)
+                u = R(ops.add(R(lin1(e, t)), b1[e]))  # [n, 2I]
+                a = ops.swiglu_oss_bf16(u, alpha=cfg.swiglu_alpha, limit=cfg.swiglu_limit)  # [n, I]
+                return R(ops.add(R(lin2(e, a)), b2[e]))  # [n, d]
             u = R(lin1(e, t, b1[e]))  # [n, 2I]
             a = R(ops.swiglu_oss(u, alpha=cfg.swiglu_alpha, limit=cfg.swiglu_limit))  # [n, I]
             return R(lin2(e, a, b2[e]))  # [n, d]
@@ -224,25 +242,8 @@ def _moe_block(cfg, W, h, L, R, record, ops, *, bf16=False):
             return R(ops.swiglu_mlp(t, gate[e], up[e], down[e]))  # [n, d]
 
     m = R(ops.moe_combine(h, weights, idx, expert))  # [.., T, d]
-    if nonfinite.any():
-        m = np.where(nonfinite[..., None], m.dtype.type(np.nan), m)
-    record(f"layers.{L}.mlp.out", m)
+    f.record(f"layers.{L}.mlp.out", m)
     return m
-
-
-def _swiglu_oss_bf16(u, alpha, limit, R):
-    """swiglu_oss (interleaved) in the official gpt-oss reference's step order, each step's output rounded:
-    g = min(gate, limit), l = clip(lin, -limit, limit) (exact); z = R(alpha g); s = R(sigmoid(z));
-    glu = R(g s); out = R(glu R(l + 1)). Every step computes in float32 (spec/precision.md row 17)."""
-    g, lin = u[..., 0::2], u[..., 1::2]  # [n, I], [n, I]
-    if limit is not None:
-        g = np.minimum(g, np.float32(limit))
-        lin = np.clip(lin, np.float32(-limit), np.float32(limit))
-    z = R(np.float32(alpha) * g)
-    with np.errstate(over="ignore"):
-        sig = R(np.float32(1) / (np.float32(1) + np.exp(-z)))
-    glu = R(g * sig)
-    return R(glu * R(lin + np.float32(1)))
 
 
 def _expert_linear(W, prefix, ops):
@@ -255,21 +256,20 @@ def _expert_linear(W, prefix, ops):
         dense = W[prefix + ".weight"]
         return lambda e, x, bias=None: ops.linear(x, dense[e], bias)
     blocks, scales = W[prefix + ".blocks"], W[prefix + ".scales"]
-    return lambda e, x, bias=None: ops.mxfp4_linear(x, np.asarray(blocks[e]), np.asarray(scales[e]), bias)
+    return lambda e, x, bias=None: ops.mxfp4_linear(x, blocks[e], scales[e], bias)
 
 
-def prepare_weights(cfg, weights, mode, *, progress=False):
-    """Cast every dense tensor once to the mode's storage.
+def prepare_weights(cfg, weights, dtype, *, progress=False, to_device=None):
+    """Every dense tensor rounded once to the storage dtype, then handed to the backend (to_device).
 
     MXFP4 blocks and scales stay packed, and an untied token embedding stays as stored
-    (memory-mapped): only its gathered rows are ever converted.
-    progress: show a progress bar on stderr.
+    (memory-mapped on the host when to_device is None): only its gathered rows are ever converted.
+    dtype: a dtype name or a Precision. progress: show a progress bar on stderr.
     """
-    precision.check_mode(mode)
-    R = _rounder(mode)
+    prec = Precision.of(dtype)
     out = {}
     tied = cfg.tie_word_embeddings or "lm_head" not in weights
-    bar = Progress(len(weights), f"preparing {len(weights)} tensors as {mode}") if progress else None
+    bar = Progress(len(weights), f"preparing {len(weights)} tensors as {prec.dtype}") if progress else None
     for name, t in weights.items():
         if bar is not None:
             bar.update()
@@ -280,10 +280,12 @@ def prepare_weights(cfg, weights, mode, *, progress=False):
             out[name] = t
         elif name == "tok_embed" and not tied:
             out[name] = t  # gathered rows are converted after the gather; the table stays as stored
-        elif a.dtype.kind == "f" or a.dtype == precision.bfloat16:
-            out[name] = R(a)
+        elif a.dtype.kind == "f" or a.dtype == bfloat16:
+            out[name] = reference_ops.round_to_storage(a, prec.dtype)
         else:
             out[name] = a
+        if to_device is not None:
+            out[name] = to_device(np.asarray(out[name]))
     if bar is not None:
         bar.close()
     if tied:

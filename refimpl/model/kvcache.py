@@ -1,7 +1,9 @@
 """The key/value cache: the only stateful object in refimpl. See spec/kvcache.md.
 
-Per layer it holds the keys and values of every token seen so far, `[*batch, T, Hkv, D]`
-(keys after RoPE, exactly as the attention op consumes them), in one storage dtype.
+Per layer it holds the keys and values of every token seen so far (keys after RoPE) in one
+storage dtype, in a preallocated buffer `[*batch, Hkv, capacity, D]` (each head's positions
+contiguous, the decode-friendly layout); attention reads a strided view `[*batch, T, Hkv, D]` of it,
+no copy. The buffers are the backend's arrays when a backend allocates them (`zeros`).
 """
 
 import numpy as np
@@ -35,12 +37,16 @@ def _layer_index(layer, num_layers):
 class KVCache:
     """Keys and values of past tokens, per layer.
 
-    KVCache(num_layers, num_kv_heads, head_dim, *, max_length=None, dtype=np.float32, batch_shape=())
+    KVCache(num_layers, num_kv_heads, head_dim, *, max_length=None, dtype=np.float32, batch_shape=(),
+            capacity=None, zeros=None)
 
     - append(layer, k, v): k, v [*batch_shape, T_new, Hkv, D] (T_new >= 0) are converted to
-      `dtype` (round to nearest even for narrower dtypes) and appended after the tokens already
-      in that layer; returns (k_all, v_all) [*batch_shape, T_total, Hkv, D] in `dtype`
-      (fresh arrays: later appends or truncation never change them).
+      `dtype` (round to nearest even for narrower dtypes) and written after the tokens already
+      in that layer; returns (k_all, v_all) [*batch_shape, T_total, Hkv, D] in `dtype`: strided
+      views of the buffer (no copy), valid until the next append, truncate or reset of the layer.
+    - capacity: tokens preallocated per layer (default 16, at most max_length); the buffer doubles
+      (one copy) when an append needs more. zeros(shape, dtype): the allocator (default np.zeros; a
+      backend passes one that allocates on its device).
     - length(layer=0): tokens cached in `layer`. `position`: length(0), the position of the next
       query token (the q_offset for the next call).
     - truncate(length): drop every cached token at position >= length in every layer
@@ -53,7 +59,8 @@ class KVCache:
     the cache, applies the window.
     """
 
-    def __init__(self, num_layers, num_kv_heads, head_dim, *, max_length=None, dtype=np.float32, batch_shape=()):
+    def __init__(self, num_layers, num_kv_heads, head_dim, *, max_length=None, dtype=np.float32, batch_shape=(),
+                 capacity=None, zeros=None):
         self.num_layers = positive_int(num_layers, "num_layers")
         self.num_kv_heads = positive_int(num_kv_heads, "num_kv_heads")
         self.head_dim = positive_int(head_dim, "head_dim")
@@ -72,6 +79,10 @@ class KVCache:
             require(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1,
                     "batch_shape", "a tuple of integers >= 1", repr(batch_shape))
         self.batch_shape = tuple(int(d) for d in batch_shape)
+        if capacity is not None:
+            capacity = positive_int(capacity, "capacity")
+        self.capacity = capacity
+        self._zeros = zeros or np.zeros
         self._k = [None] * self.num_layers
         self._v = [None] * self.num_layers
         self._len = [0] * self.num_layers
@@ -102,32 +113,32 @@ class KVCache:
             require(total <= self.max_length, "k", f"at most max_length={self.max_length} cached tokens in layer {layer}",
                     f"{old} cached + {t_new} new = {total}")
         buf_k = self._k[layer]
-        cap = 0 if buf_k is None else buf_k.shape[nb]
+        cap = 0 if buf_k is None else buf_k.shape[-2]
         if total > cap:
-            new_cap = max(total, 2 * cap, 16)
+            new_cap = max(total, 2 * cap, self.capacity or 16)
             if self.max_length is not None:
                 new_cap = min(new_cap, self.max_length)
-            shape = self.batch_shape + (new_cap, self.num_kv_heads, self.head_dim)  # [*batch, cap, Hkv, D]
-            nk = np.zeros(shape, dtype=self.dtype)
-            nv = np.zeros(shape, dtype=self.dtype)
-            if buf_k is not None:
-                nk[..., :old, :, :] = buf_k[..., :old, :, :]
-                nv[..., :old, :, :] = self._v[layer][..., :old, :, :]
+            shape = self.batch_shape + (self.num_kv_heads, new_cap, self.head_dim)  # [*batch, Hkv, cap, D]
+            nk = self._zeros(shape, dtype=self.dtype)
+            nv = self._zeros(shape, dtype=self.dtype)
+            if buf_k is not None and old:
+                nk[..., :old, :] = buf_k[..., :old, :]
+                nv[..., :old, :] = self._v[layer][..., :old, :]
             self._k[layer], self._v[layer] = nk, nv
         if t_new:
-            self._k[layer][..., old:total, :, :] = k.astype(self.dtype)
-            self._v[layer][..., old:total, :, :] = v.astype(self.dtype)
+            self._k[layer][..., old:total, :] = k.swapaxes(-3, -2).astype(self.dtype)  # [*batch, Hkv, T_new, D]
+            self._v[layer][..., old:total, :] = v.swapaxes(-3, -2).astype(self.dtype)
         self._len[layer] = total
         return self.get(layer)
 
     def get(self, layer):
-        """(k_all, v_all) [*batch, T, Hkv, D] of `layer`, as fresh arrays in the storage dtype."""
+        """(k_all, v_all) [*batch, T, Hkv, D] of `layer`: strided views of the buffer in the storage dtype."""
         layer = _layer_index(layer, self.num_layers)
         n = self._len[layer]
-        shape = self.batch_shape + (n, self.num_kv_heads, self.head_dim)  # [*batch, T, Hkv, D]
         if self._k[layer] is None:
-            return np.zeros(shape, dtype=self.dtype), np.zeros(shape, dtype=self.dtype)
-        return self._k[layer][..., :n, :, :].copy(), self._v[layer][..., :n, :, :].copy()
+            shape = self.batch_shape + (n, self.num_kv_heads, self.head_dim)  # [*batch, T, Hkv, D]
+            return self._zeros(shape, dtype=self.dtype), self._zeros(shape, dtype=self.dtype)
+        return self._k[layer][..., :n, :].swapaxes(-3, -2), self._v[layer][..., :n, :].swapaxes(-3, -2)
 
     def length(self, layer=0):
         """Number of tokens cached in `layer`."""
@@ -139,7 +150,7 @@ class KVCache:
         return self._len[0]
 
     def reset(self):
-        """Forget every cached token (storage is released)."""
+        """Forget every cached token (the buffers are released)."""
         self._k = [None] * self.num_layers
         self._v = [None] * self.num_layers
         self._len = [0] * self.num_layers

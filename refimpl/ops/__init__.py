@@ -9,7 +9,7 @@ as a namespace, the op set a model calls when no backend is chosen.
 
 from types import MappingProxyType, SimpleNamespace
 
-from . import activations, attention, dropout, embed, linear, moe, mxfp4, norms, rope, sampling
+from . import activations, attention, dropout, elementwise, embed, linear, moe, mxfp4, norms, rope, sampling
 
 OPS = MappingProxyType({
     # embeddings (spec/embeddings.md)
@@ -17,6 +17,10 @@ OPS = MappingProxyType({
     "learned_positions": embed.learned_positions,
     # linear (spec/linear.md)
     "linear": linear.linear,
+    # rounding to the storage dtype, separately rounded sums and scalings (spec/elementwise.md)
+    "round_to_storage": elementwise.round_to_storage,
+    "add": elementwise.add,
+    "scale": elementwise.scale,
     # norms and residual placements (spec/norms.md)
     "layer_norm": norms.layer_norm,
     "rms_norm": norms.rms_norm,
@@ -27,6 +31,7 @@ OPS = MappingProxyType({
     "silu": activations.silu,
     "swiglu": activations.swiglu,
     "swiglu_oss": activations.swiglu_oss,
+    "swiglu_oss_bf16": activations.swiglu_oss_bf16,
     "gelu_mlp": activations.gelu_mlp,
     "swiglu_mlp": activations.swiglu_mlp,
     # dropout (spec/dropout.md)
@@ -64,6 +69,7 @@ OPS = MappingProxyType({
     "mxfp4_linear": mxfp4.mxfp4_linear,
     # sampling (spec/sampling.md)
     "softmax": sampling.softmax,
+    "log_softmax": sampling.log_softmax,
     "greedy": sampling.greedy,
     "apply_temperature": sampling.apply_temperature,
     "top_k_filter": sampling.top_k_filter,
@@ -71,7 +77,7 @@ OPS = MappingProxyType({
     "sample": sampling.sample,
 })
 
-_MODULES = (embed, linear, norms, activations, dropout, rope, attention, moe, mxfp4, sampling)
+_MODULES = (embed, linear, elementwise, norms, activations, dropout, rope, attention, moe, mxfp4, sampling)
 
 CHECKS = MappingProxyType({
     name: next(getattr(m, f"check_{name}") for m in _MODULES if hasattr(m, f"check_{name}")) for name in OPS

@@ -5,11 +5,12 @@ import math
 import numpy as np
 
 from .._validate import as_float_array, real, require
-from ..precision import compute_dtype
+from ..precision import compute_dtype, round_bf16
 from .linear import linear
 
 __all__ = ["gelu", "silu", "swiglu", "swiglu_oss", "gelu_mlp", "swiglu_mlp", "check_gelu", "check_silu",
-           "check_swiglu", "check_swiglu_oss", "check_gelu_mlp", "check_swiglu_mlp"]
+           "check_swiglu", "check_swiglu_oss", "check_gelu_mlp", "check_swiglu_mlp", "swiglu_oss_bf16",
+           "check_swiglu_oss_bf16"]
 
 GELU_APPROXIMATIONS = ("tanh", "none")
 SWIGLU_LAYOUTS = ("interleaved", "halves")
@@ -153,6 +154,34 @@ def check_gelu_mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, *, approximate
     if proj_bias is not None:
         pb = as_float_array(proj_bias, "proj_bias")
         require(pb.shape == (pw.shape[0],), "proj_bias", f"shape ({pw.shape[0]},)", f"shape {pb.shape}")
+
+
+def check_swiglu_oss_bf16(h, *, alpha=1.702, limit=7.0):
+    """The argument checks of swiglu_oss_bf16: those of swiglu_oss (interleaved)."""
+    check_swiglu_oss(h, alpha=alpha, limit=limit)
+
+
+def swiglu_oss_bf16(h, *, alpha=1.702, limit=7.0):
+    """swiglu_oss (interleaved) in the official gpt-oss reference's step order, each step rounded to bf16.
+
+    h: [..., 2I], taken as float32 (exact for the bfloat16-valued input the bfloat16 dtype gives).
+    With R = round to the nearest bfloat16 (refimpl.precision.round_bf16) and every step in float32:
+      g = min(h[..., 0::2], limit), l = clip(h[..., 1::2], -limit, limit)   (exact; limit None: none)
+      z = R(fl32(alpha) g); s = R(sigmoid(z)) (sigmoid = 1 / (1 + exp(-z))); glu = R(g s)
+      out = R(glu R(l + 1))
+    Returns [..., I] float32 holding bfloat16 values (spec/precision.md row 17).
+    """
+    check_swiglu_oss_bf16(h, alpha=alpha, limit=limit)
+    h = as_float_array(h, "h").astype(np.float32)
+    g, lin = h[..., 0::2], h[..., 1::2]  # [..., I], [..., I]
+    if limit is not None:
+        g = np.minimum(g, np.float32(limit))
+        lin = np.clip(lin, np.float32(-limit), np.float32(limit))
+    z = round_bf16(np.float32(alpha) * g)
+    with np.errstate(over="ignore"):
+        sig = round_bf16(np.float32(1) / (np.float32(1) + np.exp(-z)))
+    glu = round_bf16(g * sig)
+    return round_bf16(glu * round_bf16(lin + np.float32(1)))
 
 
 def gelu_mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, *, approximate="tanh"):

@@ -400,7 +400,7 @@ def attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_offset=
 
 # ----------------------------------------------------------------------------- bf16 building blocks
 # attention() split at the points where a bf16 implementation stores a tensor (spec/precision.md rows
-# 7-11): the model's "bfloat16" mode rounds between these steps; they are ops like any other, so a
+# 7-11): the model's "bfloat16" dtype rounds between these steps; they are ops like any other, so a
 # backend can stand in for them: attention_values(softmax_with_sinks(attention_scores(q, k, ...), sinks), v) equals
 # attention(q, k, v, ...) bit for bit.
 

@@ -10,20 +10,30 @@ from .activations import check_swiglu_oss, swiglu_oss
 LOSS_FRACTIONS = ("per_token", "per_assignment")
 
 
-def _check_logits(logits, name="logits", *, min_ndim=1):
-    """Checks router logits [..., E]: E >= 1, finite (on host values); returns them unconverted."""
+def _check_logits(logits, name="logits", *, min_ndim=1, finite=True):
+    """Checks router logits [..., E]: E >= 1, and finite on host values when `finite`; returns them unconverted."""
     a = as_float_array(logits, name, min_ndim=min_ndim)
     require(a.shape[-1] >= 1, name, "at least one expert (last dimension >= 1)", f"shape {a.shape}")
-    vals = host_values(a)
+    vals = host_values(a) if finite else None
     if vals is not None:
         require(bool(np.all(np.isfinite(vals.astype(compute_dtype(vals))))), name, "finite values", "NaN or Inf")
     return a
 
 
-def _logits(logits, name="logits", *, min_ndim=1):
-    a = as_float_array(_check_logits(logits, name, min_ndim=min_ndim), name)
+def _logits(logits, name="logits", *, min_ndim=1, finite=True):
+    a = as_float_array(_check_logits(logits, name, min_ndim=min_ndim, finite=finite), name)
     dt = compute_dtype(a)
     return a.astype(dt, copy=False), dt
+
+
+def _route(a, k, select):
+    """select(a, k) -> (weights, indices) on rows of finite logits; a row with a NaN or infinite
+    logit is routed as if its logits were all 0 (experts 0 .. k-1) and gets NaN weights."""
+    bad = ~np.isfinite(a).all(axis=-1)  # [...]
+    if not bad.any():
+        return select(a, k)
+    w, idx = select(np.where(bad[..., None], a.dtype.type(0), a), k)
+    return np.where(bad[..., None], w.dtype.type(np.nan), w), idx
 
 
 def _k(k, num_experts):
@@ -33,8 +43,8 @@ def _k(k, num_experts):
 
 
 def check_router_topk_softmax(logits, k):
-    """The argument checks of router_topk_softmax (ArgumentError; returns None)."""
-    a = _check_logits(logits)
+    """The argument checks of router_topk_softmax (ArgumentError; returns None); any values."""
+    a = _check_logits(logits, finite=False)
     _k(k, a.shape[-1])
 
 
@@ -65,7 +75,9 @@ def _descending(a, k):
 def router_topk_softmax(logits, k):
     """gpt-oss routing: top-k of the raw logits, then softmax over those k only.
 
-    logits: [..., E], finite. k: integer, 1 <= k <= E.
+    logits: [..., E]. k: integer, 1 <= k <= E. A row with a NaN or infinite logit (a
+    non-finite hidden state) is routed as if its logits were all 0 (experts 0 .. k-1) with NaN
+    weights, so that only its own output is NaN (torch routes each token on its own).
     indices[..., j] is the expert with the j-th largest logit (descending);
     among equal logits the lower expert index comes first (a stable sort of
     -logits; torch.topk does not promise any order among ties, so a
@@ -77,11 +89,14 @@ def router_topk_softmax(logits, k):
     Returns (weights [..., k], indices [..., k]).
     """
     check_router_topk_softmax(logits, k)
-    a, dt = _logits(logits)
-    k = int(k)
-    idx = _descending(a, k)  # [..., k]
-    top = np.take_along_axis(a, idx, axis=-1)  # [..., k]
-    return _softmax(top).astype(dt, copy=False), idx
+    a, dt = _logits(logits, finite=False)
+
+    def select(a, k):
+        idx = _descending(a, k)  # [..., k]
+        top = np.take_along_axis(a, idx, axis=-1)  # [..., k]
+        return _softmax(top).astype(dt, copy=False), idx
+
+    return _route(a, int(k), select)
 
 
 def router_softmax_topk(logits, k, *, renormalize=True):
@@ -97,18 +112,22 @@ def router_softmax_topk(logits, k, *, renormalize=True):
       logits (the identity with ``router_topk_softmax``; only rounding differs).
     renormalize=False (Qwen2-MoE / OLMoE ``norm_topk_prob`` false): weights = p_sel,
       which sum to <= 1.
+    Non-finite rows: as router_topk_softmax (NaN weights, experts 0 .. k-1).
     Computed in and returned as ``compute_dtype(logits)``; indices int64.
     Returns (weights [..., k], indices [..., k]).
     """
-    require(isinstance(renormalize, (bool, np.bool_)), "renormalize", "True or False", repr(renormalize))
-    a, dt = _logits(logits)
-    k = _k(k, a.shape[-1])
-    p = _softmax(a)  # [..., E]
-    idx = _descending(a, k)  # [..., k]
-    w = np.take_along_axis(p, idx, axis=-1)  # [..., k]
-    if renormalize:
-        w = w / np.sum(w, axis=-1, keepdims=True)
-    return w.astype(dt, copy=False), idx
+    check_router_softmax_topk(logits, k, renormalize=renormalize)
+    a, dt = _logits(logits, finite=False)
+
+    def select(a, k):
+        p = _softmax(a)  # [..., E]
+        idx = _descending(a, k)  # [..., k]
+        w = np.take_along_axis(p, idx, axis=-1)  # [..., k]
+        if renormalize:
+            w = w / np.sum(w, axis=-1, keepdims=True)
+        return w.astype(dt, copy=False), idx
+
+    return _route(a, int(k), select)
 
 
 def expert_choice(logits, capacity):

@@ -195,36 +195,16 @@ def _byte_pairs(nibble_order, dtype):
 
 
 def encode_mxfp4(w, *, scale_rule="ceil", ties="even"):
-    """Floats to packed MXFP4 along the last axis: ``w [..., K] -> (blocks [..., K/32, 16], scales [..., K/32])``.
+    """Floats to packed MXFP4 along the last axis: w [..., K] -> (blocks [..., K/32, 16], scales [..., K/32]).
 
-    K must be a positive multiple of 32 and w finite. Per block of 32 values
-    (computed exactly in float64), with amax = max |w_block|:
-
-    Scale exponent e (scale code = e + 127):
-      scale_rule="ceil" (default): the smallest integer e with amax <= 6 * 2^e,
-        so no element is clipped; this is triton_kernels' ``downcast_to_mxfp_torch``
-        ROUND_UP mode (the quantizer transformers uses), which rounds amax / 6 up
-        to a power of two.
-      scale_rule="floor" (OCP MX v1.0, section 6.3): e = floor(log2(amax)) - 2
-        (2 = emax of E2M1); scaled magnitudes in (6, 8) saturate to 6.
-      amax == 0 (all-zero block): e = -inf under both rules, so code 0.
-      The code is clamped to [0, 254] (255 is never produced); at code 254,
-      magnitudes above 6 * 2^127 saturate to 6 (float64 inputs only).
-
-    Elements: q = w / 2^e (exact), rounded to the nearest E2M1 magnitude
-    {0, .5, 1, 1.5, 2, 3, 4, 6}; ties (q = .25, .75, 1.25, 1.75, 2.5, 3.5, 5)
-    go to the even code (mantissa bit 0) with ties="even" (IEEE / OCP / ml_dtypes
-    float4_e2m1fn), or to the larger magnitude with ties="away" (triton_kernels'
-    bit-level reference). Magnitudes above 6 saturate to 6. The sign bit is
-    signbit(w): negative values that round to 0, and -0.0, give code 8 (-0).
-    Packing: element 2i goes to the low nibble of byte i, 2i + 1 to the high nibble.
-
-    Round trip: decode(encode(v)) == v exactly for every finite v that
-    ``decode_mxfp4`` produces from codes (any scale code 0..254 whose values are
-    finite in the decode dtype), under both rules; the scale code may change
-    (a block whose largest magnitude is 3 is re-encoded one exponent lower) and
-    +0 / -0 codes follow the sign of the value. Blocks with |max code value| in
-    {4, 6} re-encode to the identical bytes and scale under both rules.
+    K a positive multiple of 32, w finite; computed exactly in float64 per block of 32 with
+    amax = max |w_block|. Scale exponent e (code e + 127, clamped to [0, 254]; amax 0 gives code 0):
+    scale_rule="ceil" (default, triton_kernels' ROUND_UP): the smallest e with amax <= 6 * 2^e;
+    "floor" (OCP MX v1.0): e = floor(log2(amax)) - 2, scaled magnitudes in (6, 8) saturate to 6.
+    Elements: w / 2^e rounded to the nearest E2M1 magnitude, ties to the even code (ties="even") or
+    to the larger magnitude ("away"); above 6 saturates; the sign bit is signbit(w) (-0 -> code 8).
+    Element 2i goes to the low nibble of byte i. decode(encode(v)) == v for every finite value the
+    decoder produces (the scale code may change). Sources and proofs: spec/mxfp4.md.
     """
     check_encode_mxfp4(w, scale_rule=scale_rule, ties=ties)
     a = as_float_array(w, "w")

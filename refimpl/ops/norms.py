@@ -108,30 +108,16 @@ def layer_norm(x, weight, bias, *, eps=1e-5):
 
 
 def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
-    """RMSNorm over the last axis (no mean subtraction, no bias).
+    """RMSNorm over the last axis: y = x / sqrt(mean(x^2) + eps) * weight (no mean, no bias).
 
-    y = x / sqrt(mean(x^2) + eps) * weight, mean(x^2) = sum(x_i^2) / n.
-
-    x: [..., n]; weight: [n] (gpt-oss ``*.norm.scale``, HF ``*_layernorm.weight``).
-    eps: finite, >= 0 (gpt-oss: 1e-5; LLaMA-family: the config's rms_norm_eps).
-
-    Dtype: x is widened to ``compute_dtype(x, weight)`` (float32 for
-    float32/bfloat16/float16 input, float64 if x or weight is float64); the
-    sum of squares is accumulated, and the division and the scale applied,
-    in that dtype, which is the result dtype. The scale is applied before any
-    rounding back to a narrow storage dtype (gpt-oss ``RMSNorm``; HF
-    ``GptOssRMSNorm``); rounding the result to bfloat16, where a precision
-    mode wants it, is the caller's step.
-
-    cast_before_scale: if True and x is narrower than float32 (bfloat16,
-    float16), the normalised value x / sqrt(...) is first rounded to x's
-    dtype (round to nearest even) and then multiplied by weight in the
-    compute dtype: HF ``LlamaRMSNorm``'s order. Default False (gpt-oss).
-    For float32/float64 input the knob changes nothing.
-
-    Overflow: a finite row whose mean(x^2) overflows (|x| above about 1.8e19 in float32, 1.3e154 in
-    float64) is recomputed as u / sqrt(mean(u^2) + eps / s^2), u = x / s, s = max|x| (the same value,
-    nothing overflows); other rows are unaffected, bit for bit. An all-zero row gives zeros (eps > 0).
+    x: [..., n]; weight: [n]; eps: finite, >= 0. Computed in compute_dtype(x, weight) (the result
+    dtype): the sum of squares, the division and the scale all in it; the scale is applied before
+    any rounding to a narrow storage dtype (gpt-oss), which is the caller's step (round_to_storage).
+    cast_before_scale=True with x narrower than float32 rounds x / sqrt(...) to x's dtype before
+    the scale (HF LlamaRMSNorm's order); no effect for float32/float64 x.
+    Overflow: a finite row whose mean(x^2) overflows is recomputed on u = x / max|x| with
+    eps / max|x|^2 (same value); other rows are bit for bit unaffected. An all-zero row gives zeros
+    (eps > 0). Sources: spec/norms.md.
     """
     check_rms_norm(x, weight, eps=eps, cast_before_scale=cast_before_scale)
     x, w = as_float_array(x, "x"), as_float_array(weight, "weight")

@@ -5,16 +5,14 @@ return logits of the same shape in `compute_dtype(logits)` with removed entries 
 `greedy` and `sample` return token ids. See spec/sampling.md.
 """
 
-import math
-import numbers
-
 import numpy as np
 
 from .._validate import as_float_array, host_values, positive_int, real, require
 from ..precision import compute_dtype
 
-__all__ = ["softmax", "greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample", "check_softmax",
-           "check_greedy", "check_apply_temperature", "check_top_k_filter", "check_top_p_filter", "check_sample"]
+__all__ = ["softmax", "log_softmax", "greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample",
+           "check_softmax", "check_log_softmax", "check_greedy", "check_apply_temperature", "check_top_k_filter",
+           "check_top_p_filter", "check_sample"]
 
 
 def _check_logits(logits, *, allow_pos_inf=True, need_finite_max=False):
@@ -43,11 +41,6 @@ def _logits(logits, *, allow_pos_inf=True, need_finite_max=False):
     return a.astype(compute_dtype(a))
 
 
-def _real(v, name):
-    require(isinstance(v, numbers.Real) and not isinstance(v, bool), name, "a real number", repr(v))
-    return real(v, name)
-
-
 def check_softmax(x, axis=-1):
     """The argument checks of softmax (ArgumentError; returns None)."""
     a = as_float_array(x, "x", min_ndim=1)
@@ -63,7 +56,7 @@ def check_greedy(logits):
 def check_apply_temperature(logits, temperature):
     """The argument checks of apply_temperature."""
     _check_logits(logits)
-    t = _real(temperature, "temperature")
+    t = real(temperature, "temperature")
     require(t > 0, "temperature", "a number > 0", repr(temperature))
 
 
@@ -76,20 +69,20 @@ def check_top_k_filter(logits, k):
 def check_top_p_filter(logits, p, *, min_keep=1):
     """The argument checks of top_p_filter."""
     _check_logits(logits, allow_pos_inf=False, need_finite_max=True)
-    p = _real(p, "p")
+    p = real(p, "p")
     require(0 < p <= 1, "p", "a number in (0, 1]", repr(p))
     positive_int(min_keep, "min_keep")
 
 
 def check_sample(logits, *, temperature=0.0, top_k=None, top_p=None, rng=None):
     """The argument checks of sample (rng is required when temperature > 0)."""
-    t = _real(temperature, "temperature")
+    t = real(temperature, "temperature")
     require(t >= 0, "temperature", "a number >= 0", repr(temperature))
     _check_logits(logits, allow_pos_inf=(t == 0), need_finite_max=(t > 0))
     if top_k is not None:
         positive_int(top_k, "top_k")
     if top_p is not None:
-        tp = _real(top_p, "top_p")
+        tp = real(top_p, "top_p")
         require(0 < tp <= 1, "top_p", "a number in (0, 1] or None", repr(top_p))
     if t > 0:
         require(isinstance(rng, np.random.Generator), "rng", "a numpy.random.Generator when temperature > 0",
@@ -115,6 +108,34 @@ def softmax(x, axis=-1):
     return y.astype(a.dtype)
 
 
+def check_log_softmax(x, axis=-1):
+    """The argument checks of log_softmax (ArgumentError; returns None)."""
+    a = as_float_array(x, "x", min_ndim=1)
+    require(isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim,
+            "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
+
+
+def log_softmax(x, axis=-1):
+    """Natural log of softmax along `axis`, without forming the softmax (no underflow to log 0).
+
+    y_i = (x_i - m) - log(sum_j exp(x_j - m)), m = max_j x_j, computed in compute_dtype(x) and
+    returned in that dtype: pass float64 logits for float64 log-probabilities. Entries equal to
+    -inf give -inf; a slice that is all -inf gives -inf everywhere (not NaN); other NaN/+inf
+    propagate as IEEE arithmetic says. exp(log_softmax(x)) equals softmax(x) up to rounding.
+    Used for the log-probabilities that `refimpl serve` reports (spec/serve.md).
+    """
+    check_log_softmax(x, axis)
+    a = as_float_array(x, "x")
+    a = a.astype(compute_dtype(a))
+    m = np.max(a, axis=axis, keepdims=True)  # [..., 1, ...]
+    m = np.where(np.isneginf(m), 0, m).astype(a.dtype)
+    z = a - m
+    s = np.sum(np.exp(z), axis=axis, keepdims=True)  # [..., 1, ...]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.where(s == 0, -np.inf, z - np.log(np.where(s == 0, 1, s)))
+    return y.astype(a.dtype)
+
+
 def greedy(logits):
     """Index of the largest logit along the last axis.
 
@@ -136,7 +157,7 @@ def apply_temperature(logits, temperature):
     1/temperature, which differs by rounding unless 1/temperature is exact).
     """
     x = _logits(logits)
-    t = _real(temperature, "temperature")
+    t = real(temperature, "temperature")
     require(t > 0, "temperature", "a number > 0", repr(temperature))
     with np.errstate(over="ignore"):
         return (x / x.dtype.type(t)).astype(x.dtype)
@@ -170,7 +191,7 @@ def top_p_filter(logits, p, *, min_keep=1):
     Removed entries become -inf; kept entries keep their value.
     """
     x = _logits(logits, allow_pos_inf=False, need_finite_max=True)
-    p = _real(p, "p")
+    p = real(p, "p")
     require(0 < p <= 1, "p", "a number in (0, 1]", repr(p))
     min_keep = positive_int(min_keep, "min_keep")
     if p == 1.0:
@@ -205,7 +226,7 @@ def sample(logits, *, temperature=0.0, top_k=None, top_p=None, rng=None):
     NaN, and of +inf when temperature > 0, with at least one entry > -inf per row.
     Returns a Python int for 1-D logits, else an int64 array of shape [...].
     """
-    t = _real(temperature, "temperature")
+    t = real(temperature, "temperature")
     require(t >= 0, "temperature", "a number >= 0", repr(temperature))
     x = _logits(logits, allow_pos_inf=(t == 0), need_finite_max=(t > 0))
     check_sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng)

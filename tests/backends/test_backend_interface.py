@@ -21,7 +21,7 @@ from refimpl.backends import (
     register_backend,
 )
 from refimpl.backends import registry
-from refimpl.conformance import VARIANTS, compare, diagnose
+from refimpl.conformance import MISREADINGS, compare, diagnose
 from refimpl.errors import ArgumentError
 from refimpl.ops import CHECKS, OP_NAMES, OPS, ops
 
@@ -302,7 +302,7 @@ def test_select_by_module_attribute_from_the_current_directory(tmp_path, monkeyp
 
 
 def test_select_misreading_backend():
-    for name, variant in VARIANTS.items():
+    for name, variant in MISREADINGS.items():
         b = get_backend(f"misreading:{name}")
         assert b.name == f"misreading:{name}"
         op, inputs = variant.example()

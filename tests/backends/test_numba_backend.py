@@ -466,8 +466,8 @@ def test_whole_tiny_model_matches_the_reference(arch, mxfp4, mode, tol):
     m = Model(cfg, tiny_weights(cfg, mxfp4=mxfp4), dtype=mode)
     ids = np.random.default_rng(1).integers(0, cfg.vocab_size, 13)
     nb_ops = NB.as_ops()
-    ref = forward(m.config, m.weights, ids, mode=mode)
-    got = forward(m.config, m.weights, ids, mode=mode, ops=nb_ops)
+    ref = forward(m.config, m.weights, ids, dtype=mode)
+    got = forward(m.config, m.weights, ids, dtype=mode, ops=nb_ops)
     assert got.dtype == ref.dtype
     err = np.abs(got.astype(np.float64) - ref.astype(np.float64))
     worst = np.unravel_index(int(np.argmax(err)), err.shape)
@@ -475,6 +475,6 @@ def test_whole_tiny_model_matches_the_reference(arch, mxfp4, mode, tol):
                               f"expected {ref[worst]!r}, actual {got[worst]!r}; fallbacks {nb_ops.fallbacks}")
     # cached decoding (T=1 queries at q_offset = position) through the backend equals the full pass
     cache = m.new_cache()
-    parts = [forward(m.config, m.weights, ids[:6], cache=cache, mode=mode, ops=nb_ops)]
-    parts += [forward(m.config, m.weights, ids[t:t + 1], cache=cache, mode=mode, ops=nb_ops) for t in range(6, 13)]
+    parts = [forward(m.config, m.weights, ids[:6], cache=cache, dtype=mode, ops=nb_ops)]
+    parts += [forward(m.config, m.weights, ids[t:t + 1], cache=cache, dtype=mode, ops=nb_ops) for t in range(6, 13)]
     np.testing.assert_allclose(np.concatenate(parts), ref, rtol=0, atol=tol)

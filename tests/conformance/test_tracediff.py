@@ -12,7 +12,7 @@ import pytest
 from refimpl.cli import main
 from refimpl.conformance.suite import model_trace
 from refimpl.conformance.tracediff import TRACE_C, canonical_key, diff_traces, load_trace, logit_metrics, save_trace
-from refimpl.conformance.variants import VARIANTS
+from refimpl.conformance.misreadings import MISREADINGS
 from refimpl.errors import ArgumentError
 
 U32 = 2.0**-24
@@ -33,7 +33,7 @@ U32 = 2.0**-24
 ])
 def test_first_divergence_names_the_tensor(variant, arch, first):
     ref = model_trace(arch, dtype="float64")
-    other = model_trace(arch, dtype="float32", ops=VARIANTS[variant].ops())
+    other = model_trace(arch, dtype="float32", ops=MISREADINGS[variant].ops())
     rep = diff_traces(ref, other, dtype="float32")
     assert rep.first == first, str(rep)
     names = [e.name for e in rep.entries]
@@ -50,8 +50,14 @@ def test_correct_runs_agree(arch, mode):
     ref = model_trace(arch, dtype="float64")
     rep = diff_traces(ref, model_trace(arch, dtype=mode), dtype=mode)
     assert rep.ok, str(rep)
-    # headroom: the rule is not tuned to the edge (largest ratio seen on the tiny models is about 0.23)
-    assert max(e.ratio for e in rep.entries) < 0.5
+    # headroom, measured (this machine, NumPy 2.x): dense models <= 0.26 of the tolerance; MoE models
+    # up to 0.55 (mixtral float32, layers.1.mlp.out). The rule's constant C is calibrated, not derived
+    # (tracediff docstring, spec/conformance.md); its scale max|ref| does not see the size of the expert
+    # outputs whose weighted sum mlp.out is, which is where MoE runs come closest. The expert weights
+    # carry the router logits' tolerance through the softmax (derived), which took them from 0.557 to
+    # below 0.5. Asserted: a factor 1.5 below the tolerance for MoE tensors, 3 for dense ones.
+    worst = max(rep.entries, key=lambda e: e.ratio)
+    assert worst.ratio < (0.67 if arch in ("mixtral", "gpt_oss", "gpt_oss_mxfp4") else 0.33), (worst.name, worst.ratio)
 
 
 def test_tolerance_rule_hand_case():
@@ -147,7 +153,7 @@ def test_cli_diff_two_files(tmp_path):
     ref = model_trace("gpt_oss", dtype="float64")
     save_trace(tmp_path / "ref.safetensors", ref)
     save_trace(tmp_path / "ok.safetensors", model_trace("gpt_oss", dtype="float32"))
-    save_trace(tmp_path / "bad.safetensors", model_trace("gpt_oss", dtype="float32", ops=VARIANTS["window_off_by_one"].ops()))
+    save_trace(tmp_path / "bad.safetensors", model_trace("gpt_oss", dtype="float32", ops=MISREADINGS["window_off_by_one"].ops()))
     rc, out = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "ok.safetensors")])
     assert rc == 0 and "traces agree" in out and "greedy_agreement 1" in out
     rc, out = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "bad.safetensors"),
@@ -173,7 +179,46 @@ def test_cli_diff_against_model(tmp_path):
                     "--save-ref", str(tmp_path / "ref.safetensors")])
     assert rc == 0, out
     assert load_trace(tmp_path / "ref.safetensors")[0]["logits"].dtype == np.float64
-    bad = load(str(ckpt), dtype="float32", backend=VARIANTS["rope_interleaved"].backend())
+    bad = load(str(ckpt), dtype="float32", backend=MISREADINGS["rope_interleaved"].backend())
     save_trace(tmp_path / "bad.safetensors", bad.trace(ids))
     rc, out = _run(["diff", "--model", str(ckpt), "--against", str(tmp_path / "bad.safetensors"), "--ids", "1,5,7,2,9,11"])
     assert rc == 1 and "first divergence: layers.0.attn.q" in out
+
+
+def test_diff_refuses_disjoint_and_empty_and_reads_npz(tmp_path):
+    ref = {"embed": np.ones((2, 3)), "logits": np.ones((2, 4))}
+    save_trace(tmp_path / "ref.safetensors", ref)
+    save_trace(tmp_path / "disjoint.safetensors", {"hidden.0": np.ones((2, 3))})
+    rc, out = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "disjoint.safetensors")])
+    assert rc == 2  # refused, not "traces agree"
+    np.savez(tmp_path / "t.npz", **ref)
+    rc, out = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "t.npz")])
+    assert rc == 0 and "traces agree" in out
+    (tmp_path / "junk.bin").write_bytes(b"\xff" * 64)
+    with pytest.raises(Exception, match="not a safetensors file"):
+        load_trace(tmp_path / "junk.bin")
+    np.savez(tmp_path / "empty.npz")
+    rc, _ = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "empty.npz")])
+    assert rc == 2
+
+
+def test_diff_honours_the_stored_dtype(tmp_path):
+    ref = model_trace("llama", dtype="float64")
+    bf = {k: np.asarray(v, dtype=np.float32) for k, v in model_trace("llama", dtype="bfloat16").items()}
+    save_trace(tmp_path / "ref.safetensors", ref)
+    save_trace(tmp_path / "bf.safetensors", bf, metadata={"dtype": "bfloat16"})  # stored as float32, as HF dumps are
+    rc, out = _run(["diff", str(tmp_path / "ref.safetensors"), str(tmp_path / "bf.safetensors")])
+    assert rc == 0 and "stored dtype bfloat16" in out, out
+
+
+def test_diff_with_model_names_the_misreading(tmp_path):
+    from helpers_tiny import make_checkpoint
+
+    from refimpl.api import load
+
+    ckpt, _, _ = make_checkpoint(tmp_path, "llama")
+    ids = [1, 5, 7, 2, 9, 11]
+    bad = load(str(ckpt), dtype="float32", backend=MISREADINGS["rope_interleaved"].backend())
+    save_trace(tmp_path / "bad.safetensors", bad.trace(ids), ids=ids)
+    rc, out = _run(["diff", "--model", str(ckpt), "--against", str(tmp_path / "bad.safetensors")])
+    assert rc == 1 and "reproduced by: rope_interleaved" in out, out

@@ -24,14 +24,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))  # tests/model: this module, i
 TESTS = os.path.dirname(HERE)  # tests/: the shared tiny-model helpers
 ROOT = os.path.dirname(TESTS)
 ARCHS = ("gpt2", "llama", "qwen3", "mixtral", "gpt_oss")
-MODES = ("float64", "float32", "bfloat16")
+DTYPES = ("float64", "float32", "bfloat16")
 
 
-def _model(arch, mode):
+def _model(arch, dtype):
     cfg = ct.tiny_config(arch, hidden_size=128, intermediate_size=256, num_heads=4,
                          num_kv_heads=4 if arch == "gpt2" else 2, head_dim=32, vocab_size=2000,
                          max_position_embeddings=128)
-    return Model(cfg, ct.tiny_weights(cfg, seed=1), dtype=mode)
+    return Model(cfg, ct.tiny_weights(cfg, seed=1), dtype=dtype)
 
 
 def _digest(a):
@@ -40,19 +40,19 @@ def _digest(a):
 
 
 def outputs():
-    """{name: array}: logits of 64 tokens per arch and mode, one cached decode step (GEMV-shaped
+    """{name: array}: logits of 64 tokens per arch and dtype, one cached decode step (GEMV-shaped
     products), a float64 GEMM whose reduction OpenBLAS splits across threads, and seeded draws."""
     out = {}
     ids = (np.arange(64) * 7) % 2000
     for arch in ARCHS:
-        for mode in (MODES if arch in ("llama", "gpt_oss") else MODES[:2]):
-            m = _model(arch, mode)
-            out[f"{arch}/{mode}"] = m.logits(ids)
+        for dtype in (DTYPES if arch in ("llama", "gpt_oss") else DTYPES[:2]):
+            m = _model(arch, dtype)
+            out[f"{arch}/{dtype}"] = m.logits(ids)
         m = _model(arch, "float64")
         cache = m.new_cache()
         from refimpl.model import forward
-        forward(m.config, m.weights, ids[:10], cache=cache, mode="float64")
-        out[f"{arch}/decode_step"] = forward(m.config, m.weights, ids[10:11], cache=cache, mode="float64")
+        forward(m.config, m.weights, ids[:10], cache=cache, dtype="float64")
+        out[f"{arch}/decode_step"] = forward(m.config, m.weights, ids[10:11], cache=cache, dtype="float64")
         out[f"{arch}/generate"] = np.array(_model(arch, "float32").generate(
             ids[:5], max_new_tokens=4, temperature=1.0, top_p=0.9, seed=3, stop_ids=()))
     r = np.random.default_rng(0)
@@ -77,10 +77,10 @@ def _run_with_threads(n, tmp):
 
 def test_repeated_calls_are_bitwise_identical():
     for arch in ARCHS:
-        for mode in MODES:
-            m = _model(arch, mode)
+        for dtype in DTYPES:
+            m = _model(arch, dtype)
             ids = np.arange(40)
-            assert _digest(m.logits(ids)) == _digest(m.logits(ids)), (arch, mode)
+            assert _digest(m.logits(ids)) == _digest(m.logits(ids)), (arch, dtype)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_one_versus_two_blas_threads(runs):
     bitwise = sorted(k for k in one if _digest(one[k]) == _digest(two[k]))
     differ = sorted(set(one) - set(bitwise))
     for k in differ:
-        # a reordered float sum: float64 ~1e-13 relative to the terms, float32 ~1e-5; bf16 mode rounds
+        # a reordered float sum: float64 ~1e-13 relative to the terms, float32 ~1e-5; the bfloat16 dtype rounds
         # the products to bf16, so a 1-ulp difference upstream can flip one bf16 rounding (2^-8)
         tol = 2e-2 if k.endswith("bfloat16") else 1e-4 if k.endswith("float32") else 1e-10
         np.testing.assert_allclose(one[k], two[k], rtol=tol, atol=tol, err_msg=k)

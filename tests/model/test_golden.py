@@ -157,7 +157,7 @@ def test_gpt_oss_both_layouts_give_identical_refimpl_logits():
 
 @pytest.mark.parametrize("case", GPT_OSS_SAME)
 def test_gpt_oss_bfloat16_mode_near_openai_bf16(case):
-    """refimpl's bfloat16 mode against OpenAI's bf16 run: the gross check (case.json tolerances.bf16)."""
+    """refimpl's bfloat16 dtype against OpenAI's bf16 run: the gross check (case.json tolerances.bf16)."""
     e = expected(case)
     t = case_json(case)["tolerances"]["bf16"]
     got = np.asarray(model(GOLDEN / case / "checkpoint", "bfloat16").logits(input_ids(case)), dtype=np.float64)
@@ -174,7 +174,7 @@ def _exact_report(got, ref):
 
 @pytest.mark.parametrize("case", GPT_OSS_SAME)
 def test_gpt_oss_bfloat16_mode_rounds_where_openai_rounds(case):
-    """bfloat16 mode reproduces OpenAI's bf16 run value for value (case.json tolerances.bf16_rounding).
+    """the bfloat16 dtype reproduces OpenAI's bf16 run value for value (case.json tolerances.bf16_rounding).
 
     Measured: every bf16.* hook (embed, attn_norm, qkv, q/k after RoPE, attention projection, resid_mid,
     mlp_norm, router logits, block outputs, final_norm) and the logits are bit-exact (fraction exact 1.000,

@@ -44,15 +44,28 @@ def test_append_equals_concatenation(chunks, batch, num_layers):
     assert cache.nbytes == 2 * num_layers * int(np.prod(batch)) * total * hkv * d * 4
 
 
-def test_returned_arrays_are_snapshots():
-    cache = KVCache(1, 1, 2)
-    k1, v1 = cache.append(0, np.ones((3, 1, 2)), np.full((3, 1, 2), 2.0))
-    k1[...] = 99.0
-    k2, _ = cache.get(0)
-    np.testing.assert_array_equal(k2, np.ones((3, 1, 2)))
+def test_returned_arrays_are_strided_views_of_one_preallocated_buffer():
+    cache = KVCache(1, 2, 4, capacity=64)
+    k1, v1 = cache.append(0, np.ones((3, 2, 4)), np.full((3, 2, 4), 2.0))
+    buf = cache._k[0]
+    assert buf.shape == (2, 64, 4)  # [Hkv, capacity, D]: each head's positions contiguous
+    assert k1.shape == (3, 2, 4) and np.shares_memory(k1, buf)  # [T, Hkv, D], a view: no copy
+    assert k1.strides == (4 * 4, 64 * 4 * 4, 4)
+    k2, v2 = cache.append(0, np.full((1, 2, 4), 5.0), np.full((1, 2, 4), 6.0))
+    assert cache._k[0] is buf and np.shares_memory(k2, buf)  # within capacity: no reallocation
+    np.testing.assert_array_equal(k2[:3], np.ones((3, 2, 4)))
+    np.testing.assert_array_equal(v2[3], np.full((2, 4), 6.0))
     cache.truncate(1)
-    cache.append(0, np.full((2, 1, 2), 5.0), np.full((2, 1, 2), 6.0))
-    np.testing.assert_array_equal(v1, np.full((3, 1, 2), 2.0))  # an earlier result does not change
+    k3, _ = cache.append(0, np.full((1, 2, 4), 7.0), np.zeros((1, 2, 4)))
+    np.testing.assert_array_equal(k3[1], np.full((2, 4), 7.0))  # a truncated position is overwritten
+
+
+def test_growth_beyond_capacity_keeps_the_entries():
+    cache = KVCache(1, 1, 2, capacity=2)
+    k, _ = cache.append(0, np.ones((2, 1, 2)), np.ones((2, 1, 2)))
+    k, _ = cache.append(0, np.full((3, 1, 2), 3.0), np.ones((3, 1, 2)))
+    assert cache._k[0].shape[-2] >= 5
+    np.testing.assert_array_equal(k[:, 0, 0], [1, 1, 3, 3, 3])
 
 
 def test_truncate_then_append_and_reset():

@@ -37,9 +37,9 @@ def test_cached_decode_equals_full_forward(arch):
     ids = ids_for(m, 13)
     full = m.logits(ids)
     cache = m.new_cache()
-    parts = [forward(m.config, m.weights, ids[:5], cache=cache, mode="float64")]
+    parts = [forward(m.config, m.weights, ids[:5], cache=cache, dtype="float64")]
     for t in range(5, 13):
-        parts.append(forward(m.config, m.weights, ids[t:t + 1], cache=cache, mode="float64"))
+        parts.append(forward(m.config, m.weights, ids[t:t + 1], cache=cache, dtype="float64"))
     np.testing.assert_allclose(np.concatenate(parts), full, rtol=0, atol=TOL64)
     assert cache.position == 13
 
@@ -149,7 +149,7 @@ def test_precision_modes_agree_within_their_rounding(arch):
     # bf16 storage rounds at 2^-9 relative per op; a few dozen roundings stay below 10%.
     err = np.abs(bf - ref).max()
     assert err < 0.1 * scale
-    assert err > 1e-5 * scale, "bf16 mode rounded nothing"
+    assert err > 1e-5 * scale, "the bfloat16 dtype rounded nothing"
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt_oss"])

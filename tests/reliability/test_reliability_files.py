@@ -473,8 +473,8 @@ def test_mxfp4_scales_that_do_not_match_blocks(tmp_path):
 @pytest.mark.parametrize("kind, field, value, needle", [
     ("gpt_oss_hf_mxfp4", "num_hidden_layers", 10 ** 9, "num_hidden_layers"),  # refused at once, no 10^9 list
     ("llama", "num_attention_heads", 3, "num_attention_heads"),              # 16 not divisible by 3
-    ("gpt_oss_hf_mxfp4", "num_key_value_heads", 3, "num_kv_heads"),
-    ("gpt_oss_hf_mxfp4", "num_experts_per_tok", 5, "experts_per_token"),
+    ("gpt_oss_hf_mxfp4", "num_key_value_heads", 3, "num_key_value_heads: expected a divisor of num_attention_heads"),
+    ("gpt_oss_hf_mxfp4", "num_experts_per_tok", 5, "num_experts_per_tok: expected 1..num_local_experts"),
     ("gpt_oss_hf_mxfp4", "sliding_window", 0, "sliding_window"),
     ("mistral", "sliding_window", -4, "sliding_window"),
     ("llama", "rms_norm_eps", float("nan"), "rms_norm_eps"),
@@ -532,13 +532,13 @@ def test_gguf_block_count_the_tensors_do_not_back(tmp_path, corpus):
 
 
 def test_gguf_field_contradictions_name_the_file(tmp_path, corpus):
-    """ModelConfig's own checks (kv heads not dividing heads) carry the GGUF path, not only general.name."""
+    """ModelConfig's own checks (kv heads not dividing heads) carry the GGUF path and name the GGUF keys."""
     raw = corpus.files["gguf_llama"]["model.gguf"]
     key = b"llama.attention.head_count_kv"
     at = raw.index(key) + len(key) + 4
     p = tmp_path / "kv.gguf"
     p.write_bytes(raw[:at] + (3).to_bytes(4, "little") + raw[at + 4:])
-    with pytest.raises(ConfigError, match="num_kv_heads") as ei:
+    with pytest.raises(ConfigError, match="llama.attention.head_count_kv: expected a divisor of llama.attention.head_count=4, found 3") as ei:
         read_gguf(p)
     assert str(p) in str(ei.value)
 

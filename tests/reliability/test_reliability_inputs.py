@@ -181,9 +181,9 @@ def test_sequence_longer_than_the_context_is_refused(arch):
     assert m.logits(ids[:P]).shape == (P, m.config.vocab_size)
     from refimpl.model import forward
     cache = m.new_cache()
-    forward(m.config, m.weights, ids[:P - 1], cache=cache, mode=m.dtype)
+    forward(m.config, m.weights, ids[:P - 1], cache=cache, dtype=m.dtype)
     with pytest.raises(ArgumentError, match="^ids"):
-        forward(m.config, m.weights, ids[:2], cache=cache, mode=m.dtype)
+        forward(m.config, m.weights, ids[:2], cache=cache, dtype=m.dtype)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

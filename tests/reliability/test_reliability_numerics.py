@@ -182,10 +182,10 @@ def test_gpt_oss_model_at_the_end_of_its_context():
     zeros = np.zeros((131070, cfg.num_kv_heads, cfg.head_dim), np.float32)
     for L in range(cfg.num_layers):
         cache.append(L, zeros, zeros)
-    out = forward(cfg, m.weights, np.array([1, 2]), cache=cache, mode="float32")
+    out = forward(cfg, m.weights, np.array([1, 2]), cache=cache, dtype="float32")
     assert np.isfinite(out).all()
     with pytest.raises(ArgumentError, match="^ids.*131072.*131073"):
-        forward(cfg, m.weights, np.array([3]), cache=cache, mode="float32")
+        forward(cfg, m.weights, np.array([3]), cache=cache, dtype="float32")
 
 
 # ------------------------------------------------------------------------------------- routing
