@@ -121,11 +121,11 @@ def real_width():
     W = tiny_weights(cfg, seed=0, mxfp4=True)
     ids = np.array([3, 17, 42, 5, 88, 1, 64, 23])
     ref = {}
-    forward(cfg, prepare_weights(cfg, W, "float64"), ids, mode="float64", trace=ref)
+    forward(cfg, prepare_weights(cfg, W, "float64"), ids, dtype="float64", trace=ref)
     out = {}
     for m in ("float32", "bfloat16"):
-        tr = {}
-        forward(cfg, prepare_weights(cfg, W, m), ids, mode=m, trace=tr, ops=b.as_ops())
+        tr = {}  # device-resident: weights uploaded once, the backend's arrays from load to logits
+        forward(cfg, prepare_weights(cfg, W, m, to_device=b.to_device), ids, dtype=m, trace=tr, ops=b.ops())
         rep = diff_traces(ref, tr, dtype=m, backend=b.name)
         out[m] = dict(ok=rep.ok, first_divergence=rep.first,
                       worst_ratio=max((e.ratio for e in rep.entries), default=0.0))

@@ -7,12 +7,12 @@ them as {op: {kernel name: function}} (first = default) and the backend binds th
 
 import copy
 import functools
+import importlib.metadata
 from collections import Counter
 from types import MappingProxyType
 
 import numpy as np
 
-from refimpl import __version__
 from refimpl.backends import Backend, BackendUnavailable, OpNotSupported
 from refimpl.ops import OPS
 
@@ -21,6 +21,16 @@ from .args import Float64NotSupported
 from .runtime import CupyRuntime, EmulatedRuntime
 
 DTYPES = ("float32", "bfloat16")
+
+
+def _refimpl_version():
+    try:
+        return importlib.metadata.version("refimpl")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _refimpl_version()
 
 
 def kernel_table(rt_name):
