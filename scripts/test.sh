@@ -9,7 +9,7 @@ if ! "$PY" -c 'import sys; sys.exit(0 if sys.prefix != sys.base_prefix else 1)';
   [ -x .venv/bin/python ] || "$PY" -m venv --system-site-packages .venv
   PY=.venv/bin/python
 fi
-"$PY" -m pip install -q --disable-pip-version-check -e '.[dev,gguf,text,numba,serve]'
+"$PY" -m pip install -q --disable-pip-version-check -e '.[dev,gguf,text,numba,serve,cuda-nvrtc]'
 # The real-model tests read SmolLM2-135M-Instruct (the default model) from the cache and never
 # download it themselves: fetch it once here. Without network they skip, saying so.
 "$PY" -c "from refimpl.fetch import smollm2_gguf_path; smollm2_gguf_path()" \
