@@ -1,10 +1,10 @@
-"""The `refimpl` command: generate | chat | perplexity | inspect (conform | diff come with the conformance harness).
+"""The `refimpl` command: generate | chat | perplexity | inspect (conform | diff | serve come with their modules).
 
-Conventions (README "Command line"): every option's help shows its default; argument errors are
-reported before a model loads; text goes to stdout, everything else (loading, warnings, the timing
-line) to stderr; a RefimplError is one line `refimpl: error: ...` and exit status 2, Ctrl-C exits
-130, a closed pipe (`| head`) exits quietly; no traceback, ever (an unexpected exception is one line
-and exit 3; REFIMPL_TRACEBACK=1 shows it).
+Conventions (README "Command line", spec/reliability.md "CLI"): every option's help shows its
+default; argument errors are reported before a model loads; text goes to stdout, everything else
+(loading, warnings, the timing line) to stderr; a RefimplError is one line `refimpl: error: ...` and
+exit status 2, an unexpected exception one line and exit 1 (REFIMPL_DEBUG=1 shows the traceback),
+Ctrl-C exits 130, a closed pipe (`| head`) exits 141 quietly; no traceback, ever.
 """
 
 import argparse
@@ -79,7 +79,8 @@ def _utf8(text, what):
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         byte = text[exc.start].encode("utf-8", "surrogateescape")
-        raise ArgumentError(f"{what}: expected UTF-8 text, found the byte {byte!r} at character {exc.start}") from None
+        raise ArgumentError(f"{what}: expected UTF-8 text, found the byte {byte!r} at character {exc.start} (kept by "
+                            f"Python as a lone surrogate)") from None
     return text
 
 
@@ -113,6 +114,8 @@ def _read_file(path, what):
 def _resolve_model(spec):
     """(path or preset name to pass to load, display name); errors before anything heavy happens."""
     name = str(spec)
+    if not name.strip():  # Path("") is the current folder: never load it by accident
+        raise ArgumentError("--model: expected a model name or a path, found an empty string")
     if name.lower() in _PRESET_ALIASES:
         return name, DEFAULT_NAME
     from .hub import is_hub_id, resolve_hub_id
@@ -649,20 +652,19 @@ def _check_outputs(args):
 
 
 def _internal_error(exc):
-    if os.environ.get("REFIMPL_TRACEBACK"):
+    if os.environ.get("REFIMPL_DEBUG"):
         import traceback
 
         traceback.print_exception(exc)
-    else:
-        text = str(exc).strip().splitlines()
-        _err(f"refimpl: internal error: {type(exc).__name__}: {text[0][:300] if text else ''} "
-             "(a bug; REFIMPL_TRACEBACK=1 shows where)")
-    return 3
+    text = str(exc).strip().splitlines()
+    _err(f"refimpl: error: unexpected {type(exc).__name__}: {text[0][:300] if text else ''} "
+         "(a bug in refimpl; REFIMPL_DEBUG=1 shows the traceback)")
+    return 1
 
 
 def main(argv=None):
     """Run one command; every failure is one line on stderr (spec/reliability.md, "CLI"): exit 2 for a
-    RefimplError or an OS error, 3 for an internal error (REFIMPL_TRACEBACK=1 shows its traceback), 130
+    RefimplError or an OS error, 1 for an unexpected exception (REFIMPL_DEBUG=1 shows its traceback), 130
     for Ctrl-C, 141 when the reader of stdout went away (a broken pipe, e.g. `refimpl ... | head`)."""
     try:
         args = build_parser().parse_args(argv)

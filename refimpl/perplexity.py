@@ -6,9 +6,9 @@ window scores the tokens the previous window did not reach, except its own first
 before it to condition on). So with stride < context every token after x_0 is scored exactly once,
 each seeing at least context - stride tokens before it; with stride == context (no overlap) the first
 token of every window is not scored, as in HF's recipe. No BOS is added here (the caller decides:
-`refimpl perplexity --add-bos`). log p is log_softmax of the logits in float64 (logsumexp with the
-maximum subtracted). HF's docs weight each window's mean loss by its target count minus one; the
-result also carries that figure (`ppl_hf_docs`), equal to `ppl` when the windows do not overlap.
+`refimpl perplexity --add-bos`). log p is the op log_softmax of the logits taken in float64.
+HF's docs weight each window's mean loss by its target count minus one; the result also carries
+that figure (`ppl_hf_docs`), equal to `ppl` when the windows do not overlap.
 Checked against transformers' numbers: spec/perplexity.md.
 """
 
@@ -17,12 +17,13 @@ import math
 import numpy as np
 
 from .errors import ArgumentError
+from .ops.sampling import log_softmax
 
 __all__ = ["perplexity", "token_nll", "windows"]
 
 
 def token_nll(logits, targets):
-    """-log softmax(logits[t])[targets[t]] for each row t, in float64.
+    """-log_softmax(logits[t])[targets[t]] for each row t, in float64 (the op `log_softmax`).
 
     logits [T, V] (any float dtype), targets [T] ints in [0, V). Returns float64 [T].
     """
@@ -32,9 +33,7 @@ def token_nll(logits, targets):
         raise ArgumentError(f"logits, targets: expected [T, V] and [T], found {x.shape} and {y.shape}")
     if y.size and (y.min() < 0 or y.max() >= x.shape[1]):
         raise ArgumentError(f"targets: expected ids in [0, {x.shape[1]}), found {int(y.min())}..{int(y.max())}")
-    m = x.max(axis=1, keepdims=True)  # [T, 1]
-    lse = m[:, 0] + np.log(np.exp(x - m).sum(axis=1))  # [T]
-    return lse - x[np.arange(x.shape[0]), y]
+    return -log_softmax(x, axis=-1)[np.arange(x.shape[0]), y]  # the op, in float64: [T]
 
 
 def windows(n, context, stride):

@@ -3,6 +3,7 @@ transformers' numbers stored in golden/perplexity/case.json (never produced by r
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_token_nll_is_log_softmax():
     x = rng.normal(size=(5, 7)) * 30
     y = rng.integers(0, 7, size=5)
     ref = [-(x[t, y[t]] - math.log(sum(math.exp(v) for v in x[t]))) for t in range(5)]
-    np.testing.assert_allclose(token_nll(x, y), ref, rtol=1e-12)
+    np.testing.assert_allclose(token_nll(x, y), ref, rtol=1e-12, atol=1e-12)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,10 @@ _IDS = [f"{c['text']}-ctx{c['context']}-stride{c['stride']}-bos{c['add_bos']}" f
 
 @pytest.mark.parametrize("case", CASE["cases"], ids=_IDS)
 def test_smollm2_perplexity_matches_hf(smollm2, case):
+    """CI runs the one-window cases and one overlapping-window case (34 + 35 + 253 tokens forward);
+    REFIMPL_GOLDEN_FULL=1 runs the windows of 64 too."""
+    if case["context"] == 64 and not os.environ.get("REFIMPL_GOLDEN_FULL"):
+        pytest.skip("windows of 64 on long.txt (13 forward passes) only with REFIMPL_GOLDEN_FULL=1 (slow)")
     text = (GOLDEN / "perplexity" / case["text"]).read_text(encoding="utf-8")
     ids = smollm2.tokenizer.encode(text)
     if case["add_bos"]:

@@ -124,7 +124,13 @@ def cmd_diff(args):
                 raise RefimplError(f"{args.model}: no tokenizer found; pass --ids instead of --prompt")
             ids = model.tokenizer.encode(args.prompt)
         elif "ids" in meta:
-            ids = json.loads(meta["ids"])
+            try:
+                ids = json.loads(meta["ids"])
+            except (ValueError, RecursionError):
+                ids = None
+            if not (isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+                raise ArgumentError(f"{args.against}: __metadata__ ids: expected a JSON list of token ids, found "
+                                    "other text; pass --ids or --prompt")
         else:
             raise ArgumentError("--ids: expected --ids or --prompt (the trace file stores no ids)")
         ref = model.trace(ids)

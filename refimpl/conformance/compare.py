@@ -320,7 +320,10 @@ def _values(rep, e, a, bound, filled, context):
     rep.ok = rep.n_over == 0
     if not rep.ok:
         rep.failure = "values"
-        rep.message = f"{rep.n_over} of {e.size} elements over budget (budget used {rep.budget_used:.3g}x)"
+        if not np.any(bound > 0):  # an exact budget: any difference is a failure, no ratio to give
+            rep.message = f"{rep.n_over} of {e.size} elements differ (exact budget)"
+        else:
+            rep.message = f"{rep.n_over} of {e.size} elements over budget (budget used {rep.budget_used:.3g}x)"
     return rep
 
 

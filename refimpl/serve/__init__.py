@@ -37,8 +37,11 @@ def add_serve_parser(subparsers):
 
     s = subparsers.add_parser("serve", help="an OpenAI-compatible HTTP server answering with the reference "
                                             "(needs the `serve` extra)")
-    s.add_argument("--model", default="smollm2-135m", help="preset name or checkpoint path (default: %(default)s)")
-    s.add_argument("--dtype", default="float32", choices=["float64", "float32", "bfloat16"])
+    s.add_argument("--model", default="smollm2-135m",
+                   help="preset name, checkpoint path (.gguf, .safetensors, folder) or hub id org/name from the local "
+                        "Hugging Face cache (default: %(default)s)")
+    s.add_argument("--dtype", default="float32", choices=["float64", "float32", "bfloat16"],
+                   help="compute precision (bfloat16 is emulated step by step) (default: %(default)s)")
     s.add_argument("--backend", default="numpy", help="backend name or module:attribute (default: numpy)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     s.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")

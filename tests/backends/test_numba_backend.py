@@ -412,6 +412,7 @@ def _bad_calls():
         ("mxfp4_linear", dict(x=np.ones((2, 64)), blocks=blocks, scales=scales, bias=np.ones(3)), "bias"),
         ("mxfp4_linear", dict(x=np.ones((2, 64)), blocks=blocks, scales=scales, nibble_order="x"), "nibble_order"),
         ("router_topk_softmax", dict(logits=f, k=5), "k"),
+        ("router_topk_softmax", dict(logits=np.zeros((2, 0)), k=1), "logits"),  # no expert (NaN rows are routed)
     ]
 
 
