@@ -163,7 +163,7 @@ def decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", 
     products >= 2^128 (scale code 254 with |value| >= 2, and every nonzero code
     with scale code 255) are +-inf in float32 and bfloat16, as in the released
     float32/bf16 decoders; in float64 only scale code 255 gives +-inf. A zero
-    code with scale code 255 gives NaN (0 x inf), as torch.ldexp does.
+    code with scale code 255 gives NaN (0 x inf); torch.ldexp keeps it 0 (spec/mxfp4.md).
     Returns [..., G * 32] in ``dtype``.
     """
     b, s, dt, scale_bias = _decode_args(blocks, scales, dtype, nibble_order, scale_bias)
