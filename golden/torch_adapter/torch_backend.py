@@ -300,6 +300,22 @@ def router_softmax_topk(logits, k, *, renormalize=True):
     return _n(vals), _n(idx)
 
 
+# ---------------------------------------------------------------- MXFP4 (transformers.integrations.mxfp4)
+
+def decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", scale_bias=127):
+    # HF's own dequantizer: low nibble first, bias 127 (hard-coded there), float32/float64 outputs.
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    dt = np.dtype(dtype)
+    if nibble_order != "low_first" or int(scale_bias) != 127 or dt not in (np.float32, np.float64):
+        _decline("decode_mxfp4", "HF decodes only low_first nibbles, bias 127, into float32/float64 here")
+    b, s = _t(blocks), _t(scales)
+    lead, g = tuple(b.shape[:-2]), b.shape[-2]
+    # HF expects [E, rows, G, 16] and returns [E, G * 32, rows]: give it E = 1 and undo its transpose.
+    out = convert_moe_packed_tensors(b.reshape(1, -1, g, 16), s.reshape(1, -1, g),
+                                     dtype=torch.float32 if dt == np.float32 else torch.float64)
+    return _n(out.transpose(1, 2).reshape(lead + (g * 32,)))
+
+
 # ---------------------------------------------------------------- sampling
 
 def softmax(x, axis=-1):
@@ -363,6 +379,7 @@ class TorchBackend(Backend):
         "softmax_with_sinks": {"hf_gpt_oss": softmax_with_sinks},
         "router_topk_softmax": {"torch": router_topk_softmax},
         "router_softmax_topk": {"torch": router_softmax_topk},
+        "decode_mxfp4": {"hf": decode_mxfp4},
         "softmax": {"torch": softmax},
         "log_softmax": {"torch": log_softmax},
         "greedy": {"torch": greedy},
