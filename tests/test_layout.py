@@ -72,3 +72,19 @@ def test_backends_import_nothing_private_from_refimpl():
                 parts = [p for p in node.module.split(".") + [a.name for a in node.names]
                          if p not in ("_version", "__version__")]
                 assert not any(p.startswith("_") for p in parts), (str(path), node.module, [a.name for a in node.names])
+
+
+def test_cli_and_api_work_without_the_dev_extra():
+    """`refimpl generate` (the README's first command) installs no Hypothesis: the CLI's parser, the
+    API and importing refimpl.conformance must not need it (its strategies load on first use)."""
+    code = ("import sys; sys.modules['hypothesis'] = None\n"
+            "import refimpl, refimpl.cli, refimpl.conformance, refimpl.backends\n"
+            "refimpl.cli.build_parser()\n"
+            "try:\n"
+            "    refimpl.conformance.BUDGETS\n"
+            "except refimpl.RefimplError as exc:\n"
+            "    assert \"pip install 'refimpl[dev]'\" in str(exc), exc\n"
+            "else:\n"
+            "    raise AssertionError('BUDGETS loaded without hypothesis')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
