@@ -208,8 +208,15 @@ def _unsupported(backend, name):
 
 
 def _checked(backend, name):
-    def op(*args, **kwargs):
-        return backend.run(name, *args, **kwargs)
+    if type(backend).run is not Backend.run:  # a backend with its own run (e.g. its own fallback rule)
+        def op(*args, **kwargs):
+            return backend.run(name, *args, **kwargs)
+    else:  # Backend.run with the kernel resolved once: the hot path of a forward pass
+        kernel, check = backend.kernel(name), CHECKS[name]
+
+        def op(*args, **kwargs):
+            check(*args, **kwargs)
+            return kernel(*args, **kwargs)
 
     op.__name__ = name
     op.__signature__ = inspect.signature(OPS[name])

@@ -39,8 +39,12 @@ class Forward:
     start: int = 0
 
     def round(self, x):
-        """x rounded to the storage dtype (the op round_to_storage)."""
-        return self.ops.round_to_storage(x, self.precision.dtype)
+        """x rounded to the storage dtype (the op round_to_storage); x itself when it is already held
+        in the storage dtype (float32 or float64 runs), where that op is the identity."""
+        p = self.precision
+        if not p.rounds_each_step and x.dtype == p.storage:
+            return x
+        return self.ops.round_to_storage(x, p.dtype)
 
     def record(self, name, value):
         if self.trace is not None:
