@@ -6,6 +6,7 @@ NumPy, turns float32 op int64 into float64). Arguments are C-contiguous arrays o
 each kernel compiles once per dtype.
 """
 
+import math
 import types
 
 import numba
@@ -38,7 +39,7 @@ def contiguous(a, dt):
 
 def count(shape):
     """The number of elements of an array of this shape (1 for ())."""
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape)
 
 
 SERIAL_BELOW = 1 << 20  # work (about one multiply-add per unit; ~0.3-1 ms serial) under which a kernel
