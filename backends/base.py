@@ -67,6 +67,7 @@ class Backend:
     dtypes = DTYPES
     limits = MappingProxyType({})
     kernels = MappingProxyType({})
+    fuse_projections = False  # True: load stacks q/k/v and gate/up matrices (refimpl.model.fuse_projections)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -41,7 +41,9 @@ class Model:
             raise ArgumentError("ops: expected either ops= or backend=, found both")
         self.ops = ops if ops is not None else (reference_ops if self.backend is None else self.backend.ops())
         to_device = None if self.backend is None else self.backend.to_device
-        self.weights = _model.prepare_weights(config, weights, self.precision, progress=progress, to_device=to_device)
+        fuse = bool(getattr(self.backend, "fuse_projections", False))
+        self.weights = _model.prepare_weights(config, weights, self.precision, progress=progress, to_device=to_device,
+                                              fuse=fuse)
         self.tokenizer = tokenizer
         self.source = source
 
