@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from .threads import configure_cache
+from .threads import threads as _set_threads
 
 CACHE_DIR = configure_cache()  # before any kernel is decorated: numba reads its cache dir then
 JIT = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")  # IEEE: x/0 is inf or NaN
@@ -72,9 +73,15 @@ def launch(kernel, work, *args):
     count: each output element is computed by one thread in a fixed order. (The thread count is
     not changed inside kernels: numba's set_num_threads there would make them uncacheable.)
     """
-    if work < SERIAL_BELOW or numba.get_num_threads() == 1:
+    if work < SERIAL_BELOW or _threads() == 1:
         return serial_twin(kernel)(1, *args)
     return kernel(0, *args)
+
+
+def _threads():
+    """The thread count of set_threads (numba.get_num_threads costs a lock per call), else numba's."""
+    n = _set_threads()
+    return numba.get_num_threads() if n is None else n
 
 
 @numba.njit(**JIT)
