@@ -272,17 +272,13 @@ def _softmax_sinks(s, sinks, dt):
 def visibility_mask(q_len, k_len, *, q_offset=None, window=None, causal=True):
     """Which keys each query may attend to: bool [q_len, k_len], True = visible.
 
-    Query i has absolute position p = q_offset + i; key j has position j.
-    visible[i, j] = (j <= p if causal else True) and (p - window < j if window is not None else True).
-
-    - q_offset defaults to k_len - q_len: the queries are the last q_len positions of the keys
-      (prefill: q_len == k_len, offset 0; cached decoding: one query at position k_len - 1).
-      A negative default (q_len > k_len) is an error when causal or window is set; an explicit
-      q_offset < 0 is always an error. A q_offset past the keys (p >= k_len) is allowed.
-    - window counts the query itself: window=W sees the W keys p-W+1 .. p (FlashAttention
-      window_size left = W - 1). window=1 sees only j == p. window >= p + 1 changes nothing.
-    - causal=False drops the upper bound j <= p; the window's lower bound still applies.
-    A row can be all False (e.g. q_offset >= k_len + window - 1 with causal and window).
+    Query i is at position p = q_offset + i, key j at position j; visible[i, j] =
+    (j <= p if causal else True) and (p - window < j if window is not None else True).
+    q_offset defaults to k_len - q_len (the queries are the last q_len key positions); a negative
+    default is an error when causal or window is set, an explicit q_offset < 0 always is, and
+    p >= k_len is allowed. window=W counts the query itself: keys p-W+1 .. p (window=1 sees only
+    j == p). causal=False drops only j <= p. A row can be all False (e.g. q_offset >= k_len +
+    window - 1 with causal and window).
     """
     check_visibility_mask(q_len, k_len, q_offset=q_offset, window=window, causal=causal)
     window, causal = None if window is None else int(window), bool(causal)
@@ -312,19 +308,14 @@ def attention_probs(q, k, v=None, *, sinks=None, window=None, causal=True, q_off
                     mask=None):
     """Attention probabilities p [..., Hq, Tq, Tk] (v is checked if given, not used).
 
-    With G = Hq / Hkv (Hkv must divide Hq), query head h reads kv head h // G:
-      s_ij = scale * sum_d q[i, h, d] * k[j, h // G, d]     (dot product first, then the scale;
-                                                            scale defaults to 1/sqrt(D))
-      s_ij = -inf where key j is not visible: visibility_mask(Tq, Tk, q_offset, window, causal)
-             AND mask (bool, broadcastable to [..., Hq, Tq, Tk], True = visible) if given.
-      m_i  = max(max_j s_ij, sink_h)                        (sink_h = -inf when sinks is None)
+    Query head h reads kv head h // G, G = Hq / Hkv (Hkv must divide Hq):
+      s_ij = scale * sum_d q[i, h, d] * k[j, h // G, d]   (scale defaults to 1/sqrt(D))
+      s_ij = -inf where key j is not visible (visibility_mask AND ``mask``, True = visible)
+      m_i  = max(max_j s_ij, sink_h)                      (sink_h = -inf when sinks is None)
       p_ij = exp(s_ij - m_i) / (sum_j' exp(s_ij' - m_i) + exp(sink_h - m_i))
-    The sink is one logit per query head, added to the denominator only: it is not multiplied by
-    the scale and has no value, so sum_j p_ij = 1 - exp(sink_h - m_i) / denominator < 1.
-    sinks = -inf is exactly "no sink". A row with every key masked gives p_i. = 0 (no NaN): with a
-    finite sink the sink takes all the mass; with no sink the row is defined as zeros.
-    Dtype: computes and returns compute_dtype(q, k, v, sinks) (float64 if any is float64, else
-    float32); the scale is rounded to that dtype. NaN/Inf in q, k propagate (IEEE).
+    The sink (one logit per query head) is not scaled and enters the denominator only; -inf is
+    exactly "no sink". A row with every key masked gives p = 0, never NaN.
+    Dtype: compute_dtype(q, k, v, sinks), the scale rounded to it. NaN/Inf in q, k propagate.
     """
     q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,
                                                   need_v=False)
@@ -351,21 +342,15 @@ def attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_offset=
                      block_size=32):
     """attention() computed FlashAttention-2 style: keys in tiles, online softmax.
 
-    Per query row i and head h (scores s_ij, masking, scale exactly as attention_probs),
-    the running state is initialised by the sink:
-        m = sink_h, l = 1, o = 0            (finite sink)
-        m = -inf,   l = 0, o = 0            (no sink, or sink_h = -inf)
-    Then for each key tile J = [t, t + block_size) in increasing order:
-        m_new = max(m, max_{j in J} s_ij)
-        if m_new == -inf: skip the tile (nothing visible yet, state unchanged)
-        a     = exp(m - m_new)              (0 when m = -inf)
-        P_j   = exp(s_ij - m_new)           (0 for masked keys)
-        l     = a * l + sum_{j in J} P_j
-        o     = a * o + sum_{j in J} P_j v_j
-        m     = m_new
-    Result: o / l, or 0 where l == 0 (no visible key and no sink). With a finite sink l >= 1 > 0
-    (a fully masked row gives 0 / 1 = 0). Equal to attention() up to float rounding for every
-    block_size >= 1 (the last tile may be shorter). Dtype as attention_probs.
+    Scores, masking and scale as attention_probs. Per query row i and head h:
+      init:  m = sink_h, l = 1, o = 0 (finite sink);  m = -inf, l = 0, o = 0 (no sink)
+      tile J = [t, t + block_size), in increasing order:
+             m_new = max(m, max_{j in J} s_ij); skip the tile if m_new == -inf
+             a = exp(m - m_new) (0 when m = -inf); P_j = exp(s_ij - m_new) (0 if masked)
+             l = a l + sum_J P_j;  o = a o + sum_J P_j v_j;  m = m_new
+      end:   o / l, or 0 where l == 0 (no visible key and no sink)
+    Equal to attention() up to float rounding for every block_size >= 1 (the last tile may be
+    shorter). Dtype as attention_probs.
     """
     block_size = positive_int(block_size, "block_size")
     q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,

@@ -149,21 +149,13 @@ def decode_e8m0(scales, *, bias=127):
 def decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", scale_bias=127):
     """Packed MXFP4 to floats: ``out[..., 32 g + j] = E2M1[code_j(blocks[..., g, :])] * 2^(scales[..., g] - scale_bias)``.
 
-    blocks: uint8 [..., G, 16]; scales: uint8 [..., G] (the same leading dims).
-    Element order inside block g: byte i holds elements 2i and 2i + 1;
-    nibble_order="low_first" (released gpt-oss, transformers, OCP): element 2i is
-    the low nibble (byte & 0x0F), element 2i + 1 the high nibble (byte >> 4);
-    nibble_order="high_first" is the swapped, known-wrong reading.
-    Code table: ``FP4_E2M1_VALUES`` (bit 3 = sign; code 8 is -0.0).
-    Scale: ``decode_e8m0(scales, bias=scale_bias)`` (float32; code 255 -> +inf).
-
-    Arithmetic: the product table value x scale is formed exactly (float64) and
-    rounded once to ``dtype`` (float32 default, float64 or bfloat16). Every
-    finite product that fits the dtype is exact (E2M1 has one mantissa bit);
-    products >= 2^128 (scale code 254 with |value| >= 2, and every nonzero code
-    with scale code 255) are +-inf in float32 and bfloat16, as in the released
-    float32/bf16 decoders; in float64 only scale code 255 gives +-inf. A zero
-    code with scale code 255 gives NaN (0 x inf); torch.ldexp keeps it 0 (spec/mxfp4.md).
+    blocks: uint8 [..., G, 16]; scales: uint8 [..., G] (the same leading dims). Byte i holds
+    elements 2i and 2i + 1: nibble_order="low_first" (released gpt-oss) puts element 2i in the
+    low nibble (byte & 0x0F); "high_first" is the swapped, known-wrong reading.
+    Code table ``FP4_E2M1_VALUES``; scale ``decode_e8m0(scales, bias=scale_bias)`` (255 -> +inf).
+    Each product is formed exactly and rounded once to ``dtype`` (float32 default, float64 or
+    bfloat16); products >= 2^128 are +-inf in float32 and bfloat16, and a zero code with scale
+    code 255 gives NaN (0 x inf).
     Returns [..., G * 32] in ``dtype``.
     """
     b, s, dt, scale_bias = _decode_args(blocks, scales, dtype, nibble_order, scale_bias)

@@ -69,22 +69,15 @@ def inv_freq_linear(head_dim, *, base, factor):
 
 
 def inv_freq_llama3(head_dim, *, base, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings):
-    """LLaMA 3.1 frequency rule (HF rope_type "llama3").
+    """LLaMA 3.1 frequency rule (HF rope_type "llama3"); float64 [head_dim/2].
 
-    With inv_j = inv_freq_default_j, wavelen_j = 2 pi / inv_j, L0 =
-    original_max_position_embeddings, low_freq_wavelen = L0 / low_freq_factor,
-    high_freq_wavelen = L0 / high_freq_factor:
-
-      wavelen_j <  high_freq_wavelen               -> inv_j            (kept)
-      wavelen_j >  low_freq_wavelen                -> inv_j / factor   (interpolated)
-      high_freq_wavelen <= wavelen_j <= low_freq_wavelen (both ends inclusive)
-                                                   -> (1 - s_j) inv_j / factor + s_j inv_j,
-      s_j = (L0 / wavelen_j - low_freq_factor) / (high_freq_factor - low_freq_factor).
-
-    s is 0 at wavelen = low_freq_wavelen and 1 at high_freq_wavelen, so the rule is
-    continuous at both boundaries. LLaMA 3.1: factor 8, low_freq_factor 1,
-    high_freq_factor 4, L0 8192, base 500000. Requires factor > 0,
-    0 < low_freq_factor < high_freq_factor, L0 integer >= 1. Float64, [head_dim/2].
+    With inv_j = inv_freq_default_j, wavelen_j = 2 pi / inv_j, L0 = original_max_position_embeddings:
+      wavelen_j <  L0 / high_freq_factor   -> inv_j                       (kept)
+      wavelen_j >  L0 / low_freq_factor    -> inv_j / factor              (interpolated)
+      otherwise (both ends inclusive)      -> (1 - s_j) inv_j / factor + s_j inv_j,
+      s_j = (L0 / wavelen_j - low_freq_factor) / (high_freq_factor - low_freq_factor),
+    which is continuous at both ends. Requires factor > 0,
+    0 < low_freq_factor < high_freq_factor, and L0 an integer >= 1.
     """
     d = _head_dim(head_dim)
     b = _base(base)
@@ -147,28 +140,16 @@ def inv_freq_yarn(
     mscale_all_dim=None,
     attention_factor=None,
 ):
-    """YaRN ("NTK by parts") frequencies and attention scaling; returns (inv_freq, attention_scaling).
+    """YaRN ("NTK by parts") frequencies; returns (inv_freq float64 [head_dim/2], attention_scaling).
 
     freq_j = base^(2j / head_dim); (low, high) = yarn_correction_range(...);
     ramp_j = clamp((j - low) / (high - low), 0, 1);
     inv_freq_j = (1 / freq_j) (1 - ramp_j) + (1 / (factor freq_j)) ramp_j.
-    Pairs below low (high frequency, many turns within L0) keep their frequency
-    ("extrapolation"); pairs above high are divided by factor ("interpolation");
-    HF's inv_freq_extrapolation_factor is 1 - ramp_j.
-
-    factor must be >= 1; factor == 1 returns the default frequencies exactly (the
-    official gpt-oss code skips YaRN unless factor > 1). With truncate=False and
-    factor > 1 the official gpt-oss check 0 < low < high < head_dim/2 - 1 must hold,
-    else ArgumentError naming head_dim (and original_max_position_embeddings).
-
-    attention_scaling (gpt-oss "concentration", multiplies both cos and sin):
-    attention_factor if given; else, if mscale and mscale_all_dim are both given
-    and non-zero, get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim);
-    else get_mscale(factor) = 0.1 ln(factor) + 1, where get_mscale(f, m) =
-    0.1 m ln(f) + 1 for f > 1 and 1.0 for f <= 1.
-
-    gpt-oss: base 150000, factor 32, beta_fast 32, beta_slow 1, L0 4096,
-    truncate False -> attention_scaling 1.3465736. Float64, [head_dim/2].
+    factor >= 1; factor == 1 returns the default frequencies exactly. With truncate=False and
+    factor > 1, 0 < low < high < head_dim/2 - 1 must hold, else ArgumentError naming head_dim.
+    attention_scaling (multiplies cos and sin): attention_factor if given; else, if mscale and
+    mscale_all_dim are both given and non-zero, get_mscale(factor, mscale) / get_mscale(factor,
+    mscale_all_dim); else get_mscale(factor); get_mscale(f, m=1) = 0.1 m ln(f) + 1 for f > 1, else 1.
     """
     d = _head_dim(head_dim)
     b = _base(base)

@@ -212,18 +212,13 @@ def sample(logits, *, temperature=0.0, top_k=None, top_p=None, rng=None):
     """Draw one token id per row.
 
     temperature == 0: greedy(logits) (lowest index on ties); rng is not used.
-    temperature > 0, in HF's warper order (generation/utils.py _get_logits_processor):
-      1. x = apply_temperature(logits, temperature)
-      2. x = top_k_filter(x, top_k)    if top_k is not None
-      3. x = top_p_filter(x, top_p)    if top_p is not None
-      4. the draw, in float64 for every input dtype: m = max_i x_i; e_i = exp(x_i - m)
-         (e_i = 0 for removed tokens); C_i = e_0 + ... + e_i summed left to right in index
-         order; u = rng.random() (one float64 in [0, 1) per row, rows in C order, i.e.
-         rng.random(size=batch_shape)); the token is the smallest i with u * C_{V-1} < C_i.
-         That is inverse-CDF sampling on the unnormalised cumulative weights; tokens with
-         e_i = 0 are never chosen.
-    rng is a numpy.random.Generator (required when temperature > 0). Logits must be free of
-    NaN, and of +inf when temperature > 0, with at least one entry > -inf per row.
+    temperature > 0: x = apply_temperature(logits, temperature), then top_k_filter(x, top_k) and
+    top_p_filter(x, top_p) where given (HF's warper order), then the draw, in float64:
+    e_i = exp(x_i - max x) (0 for removed tokens); C_i = e_0 + ... + e_i summed in index order;
+    u = rng.random(size=batch_shape) (one per row, C order); token = the smallest i with
+    u * C_{V-1} < C_i (inverse CDF on the unnormalised weights).
+    rng: a numpy.random.Generator, required when temperature > 0. Logits must be free of NaN,
+    and of +inf when temperature > 0, with at least one entry > -inf per row.
     Returns a Python int for 1-D logits, else an int64 array of shape [...].
     """
     t = real(temperature, "temperature")

@@ -1,5 +1,6 @@
 """spec/README.md's op index, the spec pages and the op table refimpl.ops.OPS agree."""
 
+import inspect
 import re
 from pathlib import Path
 
@@ -30,3 +31,13 @@ def test_each_page_documents_the_ops_it_is_indexed_for():
                 heading = re.search(rf"^#+ .*`{name}[`(]", text, re.M)  # its own section,
                 row = re.search(rf"^(\||-) `{name}\(", text, re.M)  # or its own table row or list item
                 assert heading or row, f"spec/{page} states no rule for {name} (no heading, row or item)"
+
+
+def test_op_docstrings_state_the_rule_in_at_most_twelve_lines():
+    """Style rule: a docstring states the rule and its boundaries in about ten lines; sources and
+    derivations live on the spec page."""
+    long = {name: len(inspect.getdoc(fn).splitlines()) for name, fn in OPS.items()
+            if len((inspect.getdoc(fn) or "").splitlines()) > 12}
+    assert not long, f"docstrings over 12 lines (move sources/derivations to spec/): {long}"
+    missing = sorted(name for name, fn in OPS.items() if not inspect.getdoc(fn))
+    assert not missing, f"ops without a docstring: {missing}"
