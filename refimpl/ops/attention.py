@@ -67,9 +67,8 @@ def _check_sinks(sinks, hq):
 
 
 def _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
-    """Every check of the attention ops; returns (q, k, v, sinks, window, causal, offset, scale, mask)
-    with the arrays as given (not converted), offset the absolute position of query 0, mask a bool
-    array or None. v is checked when given or when need_v."""
+    """The checks that check_attention_probs, check_attention, check_attention_online and
+    check_attention_scores share (ArgumentError; returns None). v is checked when given or when need_v."""
     q = as_float_array(q, "q", min_ndim=3)
     k = as_float_array(k, "k", min_ndim=3)
     require(k.ndim == q.ndim, "k", f"{q.ndim} dimensions like q [..., Tk, Hkv, D]", f"shape {k.shape}")
@@ -85,14 +84,14 @@ def _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
         v = as_float_array(v, "v", min_ndim=3)
         require(v.ndim == k.ndim and v.shape[:-1] == k.shape[:-1] and v.shape[-1] >= 1, "v",
                 f"[..., Tk, Hkv, Dv] = {k.shape[:-1]} + (Dv >= 1,) (those of k)", f"shape {v.shape}")
-    sinks = _check_sinks(sinks, hq)
+    _check_sinks(sinks, hq)
     window = _check_window(window)
     causal = _check_causal(causal)
     if scale is not None:
         require(isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
                 and math.isfinite(float(scale)) and float(scale) > 0,
                 "scale", "None or a finite number > 0", repr(scale))
-    off = resolve_q_offset(tq, tk, q_offset, causal, window)
+    resolve_q_offset(tq, tk, q_offset, causal, window)
     if mask is not None:
         try:
             m = mask if is_device_array(mask) else np.asarray(mask)
@@ -106,14 +105,16 @@ def _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
         except ValueError:
             raise ArgumentError(f"mask: expected a shape broadcastable to {batch_shape} "
                                 f"([..., Hq, Tq, Tk]), found shape {m.shape}") from None
-        mask = m
-    return q, k, v, sinks, window, causal, off, scale, mask
 
 
-def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
-    """Validate every argument (_check_args); return (q, k, v, sinks, visible, scale, dtype, group)."""
-    q, k, v, sinks, window, causal, off, scale, mask = _check_args(q, k, v, sinks, window, causal, q_offset,
-                                                                   scale, mask, need_v)
+def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask):
+    """(q, k, v, sinks, visible, scale, dtype, group) from arguments its op's check_<op> accepted."""
+    q, k = as_float_array(q, "q"), as_float_array(k, "k")
+    v = None if v is None else as_float_array(v, "v")
+    sinks = None if sinks is None else as_float_array(sinks, "sinks")
+    window, causal = None if window is None else int(window), bool(causal)
+    if mask is not None and not is_device_array(mask):
+        mask = np.asarray(mask)
     tq, hq, d = q.shape[-3:]
     tk, hkv = k.shape[-3:-1]
     dt = compute_dtype(q, k, v, sinks)
@@ -123,6 +124,7 @@ def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
     if sinks is not None:
         sinks = sinks.astype(dt)
     sc = dt.type(1.0 / math.sqrt(d) if scale is None else float(scale))
+    off = resolve_q_offset(tq, tk, q_offset, causal, window)
     vis = visibility_mask(tq, tk, q_offset=off, window=window, causal=causal)  # [Tq, Tk]
     if mask is not None:
         vis = vis & mask  # [..., Tq, Tk]
@@ -159,7 +161,7 @@ def check_attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_o
                            block_size=32):
     """The argument checks of attention_online: those of attention, and block_size >= 1."""
     positive_int(block_size, "block_size")
-    _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, True)
+    check_attention(q, k, v, sinks=sinks, window=window, causal=causal, q_offset=q_offset, scale=scale, mask=mask)
 
 
 def check_attention_scores(q, k, *, window=None, causal=True, q_offset=None, scale=None, mask=None):
@@ -317,8 +319,9 @@ def attention_probs(q, k, v=None, *, sinks=None, window=None, causal=True, q_off
     exactly "no sink". A row with every key masked gives p = 0, never NaN.
     Dtype: compute_dtype(q, k, v, sinks), the scale rounded to it. NaN/Inf in q, k propagate.
     """
-    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,
-                                                  need_v=False)
+    check_attention_probs(q, k, v, sinks=sinks, window=window, causal=causal, q_offset=q_offset, scale=scale,
+                          mask=mask)
+    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask)
     return _probs(q, k, sinks, vis, sc, dt, group)
 
 
@@ -332,8 +335,8 @@ def attention(q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, s
     queries that see t (causal: t and later), as in cached decoding; for a visible key it propagates
     as IEEE p_ij * v_j says.
     """
-    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,
-                                                  need_v=True)
+    check_attention(q, k, v, sinks=sinks, window=window, causal=causal, q_offset=q_offset, scale=scale, mask=mask)
+    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask)
     p = _probs(q, k, sinks, vis, sc, dt, group)  # [..., Hq, Tq, Tk]
     return _visible_values(p, v, vis, group)  # [..., Tq, Hq, Dv]
 
@@ -352,9 +355,10 @@ def attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_offset=
     Equal to attention() up to float rounding for every block_size >= 1 (the last tile may be
     shorter). Dtype as attention_probs.
     """
-    block_size = positive_int(block_size, "block_size")
-    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,
-                                                  need_v=True)
+    check_attention_online(q, k, v, sinks=sinks, window=window, causal=causal, q_offset=q_offset, scale=scale,
+                           mask=mask, block_size=block_size)
+    block_size = int(block_size)
+    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask)
     *b, tq, hq, _ = q.shape
     tk, dv = k.shape[-3], v.shape[-1]
     full_vis = np.broadcast_to(vis, (*b, hq, tq, tk))  # [..., Hq, Tq, Tk]
@@ -399,8 +403,8 @@ def attention_scores(q, k, *, window=None, causal=True, q_offset=None, scale=Non
     s_ij = -inf where visibility_mask(Tq, Tk, q_offset, window, causal) AND mask is False.
     Arguments, checks and dtype as attention_probs (compute_dtype(q, k)).
     """
-    q, k, _, _, vis, sc, dt, group = _prepare(q, k, None, None, window, causal, q_offset, scale, mask,
-                                              need_v=False)
+    check_attention_scores(q, k, window=window, causal=causal, q_offset=q_offset, scale=scale, mask=mask)
+    q, k, _, _, vis, sc, dt, group = _prepare(q, k, None, None, window, causal, q_offset, scale, mask)
     s = _scores(q, k, sc, group)  # [..., Hq, Tq, Tk]
     return np.where(vis, s, dt.type(-np.inf))
 

@@ -282,9 +282,8 @@ def rope_cos_sin(inv_freq, positions, *, attention_scaling=1.0, angle_dtype=np.f
     return cos.astype(out_dt, copy=False), sin.astype(out_dt, copy=False)
 
 
-def _rope_check(x, cos, sin, pairing, rotary_dim):
-    """Every check of apply_rope; returns (x, cos, sin, r, dtype): the arrays as given (not converted),
-    r = rotary_dim (default head_dim), dtype = compute_dtype(x, cos, sin)."""
+def check_apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
+    """The argument checks of apply_rope (ArgumentError; returns None)."""
     x = as_float_array(x, "x", min_ndim=3)
     d = x.shape[-1]
     require(d >= 2 and d % 2 == 0, "x", "an even head_dim >= 2 as last dimension", f"shape {x.shape}")
@@ -305,22 +304,18 @@ def _rope_check(x, cos, sin, pairing, rotary_dim):
     except ValueError:
         lead = None
     require(lead == x.shape[:-3], "cos", f"leading dimensions broadcasting to x's {x.shape[:-3]}", f"shape {c.shape}")
-    return x, c, s, r, compute_dtype(x, c, s)
-
-
-def check_apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
-    """The argument checks of apply_rope (ArgumentError; returns None)."""
-    _rope_check(x, cos, sin, pairing, rotary_dim)
 
 
 def check_rope_terms(x, cos, sin, *, pairing="half", rotary_dim=None):
     """The argument checks of rope_terms: those of apply_rope."""
-    _rope_check(x, cos, sin, pairing, rotary_dim)
+    check_apply_rope(x, cos, sin, pairing=pairing, rotary_dim=rotary_dim)
 
 
-def _rope_args(x, cos, sin, pairing, rotary_dim):
-    """Validated (x, cos, sin, r) in the compute dtype; cos, sin [..., T, 1, R/2]."""
-    x, c, s, r, dt = _rope_check(x, cos, sin, pairing, rotary_dim)
+def _rope_args(x, cos, sin, rotary_dim):
+    """(x, cos, sin, r) in the compute dtype from arguments check_apply_rope accepted; cos, sin [..., T, 1, R/2]."""
+    x, c, s = as_float_array(x, "x"), as_float_array(cos, "cos"), as_float_array(sin, "sin")
+    r = x.shape[-1] if rotary_dim is None else int(rotary_dim)
+    dt = compute_dtype(x, c, s)
     x = x.astype(dt, copy=False)
     c = c.astype(dt, copy=False)[..., None, :]  # [..., T, 1, R/2]
     s = s.astype(dt, copy=False)[..., None, :]  # [..., T, 1, R/2]
@@ -341,7 +336,8 @@ def apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
     Dimensions R .. D-1 pass through unchanged (partial rotary). D and R must be
     even, 2 <= R <= D. Computed and returned in compute_dtype(x, cos, sin).
     """
-    x, c, s, r = _rope_args(x, cos, sin, pairing, rotary_dim)
+    check_apply_rope(x, cos, sin, pairing=pairing, rotary_dim=rotary_dim)
+    x, c, s, r = _rope_args(x, cos, sin, rotary_dim)
     d = x.shape[-1]
     xr = x[..., :r]  # [..., T, H, R]
     if pairing == "half":
@@ -369,7 +365,8 @@ def rope_terms(x, cos, sin, *, pairing="half", rotary_dim=None):
     nearest is symmetric, rounding -(x_b sin_j) is the negated rounding of x_b sin_j.
     Arguments and checks as apply_rope.
     """
-    x, c, s, r = _rope_args(x, cos, sin, pairing, rotary_dim)
+    check_rope_terms(x, cos, sin, pairing=pairing, rotary_dim=rotary_dim)
+    x, c, s, r = _rope_args(x, cos, sin, rotary_dim)
     d = x.shape[-1]
     xr = x[..., :r]  # [..., T, H, R]
     if pairing == "half":
