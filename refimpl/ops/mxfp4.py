@@ -133,9 +133,8 @@ def decode_e8m0(scales, *, bias=127):
     a known-wrong variant that halves every value). The power of two is formed
     in float32 (``ldexp(1, s - bias)``): exponents -149..127 are exact (-149..-127
     as float32 subnormals), s - bias >= 128 overflows to +inf and s - bias <= -150
-    underflows to 0. Code 255 is NOT special-cased (the OCP MX spec calls it NaN;
-    the released gpt-oss and transformers decoders compute 2^(255-127) = 2^128 in
-    float32, which is +inf), so with bias 127 code 255 decodes to +inf.
+    underflows to 0. Code 255 is NOT special-cased (OCP MX calls it NaN), so with
+    bias 127 it decodes to +inf; spec/mxfp4.md "Scale code 255" has the peers' rules.
     Returns float32 with the shape of ``scales``.
     """
     check_decode_e8m0(scales, bias=bias)
