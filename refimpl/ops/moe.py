@@ -20,8 +20,9 @@ def _check_logits(logits, name="logits", *, min_ndim=1, finite=True):
     return a
 
 
-def _logits(logits, name="logits", *, min_ndim=1, finite=True):
-    a = as_float_array(_check_logits(logits, name, min_ndim=min_ndim, finite=finite), name)
+def _logits(logits, name="logits"):
+    """(logits in their compute dtype, that dtype) for logits that their op's check_<op> accepted."""
+    a = as_float_array(logits, name)
     dt = compute_dtype(a)
     return a.astype(dt, copy=False), dt
 
@@ -84,7 +85,7 @@ def router_topk_softmax(logits, k):
     Returns (weights [..., k], indices [..., k] int64).
     """
     check_router_topk_softmax(logits, k)
-    a, dt = _logits(logits, finite=False)
+    a, dt = _logits(logits)
 
     def select(a, k):
         idx = _descending(a, k)  # [..., k]
@@ -107,7 +108,7 @@ def router_softmax_topk(logits, k, *, renormalize=True):
     Returns (weights [..., k], indices [..., k] int64).
     """
     check_router_softmax_topk(logits, k, renormalize=renormalize)
-    a, dt = _logits(logits, finite=False)
+    a, dt = _logits(logits)
 
     def select(a, k):
         p = _softmax(a)  # [..., E]
@@ -134,10 +135,8 @@ def expert_choice(logits, capacity):
     Computed in and returned as ``compute_dtype(logits)``; indices int64.
     Returns (gates [..., E, capacity], indices [..., E, capacity]).
     """
-    a, dt = _logits(logits, min_ndim=2)
-    t = a.shape[-2]
-    capacity = positive_int(capacity, "capacity")
-    require(capacity <= t, "capacity", f"an integer in [1, {t}] (the number of tokens)", capacity)
+    check_expert_choice(logits, capacity)
+    (a, dt), capacity = _logits(logits), int(capacity)
     s = np.swapaxes(_softmax(a), -1, -2)  # [..., E, T]
     idx = _descending(s, capacity)  # [..., E, C]
     gates = np.take_along_axis(s, idx, axis=-1)  # [..., E, C]

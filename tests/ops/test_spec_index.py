@@ -47,12 +47,6 @@ def test_op_docstrings_state_the_rule_in_at_most_twelve_lines():
 # Ops on scalars whose check_<op> runs the op itself (refimpl.ops.rope._checked_by_running).
 _CHECKED_BY_RUNNING = {"inv_freq_default", "inv_freq_linear", "inv_freq_llama3", "inv_freq_yarn",
                        "yarn_correction_range", "rope_frequencies"}
-# Ops that still validate through a private helper shared with their check_<op> (same checks, a
-# second code path): left for a later round.
-_PRIVATE_CHECK_PATH = {"expert_choice", "decode_mxfp4", "mxfp4_linear", "greedy", "apply_temperature",
-                       "top_k_filter", "top_p_filter", "sample"}
-
-
 def test_each_op_validates_through_its_public_check(monkeypatch):
     """One code path: an op's argument checks are its check_<op> (what backends run), called first."""
     class Called(Exception):
@@ -63,7 +57,7 @@ def test_each_op_validates_through_its_public_check(monkeypatch):
 
     bypass = []
     for name, fn in OPS.items():
-        if name in _CHECKED_BY_RUNNING | _PRIVATE_CHECK_PATH:
+        if name in _CHECKED_BY_RUNNING:
             continue
         module = sys.modules[fn.__module__]
         assert getattr(module, f"check_{name}") is CHECKS[name], name
