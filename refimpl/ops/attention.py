@@ -57,33 +57,40 @@ def resolve_q_offset(q_len, k_len, q_offset, causal, window):
 def _check_sinks(sinks, hq):
     if sinks is not None:
         sinks = as_float_array(sinks, "sinks")
-        require(sinks.shape == (hq,), "sinks", f"shape ({hq},) (one logit per query head)", f"shape {sinks.shape}")
+        if sinks.shape != (hq,):
+            require(False, "sinks", f"shape ({hq},) (one logit per query head)", f"shape {sinks.shape}")
         vals = host_values(sinks)
         if vals is not None:
             s64 = vals.astype(np.float64)
-            require(not np.any(np.isnan(s64) | (s64 == np.inf)), "sinks",
-                    "finite logits or -inf (no sink)", f"{vals.tolist()}")
+            if np.any(np.isnan(s64) | (s64 == np.inf)):
+                require(False, "sinks", "finite logits or -inf (no sink)", f"{vals.tolist()}")
     return sinks
 
 
 def _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
     """The checks that check_attention_probs, check_attention, check_attention_online and
-    check_attention_scores share (ArgumentError; returns None). v is checked when given or when need_v."""
+    check_attention_scores share (ArgumentError; returns None). v is checked when given or when need_v.
+    Messages are formatted only on failure: this runs on every attention call."""
     q = as_float_array(q, "q", min_ndim=3)
     k = as_float_array(k, "k", min_ndim=3)
-    require(k.ndim == q.ndim, "k", f"{q.ndim} dimensions like q [..., Tk, Hkv, D]", f"shape {k.shape}")
-    require(k.shape[:-3] == q.shape[:-3], "k", f"batch dims {q.shape[:-3]} (those of q)", f"shape {k.shape}")
+    if k.ndim != q.ndim:
+        require(False, "k", f"{q.ndim} dimensions like q [..., Tk, Hkv, D]", f"shape {k.shape}")
+    if k.shape[:-3] != q.shape[:-3]:
+        require(False, "k", f"batch dims {q.shape[:-3]} (those of q)", f"shape {k.shape}")
     tq, hq, d = q.shape[-3:]
     tk, hkv, dk = k.shape[-3:]
-    require(tq >= 1 and hq >= 1 and d >= 1, "q", "[..., Tq, Hq, D] with Tq, Hq, D >= 1", f"shape {q.shape}")
-    require(tk >= 1 and hkv >= 1, "k", "[..., Tk, Hkv, D] with Tk, Hkv >= 1", f"shape {k.shape}")
-    require(dk == d, "k", f"head_dim {d} (last dimension of q)", f"shape {k.shape}")
-    require(hq % hkv == 0, "k", f"num_kv_heads (k.shape[-2]) dividing num_heads={hq} (q.shape[-2])",
-            f"num_kv_heads={hkv}")
+    if not (tq >= 1 and hq >= 1 and d >= 1):
+        require(False, "q", "[..., Tq, Hq, D] with Tq, Hq, D >= 1", f"shape {q.shape}")
+    if not (tk >= 1 and hkv >= 1):
+        require(False, "k", "[..., Tk, Hkv, D] with Tk, Hkv >= 1", f"shape {k.shape}")
+    if dk != d:
+        require(False, "k", f"head_dim {d} (last dimension of q)", f"shape {k.shape}")
+    if hq % hkv:
+        require(False, "k", f"num_kv_heads (k.shape[-2]) dividing num_heads={hq} (q.shape[-2])", f"num_kv_heads={hkv}")
     if v is not None or need_v:
         v = as_float_array(v, "v", min_ndim=3)
-        require(v.ndim == k.ndim and v.shape[:-1] == k.shape[:-1] and v.shape[-1] >= 1, "v",
-                f"[..., Tk, Hkv, Dv] = {k.shape[:-1]} + (Dv >= 1,) (those of k)", f"shape {v.shape}")
+        if not (v.ndim == k.ndim and v.shape[:-1] == k.shape[:-1] and v.shape[-1] >= 1):
+            require(False, "v", f"[..., Tk, Hkv, Dv] = {k.shape[:-1]} + (Dv >= 1,) (those of k)", f"shape {v.shape}")
     _check_sinks(sinks, hq)
     window = _check_window(window)
     causal = _check_causal(causal)

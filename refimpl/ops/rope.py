@@ -284,10 +284,12 @@ def rope_cos_sin(inv_freq, positions, *, attention_scaling=1.0, angle_dtype=np.f
 
 def check_apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
     """The argument checks of apply_rope (ArgumentError; returns None)."""
-    x = as_float_array(x, "x", min_ndim=3)
+    x = as_float_array(x, "x", min_ndim=3)  # messages are formatted only on failure: this runs on every call
     d = x.shape[-1]
-    require(d >= 2 and d % 2 == 0, "x", "an even head_dim >= 2 as last dimension", f"shape {x.shape}")
-    require(pairing in PAIRINGS, "pairing", f"one of {PAIRINGS}", repr(pairing))
+    if not (d >= 2 and d % 2 == 0):
+        require(False, "x", "an even head_dim >= 2 as last dimension", f"shape {x.shape}")
+    if pairing not in PAIRINGS:
+        require(False, "pairing", f"one of {PAIRINGS}", repr(pairing))
     if rotary_dim is None:
         r = d
     else:
@@ -295,15 +297,21 @@ def check_apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
         require(r % 2 == 0 and r <= d, "rotary_dim", f"an even integer <= head_dim={d}", r)
     c = as_float_array(cos, "cos", min_ndim=2)
     s = as_float_array(sin, "sin", min_ndim=2)
-    require(s.shape == c.shape, "sin", f"the shape of cos {c.shape}", f"shape {s.shape}")
-    require(c.shape[-1] == r // 2, "cos", f"last dimension {r // 2} (rotary_dim/2)", f"shape {c.shape}")
+    if s.shape != c.shape:
+        require(False, "sin", f"the shape of cos {c.shape}", f"shape {s.shape}")
+    if c.shape[-1] != r // 2:
+        require(False, "cos", f"last dimension {r // 2} (rotary_dim/2)", f"shape {c.shape}")
     t = x.shape[-3]
-    require(c.shape[-2] == t, "cos", f"T={t} (axis -3 of x {x.shape}) at axis -2", f"shape {c.shape}")
-    try:
-        lead = np.broadcast_shapes(c.shape[:-2], x.shape[:-3])
-    except ValueError:
-        lead = None
-    require(lead == x.shape[:-3], "cos", f"leading dimensions broadcasting to x's {x.shape[:-3]}", f"shape {c.shape}")
+    if c.shape[-2] != t:
+        require(False, "cos", f"T={t} (axis -3 of x {x.shape}) at axis -2", f"shape {c.shape}")
+    lead = x.shape[:-3]
+    if c.shape[:-2] != lead and c.ndim > 2:  # a [T, R/2] table serves every leading index
+        try:
+            ok = np.broadcast_shapes(c.shape[:-2], lead) == lead
+        except ValueError:
+            ok = False
+        if not ok:
+            require(False, "cos", f"leading dimensions broadcasting to x's {lead}", f"shape {c.shape}")
 
 
 def check_rope_terms(x, cos, sin, *, pairing="half", rotary_dim=None):
