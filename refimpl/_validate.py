@@ -15,7 +15,10 @@ from .errors import ArgumentError
 
 
 def require(cond, name, expected, found):
-    """Raise ArgumentError("`name`: expected <expected>, found <found>") unless cond."""
+    """Raise ArgumentError("`name`: expected <expected>, found <found>") unless cond.
+
+    Checks run on every op call, so a check whose message is formatted (an f-string) is written
+    `if not cond: require(False, name, f"...", f"...")`: the message is built only on failure."""
     if not cond:
         raise ArgumentError(f"{name}: expected {expected}, found {found}")
 
@@ -50,8 +53,10 @@ def as_float_array(x, name, *, min_ndim=0):
         return x
     if is_device_array(x):
         dt = np.dtype(x.dtype)
-        require(_float_kind(dt), name, "a floating dtype", str(dt))
-        require(x.ndim >= min_ndim, name, f"at least {min_ndim} dimensions", f"shape {tuple(x.shape)}")
+        if not _float_kind(dt):
+            require(False, name, "a floating dtype", str(dt))
+        if not (x.ndim >= min_ndim):
+            require(False, name, f"at least {min_ndim} dimensions", f"shape {tuple(x.shape)}")
         return x
     try:
         a = np.asarray(x)
@@ -62,7 +67,8 @@ def as_float_array(x, name, *, min_ndim=0):
             a = a.astype(np.float64)
         elif not is_float_dtype(a.dtype):
             raise ArgumentError(f"{name}: expected a floating dtype, found {a.dtype}")
-    require(a.ndim >= min_ndim, name, f"at least {min_ndim} dimensions", f"shape {a.shape}")
+    if not (a.ndim >= min_ndim):
+        require(False, name, f"at least {min_ndim} dimensions", f"shape {a.shape}")
     return a
 
 
@@ -85,7 +91,8 @@ def is_float_dtype(dt):
 def as_int_array(x, name):
     """x as an integer array; floats and bools are refused (a backend's array is returned as it is)."""
     if is_device_array(x):
-        require(np.dtype(x.dtype).kind in "iu", name, "an integer dtype", str(x.dtype))
+        if np.dtype(x.dtype).kind not in "iu":
+            require(False, name, "an integer dtype", str(x.dtype))
         return x
     try:
         a = np.asarray(x)
@@ -93,12 +100,14 @@ def as_int_array(x, name):
         raise ArgumentError(f"{name}: expected an array of integers, found {type(x).__name__} ({exc})") from None
     if a.size == 0 and a.dtype.kind == "f":
         a = a.astype(np.int64)
-    require(a.dtype.kind in "iu", name, "an integer dtype", str(a.dtype))
+    if a.dtype.kind not in "iu":
+        require(False, name, "an integer dtype", str(a.dtype))
     return a
 
 
 def positive_int(v, name):
-    require(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1, name, "an integer >= 1", repr(v))
+    if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1):
+        require(False, name, "an integer >= 1", repr(v))
     return int(v)
 
 
@@ -110,5 +119,6 @@ def real(v, name, *, low=None, low_open=True, what=None):
         ok = float(v) > low if low_open else float(v) >= low
     if what is None:
         what = "a finite number" + ("" if low is None else f" {'>' if low_open else '>='} {low}")
-    require(ok, name, what, repr(v))
+    if not ok:
+        require(False, name, what, repr(v))
     return float(v)

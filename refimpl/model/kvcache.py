@@ -21,8 +21,8 @@ def kv_cache_bytes(num_layers, num_kv_heads, head_dim, num_tokens, *, itemsize=2
     num_layers = positive_int(num_layers, "num_layers")
     num_kv_heads = positive_int(num_kv_heads, "num_kv_heads")
     head_dim = positive_int(head_dim, "head_dim")
-    require(isinstance(num_tokens, (int, np.integer)) and not isinstance(num_tokens, bool) and num_tokens >= 0,
-            "num_tokens", "an integer >= 0", repr(num_tokens))
+    if not (isinstance(num_tokens, (int, np.integer)) and not isinstance(num_tokens, bool) and num_tokens >= 0):
+        require(False, "num_tokens", "an integer >= 0", repr(num_tokens))
     itemsize = positive_int(itemsize, "itemsize")
     batch_size = positive_int(batch_size, "batch_size")
     return 2 * num_layers * num_kv_heads * head_dim * itemsize * int(num_tokens) * batch_size
@@ -71,13 +71,14 @@ class KVCache:
             dt = np.dtype(dtype)
         except Exception:
             raise ArgumentError(f"dtype: expected a floating dtype, found {dtype!r}") from None
-        require(is_float_dtype(dt) and dt.itemsize >= 2, "dtype",
-                "a floating dtype of at least 16 bits (float64, float32, float16, bfloat16)", str(dt))
+        if not (is_float_dtype(dt) and dt.itemsize >= 2):
+            require(False, "dtype", "a floating dtype of at least 16 bits (float64, float32, float16, bfloat16)", str(dt))
         self.dtype = dt
-        require(isinstance(batch_shape, (tuple, list)), "batch_shape", "a tuple of integers >= 1", repr(batch_shape))
+        if not isinstance(batch_shape, (tuple, list)):
+            require(False, "batch_shape", "a tuple of integers >= 1", repr(batch_shape))
         for d in batch_shape:
-            require(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1,
-                    "batch_shape", "a tuple of integers >= 1", repr(batch_shape))
+            if not (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1):
+                require(False, "batch_shape", "a tuple of integers >= 1", repr(batch_shape))
         self.batch_shape = tuple(int(d) for d in batch_shape)
         if capacity is not None:
             capacity = positive_int(capacity, "capacity")
@@ -160,8 +161,8 @@ class KVCache:
 
     def truncate(self, length):
         """Keep the first `length` tokens of every layer (0 <= length <= position)."""
-        require(isinstance(length, (int, np.integer)) and not isinstance(length, bool) and 0 <= length <= self.position,
-                "length", f"an integer in [0, position={self.position}]", repr(length))
+        if not (isinstance(length, (int, np.integer)) and not isinstance(length, bool) and 0 <= length <= self.position):
+            require(False, "length", f"an integer in [0, position={self.position}]", repr(length))
         self._len = [min(n, int(length)) for n in self._len]
 
     @property

@@ -26,7 +26,8 @@ def _float_in(x, name="x"):
 
 def check_gelu(x, *, approximate="tanh"):
     """The argument checks of gelu (ArgumentError; returns None)."""
-    require(approximate in GELU_APPROXIMATIONS, "approximate", f"one of {GELU_APPROXIMATIONS}", repr(approximate))
+    if approximate not in GELU_APPROXIMATIONS:
+        require(False, "approximate", f"one of {GELU_APPROXIMATIONS}", repr(approximate))
     as_float_array(x, "x")
 
 
@@ -39,17 +40,20 @@ def check_swiglu(gate, up):
     """The argument checks of swiglu: float arrays of equal shapes."""
     g = as_float_array(gate, "gate")
     u = as_float_array(up, "up")
-    require(u.shape == g.shape, "up", f"shape {g.shape} (shape of gate)", f"shape {u.shape}")
+    if u.shape != g.shape:
+        require(False, "up", f"shape {g.shape} (shape of gate)", f"shape {u.shape}")
 
 
 def check_swiglu_oss(h, *, alpha=1.702, limit=7.0, layout="interleaved"):
     """The argument checks of swiglu_oss."""
-    require(layout in SWIGLU_LAYOUTS, "layout", f"one of {SWIGLU_LAYOUTS}", repr(layout))
+    if layout not in SWIGLU_LAYOUTS:
+        require(False, "layout", f"one of {SWIGLU_LAYOUTS}", repr(layout))
     real(alpha, "alpha", low=0.0, what="a finite number > 0")
     if limit is not None:
         real(limit, "limit", low=0.0, what="a finite number > 0 or None")
     h = as_float_array(h, "h", min_ndim=1)
-    require(h.shape[-1] % 2 == 0, "h", "an even last dimension (gate and linear parts)", f"shape {h.shape}")
+    if h.shape[-1] % 2 != 0:
+        require(False, "h", "an even last dimension (gate and linear parts)", f"shape {h.shape}")
 
 
 def _sigmoid(z):
@@ -138,18 +142,23 @@ def swiglu_oss(h, *, alpha=1.702, limit=7.0, layout="interleaved"):
 
 def check_gelu_mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, *, approximate="tanh"):
     """The argument checks of gelu_mlp."""
-    require(approximate in GELU_APPROXIMATIONS, "approximate", f"one of {GELU_APPROXIMATIONS}", repr(approximate))
+    if approximate not in GELU_APPROXIMATIONS:
+        require(False, "approximate", f"one of {GELU_APPROXIMATIONS}", repr(approximate))
     x = as_float_array(x, "x", min_ndim=1)
     fw = as_float_array(fc_weight, "fc_weight")
     pw = as_float_array(proj_weight, "proj_weight")
-    require(fw.ndim == 2 and fw.shape[1] == x.shape[-1], "fc_weight", f"shape [F, {x.shape[-1]}]", f"shape {fw.shape}")
-    require(pw.ndim == 2 and pw.shape[1] == fw.shape[0], "proj_weight", f"shape [d_out, {fw.shape[0]}]", f"shape {pw.shape}")
+    if not (fw.ndim == 2 and fw.shape[1] == x.shape[-1]):
+        require(False, "fc_weight", f"shape [F, {x.shape[-1]}]", f"shape {fw.shape}")
+    if not (pw.ndim == 2 and pw.shape[1] == fw.shape[0]):
+        require(False, "proj_weight", f"shape [d_out, {fw.shape[0]}]", f"shape {pw.shape}")
     if fc_bias is not None:
         fb = as_float_array(fc_bias, "fc_bias")
-        require(fb.shape == (fw.shape[0],), "fc_bias", f"shape ({fw.shape[0]},)", f"shape {fb.shape}")
+        if fb.shape != (fw.shape[0],):
+            require(False, "fc_bias", f"shape ({fw.shape[0]},)", f"shape {fb.shape}")
     if proj_bias is not None:
         pb = as_float_array(proj_bias, "proj_bias")
-        require(pb.shape == (pw.shape[0],), "proj_bias", f"shape ({pw.shape[0]},)", f"shape {pb.shape}")
+        if pb.shape != (pw.shape[0],):
+            require(False, "proj_bias", f"shape ({pw.shape[0]},)", f"shape {pb.shape}")
 
 
 def check_swiglu_oss_bf16(h, *, alpha=1.702, limit=7.0):
@@ -200,9 +209,12 @@ def check_swiglu_mlp(x, gate_weight, up_weight, down_weight):
     gw = as_float_array(gate_weight, "gate_weight")
     uw = as_float_array(up_weight, "up_weight")
     dw = as_float_array(down_weight, "down_weight")
-    require(gw.ndim == 2 and gw.shape[1] == x.shape[-1], "gate_weight", f"shape [I, {x.shape[-1]}]", f"shape {gw.shape}")
-    require(uw.shape == gw.shape, "up_weight", f"shape {gw.shape} (shape of gate_weight)", f"shape {uw.shape}")
-    require(dw.ndim == 2 and dw.shape[1] == gw.shape[0], "down_weight", f"shape [d_out, {gw.shape[0]}]", f"shape {dw.shape}")
+    if not (gw.ndim == 2 and gw.shape[1] == x.shape[-1]):
+        require(False, "gate_weight", f"shape [I, {x.shape[-1]}]", f"shape {gw.shape}")
+    if uw.shape != gw.shape:
+        require(False, "up_weight", f"shape {gw.shape} (shape of gate_weight)", f"shape {uw.shape}")
+    if not (dw.ndim == 2 and dw.shape[1] == gw.shape[0]):
+        require(False, "down_weight", f"shape [d_out, {gw.shape[0]}]", f"shape {dw.shape}")
 
 
 def swiglu_mlp(x, gate_weight, up_weight, down_weight):

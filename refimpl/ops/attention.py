@@ -25,14 +25,15 @@ __all__ = ["visibility_mask", "repeat_kv", "attention_probs", "attention", "atte
 
 def _check_window(window):
     if window is not None:
-        require(isinstance(window, (int, np.integer)) and not isinstance(window, bool) and window >= 1,
-                "window", "None or an integer >= 1 (keys visible, the query itself included)", repr(window))
+        if not (isinstance(window, (int, np.integer)) and not isinstance(window, bool) and window >= 1):
+            require(False, "window", "None or an integer >= 1 (keys visible, the query itself included)", repr(window))
         window = int(window)
     return window
 
 
 def _check_causal(causal):
-    require(isinstance(causal, (bool, np.bool_)), "causal", "True or False", repr(causal))
+    if not isinstance(causal, (bool, np.bool_)):
+        require(False, "causal", "True or False", repr(causal))
     return bool(causal)
 
 
@@ -40,16 +41,15 @@ def resolve_q_offset(q_len, k_len, q_offset, causal, window):
     """The absolute position of query 0: q_offset, or k_len - q_len by default (checked as
     visibility_mask says). A helper for kernels, not an op."""
     if q_offset is not None:
-        require(isinstance(q_offset, (int, np.integer)) and not isinstance(q_offset, bool) and q_offset >= 0,
-                "q_offset", "None or an integer >= 0 (absolute position of query 0)", repr(q_offset))
+        if not (isinstance(q_offset, (int, np.integer)) and not isinstance(q_offset, bool) and q_offset >= 0):
+            require(False, "q_offset", "None or an integer >= 0 (absolute position of query 0)", repr(q_offset))
         return int(q_offset)
     off = k_len - q_len
     if off < 0:
         # Positions matter only for the causal bound and the window.
-        require(not causal and window is None, "q_offset",
-                "an explicit q_offset >= 0 when there are more queries than keys "
-                "(causal or windowed attention)",
-                f"default k_len - q_len = {k_len} - {q_len} = {off}")
+        if not (not causal and window is None):
+            require(False, "q_offset", "an explicit q_offset >= 0 when there are more queries than keys "
+                "(causal or windowed attention)", f"default k_len - q_len = {k_len} - {q_len} = {off}")
         return 0
     return off
 
@@ -95,17 +95,19 @@ def _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
     window = _check_window(window)
     causal = _check_causal(causal)
     if scale is not None:
-        require(isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
-                and math.isfinite(float(scale)) and float(scale) > 0,
-                "scale", "None or a finite number > 0", repr(scale))
+        if not (isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
+                and math.isfinite(float(scale)) and float(scale) > 0):
+            require(False, "scale", "None or a finite number > 0", repr(scale))
     resolve_q_offset(tq, tk, q_offset, causal, window)
     if mask is not None:
         try:
             m = mask if is_device_array(mask) else np.asarray(mask)
         except Exception as exc:
             raise ArgumentError(f"mask: expected a bool array, found {type(mask).__name__} ({exc})") from None
-        require(m.dtype == np.bool_, "mask", "a bool array (True = visible)", str(m.dtype))
-        require(m.ndim >= 2 and m.shape[-2:] == (tq, tk), "mask", f"[..., Tq={tq}, Tk={tk}]", f"shape {m.shape}")
+        if m.dtype != np.bool_:
+            require(False, "mask", "a bool array (True = visible)", str(m.dtype))
+        if not (m.ndim >= 2 and m.shape[-2:] == (tq, tk)):
+            require(False, "mask", f"[..., Tq={tq}, Tk={tk}]", f"shape {m.shape}")
         batch_shape = q.shape[:-3] + (hq, tq, tk)
         try:
             np.broadcast_shapes(m.shape, batch_shape)
@@ -179,8 +181,8 @@ def check_attention_scores(q, k, *, window=None, causal=True, q_offset=None, sca
 def check_softmax_with_sinks(scores, sinks=None):
     """The argument checks of softmax_with_sinks."""
     s = as_float_array(scores, "scores", min_ndim=3)
-    require(s.shape[-1] >= 1 and s.shape[-3] >= 1, "scores", "[..., Hq, Tq, Tk] with Hq, Tk >= 1",
-            f"shape {s.shape}")
+    if not (s.shape[-1] >= 1 and s.shape[-3] >= 1):
+        require(False, "scores", "[..., Hq, Tq, Tk] with Hq, Tk >= 1", f"shape {s.shape}")
     _check_sinks(sinks, s.shape[-3])
 
 
@@ -189,13 +191,13 @@ def check_attention_values(probs, v, *, visible=None):
     p = as_float_array(probs, "probs", min_ndim=3)
     v = as_float_array(v, "v", min_ndim=3)
     hq, tk = p.shape[-3], p.shape[-1]
-    require(p.shape[-2] >= 1 and hq >= 1 and tk >= 1, "probs", "[..., Hq, Tq, Tk] with Hq, Tq, Tk >= 1",
-            f"shape {p.shape}")
-    require(v.ndim == p.ndim and v.shape[:-3] == p.shape[:-3] and v.shape[-3] == tk, "v",
-            f"[..., Tk={tk}, Hkv, Dv] with leading dims {p.shape[:-3]} (those of probs)", f"shape {v.shape}")
+    if not (p.shape[-2] >= 1 and hq >= 1 and tk >= 1):
+        require(False, "probs", "[..., Hq, Tq, Tk] with Hq, Tq, Tk >= 1", f"shape {p.shape}")
+    if not (v.ndim == p.ndim and v.shape[:-3] == p.shape[:-3] and v.shape[-3] == tk):
+        require(False, "v", f"[..., Tk={tk}, Hkv, Dv] with leading dims {p.shape[:-3]} (those of probs)", f"shape {v.shape}")
     hkv = v.shape[-2]
-    require(hkv >= 1 and hq % hkv == 0 and v.shape[-1] >= 1, "v",
-            f"num_kv_heads (v.shape[-2]) dividing Hq={hq} (probs.shape[-3]) and Dv >= 1", f"shape {v.shape}")
+    if not (hkv >= 1 and hq % hkv == 0 and v.shape[-1] >= 1):
+        require(False, "v", f"num_kv_heads (v.shape[-2]) dividing Hq={hq} (probs.shape[-3]) and Dv >= 1", f"shape {v.shape}")
     if visible is not None:
         vis = visible if is_device_array(visible) else np.asarray(visible)
         ok = vis.dtype == np.bool_ and vis.ndim >= 2
@@ -204,8 +206,8 @@ def check_attention_values(probs, v, *, visible=None):
                 ok = np.broadcast_shapes(tuple(vis.shape), tuple(p.shape)) == tuple(p.shape)
             except ValueError:
                 ok = False
-        require(ok, "visible", f"None or a bool array broadcastable to {p.shape} (probs)",
-                f"{vis.dtype} array of shape {vis.shape}")
+        if not ok:
+            require(False, "visible", f"None or a bool array broadcastable to {p.shape} (probs)", f"{vis.dtype} array of shape {vis.shape}")
 
 
 def _scores(q, k, scale, group):

@@ -14,14 +14,12 @@ __all__ = ["dropout", "check_dropout"]
 def check_dropout(x, p, *, rng=None, training=True):
     """The argument checks of dropout (rng is required only when training with p > 0, checked by dropout)."""
     ok = isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool)
-    require(ok and math.isfinite(float(p)) and 0.0 <= float(p) < 1.0, "p", "a finite number in [0, 1)", repr(p))
-    require(isinstance(training, (bool, np.bool_)), "training", "a bool", repr(training))
-    require(
-        rng is None or isinstance(rng, np.random.Generator),
-        "rng",
-        "a numpy.random.Generator",
-        type(rng).__name__,
-    )
+    if not (ok and math.isfinite(float(p)) and 0.0 <= float(p) < 1.0):
+        require(False, "p", "a finite number in [0, 1)", repr(p))
+    if not isinstance(training, (bool, np.bool_)):
+        require(False, "training", "a bool", repr(training))
+    if not (rng is None or isinstance(rng, np.random.Generator)):
+        require(False, "rng", "a numpy.random.Generator", type(rng).__name__)
     as_float_array(x, "x")
 
 

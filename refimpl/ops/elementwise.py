@@ -36,7 +36,8 @@ def check_add(x, y):
         ok = np.broadcast_shapes(tuple(a.shape), tuple(b.shape)) == tuple(a.shape)
     except ValueError:
         ok = False
-    require(ok, "y", f"a shape broadcasting to {tuple(a.shape)} (shape of x)", f"shape {tuple(b.shape)}")
+    if not ok:
+        require(False, "y", f"a shape broadcasting to {tuple(a.shape)} (shape of x)", f"shape {tuple(b.shape)}")
 
 
 def add(x, y):

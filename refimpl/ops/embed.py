@@ -13,17 +13,14 @@ __all__ = ["embedding", "learned_positions", "check_embedding", "check_learned_p
 
 def _table(weight, name):
     w = as_float_array(weight, name)
-    require(w.ndim == 2, name, "a 2-D table [rows, width]", f"shape {w.shape}")
+    if w.ndim != 2:
+        require(False, name, "a 2-D table [rows, width]", f"shape {w.shape}")
     return w
 
 
 def _nonneg_int(v, name):
-    require(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0,
-        name,
-        "an integer >= 0",
-        repr(v),
-    )
+    if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0):
+        require(False, name, "an integer >= 0", repr(v))
     return int(v)
 
 
@@ -52,12 +49,8 @@ def check_learned_positions(wpe, length, *, offset=0):
     length = _nonneg_int(length, "length")
     offset = _nonneg_int(offset, "offset")
     rows = w.shape[0]
-    require(
-        offset + length <= rows,
-        "length",
-        f"offset + length <= {rows} (rows of wpe)",
-        f"offset {offset} + length {length} = {offset + length}",
-    )
+    if not (offset + length <= rows):
+        require(False, "length", f"offset + length <= {rows} (rows of wpe)", f"offset {offset} + length {length} = {offset + length}")
 
 
 def embedding(ids, weight):

@@ -10,16 +10,14 @@ def check_linear(x, weight, bias=None):
     """The argument checks of linear (ArgumentError; returns None)."""
     x = as_float_array(x, "x", min_ndim=1)
     w = as_float_array(weight, "weight")
-    require(w.ndim == 2, "weight", "a 2-D matrix [out, in]", f"shape {w.shape}")
-    require(
-        w.shape[1] == x.shape[-1],
-        "weight",
-        f"shape [out, {x.shape[-1]}] (in = last dimension of x)",
-        f"shape {w.shape}",
-    )
+    if w.ndim != 2:
+        require(False, "weight", "a 2-D matrix [out, in]", f"shape {w.shape}")
+    if w.shape[1] != x.shape[-1]:
+        require(False, "weight", f"shape [out, {x.shape[-1]}] (in = last dimension of x)", f"shape {w.shape}")
     if bias is not None:
         b = as_float_array(bias, "bias")
-        require(b.shape == (w.shape[0],), "bias", f"shape ({w.shape[0]},) (out = rows of weight)", f"shape {b.shape}")
+        if b.shape != (w.shape[0],):
+            require(False, "bias", f"shape ({w.shape[0]},) (out = rows of weight)", f"shape {b.shape}")
 
 
 def linear(x, weight, bias=None):

@@ -13,10 +13,12 @@ LOSS_FRACTIONS = ("per_token", "per_assignment")
 def _check_logits(logits, name="logits", *, min_ndim=1, finite=True):
     """Checks router logits [..., E]: E >= 1, and finite on host values when `finite`; returns them unconverted."""
     a = as_float_array(logits, name, min_ndim=min_ndim)
-    require(a.shape[-1] >= 1, name, "at least one expert (last dimension >= 1)", f"shape {a.shape}")
+    if not (a.shape[-1] >= 1):
+        require(False, name, "at least one expert (last dimension >= 1)", f"shape {a.shape}")
     vals = host_values(a) if finite else None
     if vals is not None:
-        require(bool(np.all(np.isfinite(vals.astype(compute_dtype(vals))))), name, "finite values", "NaN or Inf")
+        if not bool(np.all(np.isfinite(vals.astype(compute_dtype(vals))))):
+            require(False, name, "finite values", "NaN or Inf")
     return a
 
 
@@ -39,7 +41,8 @@ def _route(a, k, select):
 
 def _k(k, num_experts):
     k = positive_int(k, "k")
-    require(k <= num_experts, "k", f"an integer in [1, {num_experts}] (the number of experts)", k)
+    if not (k <= num_experts):
+        require(False, "k", f"an integer in [1, {num_experts}] (the number of experts)", k)
     return k
 
 
@@ -51,7 +54,8 @@ def check_router_topk_softmax(logits, k):
 
 def check_router_softmax_topk(logits, k, *, renormalize=True):
     """The argument checks of router_softmax_topk."""
-    require(isinstance(renormalize, (bool, np.bool_)), "renormalize", "True or False", repr(renormalize))
+    if not isinstance(renormalize, (bool, np.bool_)):
+        require(False, "renormalize", "True or False", repr(renormalize))
     check_router_topk_softmax(logits, k)
 
 
@@ -60,7 +64,8 @@ def check_expert_choice(logits, capacity):
     a = _check_logits(logits, min_ndim=2)
     t = a.shape[-2]
     capacity = positive_int(capacity, "capacity")
-    require(capacity <= t, "capacity", f"an integer in [1, {t}] (the number of tokens)", capacity)
+    if not (capacity <= t):
+        require(False, "capacity", f"an integer in [1, {t}] (the number of tokens)", capacity)
 
 
 def _softmax(z):
@@ -145,23 +150,25 @@ def expert_choice(logits, capacity):
 
 def check_load_balancing_loss(router_logits, indices, num_experts, *, fraction="per_token"):
     """The argument checks of load_balancing_loss (index range: checked on host values)."""
-    require(fraction in LOSS_FRACTIONS, "fraction", f"one of {LOSS_FRACTIONS}", repr(fraction))
+    if fraction not in LOSS_FRACTIONS:
+        require(False, "fraction", f"one of {LOSS_FRACTIONS}", repr(fraction))
     e = positive_int(num_experts, "num_experts")
     a = _check_logits(router_logits, "router_logits")
-    require(a.shape[-1] == e, "router_logits", f"last dimension {e} (num_experts)", f"shape {a.shape}")
+    if a.shape[-1] != e:
+        require(False, "router_logits", f"last dimension {e} (num_experts)", f"shape {a.shape}")
     idx = as_int_array(indices, "indices")
-    require(idx.ndim >= 1, "indices", "at least 1 dimension [..., k]", f"shape {idx.shape}")
-    require(
-        idx.shape[:-1] == a.shape[:-1],
-        "indices",
-        f"leading dims {a.shape[:-1]} (those of router_logits)",
-        f"shape {idx.shape}",
-    )
-    require(idx.shape[-1] >= 1, "indices", "k >= 1 slots (last dimension)", f"shape {idx.shape}")
-    require(a.size >= 1, "router_logits", "at least one token", f"shape {a.shape}")
+    if not (idx.ndim >= 1):
+        require(False, "indices", "at least 1 dimension [..., k]", f"shape {idx.shape}")
+    if idx.shape[:-1] != a.shape[:-1]:
+        require(False, "indices", f"leading dims {a.shape[:-1]} (those of router_logits)", f"shape {idx.shape}")
+    if not (idx.shape[-1] >= 1):
+        require(False, "indices", "k >= 1 slots (last dimension)", f"shape {idx.shape}")
+    if not (a.size >= 1):
+        require(False, "router_logits", "at least one token", f"shape {a.shape}")
     vals = host_values(idx)
     if vals is not None:
-        require(bool(np.all((vals >= 0) & (vals < e))), "indices", f"values in [0, {e})", f"range [{vals.min()}, {vals.max()}]")
+        if not bool(np.all((vals >= 0) & (vals < e))):
+            require(False, "indices", f"values in [0, {e})", f"range [{vals.min()}, {vals.max()}]")
 
 
 def load_balancing_loss(router_logits, indices, num_experts, *, fraction="per_token"):
@@ -193,13 +200,18 @@ def check_moe_combine(x, weights, indices, expert_fn):
     xa = as_float_array(x, "x", min_ndim=1)
     w = as_float_array(weights, "weights", min_ndim=1)
     idx = as_int_array(indices, "indices")
-    require(callable(expert_fn), "expert_fn", "a callable expert_fn(e, rows)", type(expert_fn).__name__)
-    require(idx.ndim >= 1, "indices", "at least 1 dimension [..., k]", f"shape {idx.shape}")
-    require(idx.shape[:-1] == xa.shape[:-1], "indices", f"leading dims {xa.shape[:-1]} (those of x)", f"shape {idx.shape}")
-    require(w.shape == idx.shape, "weights", f"shape {idx.shape} (shape of indices)", f"shape {w.shape}")
+    if not callable(expert_fn):
+        require(False, "expert_fn", "a callable expert_fn(e, rows)", type(expert_fn).__name__)
+    if not (idx.ndim >= 1):
+        require(False, "indices", "at least 1 dimension [..., k]", f"shape {idx.shape}")
+    if idx.shape[:-1] != xa.shape[:-1]:
+        require(False, "indices", f"leading dims {xa.shape[:-1]} (those of x)", f"shape {idx.shape}")
+    if w.shape != idx.shape:
+        require(False, "weights", f"shape {idx.shape} (shape of indices)", f"shape {w.shape}")
     vals = host_values(idx)
     if vals is not None and vals.size:
-        require(bool(np.all(vals >= 0)), "indices", "values >= 0", f"minimum {vals.min()}")
+        if not bool(np.all(vals >= 0)):
+            require(False, "indices", "values >= 0", f"minimum {vals.min()}")
 
 
 def moe_combine(x, weights, indices, expert_fn):
@@ -234,10 +246,12 @@ def moe_combine(x, weights, indices, expert_fn):
         except Exception as exc:
             raise ArgumentError(f"expert_fn: expected an array of floats from expert {int(e)}, found {exc}") from None
         if d_out is None:
-            require(y.ndim == 2, "expert_fn", f"an output [{len(rows)}, d_out] for expert {int(e)}", f"shape {y.shape}")
+            if y.ndim != 2:
+                require(False, "expert_fn", f"an output [{len(rows)}, d_out] for expert {int(e)}", f"shape {y.shape}")
             d_out = y.shape[1]
             ys = np.zeros((n, k, d_out), dtype=dt)  # [N, k, d_out]
-        require(y.shape == (len(rows), d_out), "expert_fn", f"an output of shape {(len(rows), d_out)} for expert {int(e)}", f"shape {y.shape}")
+        if y.shape != (len(rows), d_out):
+            require(False, "expert_fn", f"an output of shape {(len(rows), d_out)} for expert {int(e)}", f"shape {y.shape}")
         ys[rows, slots] = y
     if ys is None:
         d_out = xa.shape[-1]
@@ -253,12 +267,14 @@ def _expert_weight(weight, name, num_experts, shape, dt):
     if callable(weight):
         def get(e):
             m = as_float_array(weight(e), name)
-            require(m.shape == shape, name, f"a matrix of shape {shape} for expert {e}", f"shape {m.shape}")
+            if m.shape != shape:
+                require(False, name, f"a matrix of shape {shape} for expert {e}", f"shape {m.shape}")
             return m.astype(dt, copy=False)
 
         return get
     a = as_float_array(weight, name)
-    require(a.shape == (num_experts, *shape), name, f"shape {(num_experts, *shape)} [E, out, in]", f"shape {a.shape}")
+    if a.shape != (num_experts, *shape):
+        require(False, name, f"shape {(num_experts, *shape)} [E, out, in]", f"shape {a.shape}")
     return lambda e: a[e].astype(dt, copy=False)
 
 
@@ -269,26 +285,30 @@ def check_gpt_oss_experts(t, weights, indices, mlp1_weight, mlp1_bias, mlp2_weig
     ta = as_float_array(t, "t", min_ndim=1)
     b1 = as_float_array(mlp1_bias, "mlp1_bias")
     b2 = as_float_array(mlp2_bias, "mlp2_bias")
-    require(b1.ndim == 2 and b1.shape[1] % 2 == 0, "mlp1_bias", "shape [E, 2I] (even width)", f"shape {b1.shape}")
+    if not (b1.ndim == 2 and b1.shape[1] % 2 == 0):
+        require(False, "mlp1_bias", "shape [E, 2I] (even width)", f"shape {b1.shape}")
     e_count, two_i = b1.shape
     d = ta.shape[-1]
-    require(b2.shape == (e_count, d), "mlp2_bias", f"shape ({e_count}, {d}) [E, d]", f"shape {b2.shape}")
+    if b2.shape != (e_count, d):
+        require(False, "mlp2_bias", f"shape ({e_count}, {d}) [E, d]", f"shape {b2.shape}")
     idx = as_int_array(indices, "indices")
     vals = host_values(idx)
     if vals is not None and vals.size:
-        require(bool(np.all((vals >= 0) & (vals < e_count))), "indices", f"values in [0, {e_count})",
-                f"range [{vals.min()}, {vals.max()}]")
+        if not bool(np.all((vals >= 0) & (vals < e_count))):
+            require(False, "indices", f"values in [0, {e_count})", f"range [{vals.min()}, {vals.max()}]")
     w = as_float_array(weights, "weights")
-    require(w.shape == tuple(idx.shape), "weights", f"shape {tuple(idx.shape)} (shape of indices)", f"shape {w.shape}")
-    require(tuple(idx.shape[:-1]) == tuple(ta.shape[:-1]), "indices", f"leading dims {ta.shape[:-1]} (those of t)",
-            f"shape {idx.shape}")
+    if w.shape != tuple(idx.shape):
+        require(False, "weights", f"shape {tuple(idx.shape)} (shape of indices)", f"shape {w.shape}")
+    if tuple(idx.shape[:-1]) != tuple(ta.shape[:-1]):
+        require(False, "indices", f"leading dims {ta.shape[:-1]} (those of t)", f"shape {idx.shape}")
     if not callable(mlp1_weight):
         m1 = as_float_array(mlp1_weight, "mlp1_weight")
-        require(m1.shape == (e_count, two_i, d), "mlp1_weight", f"shape {(e_count, two_i, d)} [E, out, in]", f"shape {m1.shape}")
+        if m1.shape != (e_count, two_i, d):
+            require(False, "mlp1_weight", f"shape {(e_count, two_i, d)} [E, out, in]", f"shape {m1.shape}")
     if not callable(mlp2_weight):
         m2 = as_float_array(mlp2_weight, "mlp2_weight")
-        require(m2.shape == (e_count, d, two_i // 2), "mlp2_weight", f"shape {(e_count, d, two_i // 2)} [E, out, in]",
-                f"shape {m2.shape}")
+        if m2.shape != (e_count, d, two_i // 2):
+            require(False, "mlp2_weight", f"shape {(e_count, d, two_i // 2)} [E, out, in]", f"shape {m2.shape}")
 
 
 def gpt_oss_experts(t, weights, indices, mlp1_weight, mlp1_bias, mlp2_weight, mlp2_bias, *, alpha=1.702, limit=7.0):

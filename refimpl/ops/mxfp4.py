@@ -31,8 +31,10 @@ def _uint8_array(x, name, *, min_ndim=0):
         a = x if is_device_array(x) else np.asarray(x)
     except Exception as exc:
         raise ArgumentError(f"{name}: expected a uint8 array, found {type(x).__name__} ({exc})") from None
-    require(a.dtype == np.uint8, name, "dtype uint8", str(a.dtype))
-    require(a.ndim >= min_ndim, name, f"at least {min_ndim} dimensions", f"shape {a.shape}")
+    if a.dtype != np.uint8:
+        require(False, name, "dtype uint8", str(a.dtype))
+    if not (a.ndim >= min_ndim):
+        require(False, name, f"at least {min_ndim} dimensions", f"shape {a.shape}")
     return a
 
 
@@ -43,31 +45,25 @@ def _uint8(x):
 
 def _int(v, name, what, ok=lambda v: True):
     good = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-    require(good and ok(int(v)), name, what, repr(v))
+    if not (good and ok(int(v))):
+        require(False, name, what, repr(v))
     return int(v)
 
 
 def _check_packed(blocks, scales):
     b = _uint8_array(blocks, "blocks", min_ndim=2)
-    require(
-        b.shape[-1] == BYTES_PER_BLOCK,
-        "blocks",
-        f"last dimension {BYTES_PER_BLOCK} (32 E2M1 codes, two per byte)",
-        f"shape {b.shape}",
-    )
+    if b.shape[-1] != BYTES_PER_BLOCK:
+        require(False, "blocks", f"last dimension {BYTES_PER_BLOCK} (32 E2M1 codes, two per byte)", f"shape {b.shape}")
     s = _uint8_array(scales, "scales")
-    require(
-        s.shape == b.shape[:-1],
-        "scales",
-        f"shape {b.shape[:-1]} (the leading dimensions of blocks {b.shape})",
-        f"shape {s.shape}",
-    )
+    if s.shape != b.shape[:-1]:
+        require(False, "scales", f"shape {b.shape[:-1]} (the leading dimensions of blocks {b.shape})", f"shape {s.shape}")
     return b, s
 
 
 def _check_decoding(nibble_order, scale_bias):
     """The checked decoding knobs: returns scale_bias as an int."""
-    require(nibble_order in NIBBLE_ORDERS, "nibble_order", f"one of {NIBBLE_ORDERS}", repr(nibble_order))
+    if nibble_order not in NIBBLE_ORDERS:
+        require(False, "nibble_order", f"one of {NIBBLE_ORDERS}", repr(nibble_order))
     return _int(scale_bias, "scale_bias", "an integer")
 
 
@@ -79,24 +75,23 @@ def check_decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_fi
         dt = np.dtype(dtype)
     except TypeError:
         raise ArgumentError(f"dtype: expected one of float32, float64, bfloat16, found {dtype!r}") from None
-    require(dt in _DECODE_DTYPES, "dtype", "one of float32, float64, bfloat16", str(dt))
+    if dt not in _DECODE_DTYPES:
+        require(False, "dtype", "one of float32, float64, bfloat16", str(dt))
 
 
 def check_mxfp4_linear(x, blocks, scales, bias=None, *, nibble_order="low_first", scale_bias=127):
     """The argument checks of mxfp4_linear."""
     xa = as_float_array(x, "x", min_ndim=1)
     b, s = _check_packed(blocks, scales)
-    require(b.ndim == 3, "blocks", "3 dimensions [out, in/32, 16]", f"shape {b.shape}")
-    require(
-        b.shape[1] * BLOCK_SIZE == xa.shape[-1],
-        "blocks",
-        f"shape [out, {xa.shape[-1] / BLOCK_SIZE:g}, 16] (in = last dimension of x = {xa.shape[-1]}, 32 per block)",
-        f"shape {b.shape}",
-    )
+    if b.ndim != 3:
+        require(False, "blocks", "3 dimensions [out, in/32, 16]", f"shape {b.shape}")
+    if b.shape[1] * BLOCK_SIZE != xa.shape[-1]:
+        require(False, "blocks", f"shape [out, {xa.shape[-1] / BLOCK_SIZE:g}, 16] (in = last dimension of x = {xa.shape[-1]}, 32 per block)", f"shape {b.shape}")
     bb = None
     if bias is not None:
         bb = as_float_array(bias, "bias")
-        require(bb.shape == (b.shape[0],), "bias", f"shape ({b.shape[0]},) (out = rows of blocks)", f"shape {bb.shape}")
+        if bb.shape != (b.shape[0],):
+            require(False, "bias", f"shape ({b.shape[0]},) (out = rows of blocks)", f"shape {bb.shape}")
     _check_decoding(nibble_order, scale_bias)
 
 
@@ -108,11 +103,14 @@ def check_decode_e8m0(scales, *, bias=127):
 
 def check_encode_mxfp4(w, *, scale_rule="ceil", ties="even"):
     """The argument checks of encode_mxfp4 (w finite: checked on host values)."""
-    require(scale_rule in SCALE_RULES, "scale_rule", f"one of {SCALE_RULES}", repr(scale_rule))
-    require(ties in TIES, "ties", f"one of {TIES}", repr(ties))
+    if scale_rule not in SCALE_RULES:
+        require(False, "scale_rule", f"one of {SCALE_RULES}", repr(scale_rule))
+    if ties not in TIES:
+        require(False, "ties", f"one of {TIES}", repr(ties))
     a = as_float_array(w, "w", min_ndim=1)
     k = a.shape[-1]
-    require(k >= BLOCK_SIZE and k % BLOCK_SIZE == 0, "w", "a last dimension that is a positive multiple of 32", f"shape {a.shape}")
+    if not (k >= BLOCK_SIZE and k % BLOCK_SIZE == 0):
+        require(False, "w", "a last dimension that is a positive multiple of 32", f"shape {a.shape}")
     vals = host_values(a)
     if vals is not None:
         require(bool(np.all(np.isfinite(vals.astype(np.float64)))), "w", "finite values", "NaN or Inf")

@@ -13,13 +13,15 @@ __all__ = ["layer_norm", "rms_norm", "pre_norm_residual", "post_norm_residual",
 
 def _eps(v):
     ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-    require(ok and math.isfinite(float(v)) and float(v) >= 0.0, "eps", "a finite number >= 0", repr(v))
+    if not (ok and math.isfinite(float(v)) and float(v) >= 0.0):
+        require(False, "eps", "a finite number >= 0", repr(v))
     return float(v)
 
 
 def _vector(v, name, width):
     a = as_float_array(v, name)
-    require(a.shape == (width,), name, f"shape ({width},) (last dimension of x)", f"shape {a.shape}")
+    if a.shape != (width,):
+        require(False, name, f"shape ({width},) (last dimension of x)", f"shape {a.shape}")
     return a
 
 
@@ -27,7 +29,8 @@ def _rows(x):
     """x checked as [..., n] with n >= 1; returns (x, n)."""
     x = as_float_array(x, "x", min_ndim=1)
     n = x.shape[-1]
-    require(n >= 1, "x", "a last dimension >= 1", f"shape {x.shape}")
+    if not (n >= 1):
+        require(False, "x", "a last dimension >= 1", f"shape {x.shape}")
     return x, n
 
 
@@ -45,7 +48,8 @@ def check_rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
     x, n = _rows(x)
     _vector(weight, "weight", n)
     _eps(eps)
-    require(isinstance(cast_before_scale, bool), "cast_before_scale", "a bool", repr(cast_before_scale))
+    if not isinstance(cast_before_scale, bool):
+        require(False, "cast_before_scale", "a bool", repr(cast_before_scale))
 
 
 def _rescaled_rows(x, stat, y, eps, *, center):
@@ -127,12 +131,14 @@ def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
 
 
 def _callable(f, name):
-    require(callable(f), name, "a callable taking and returning [..., T, width]", type(f).__name__)
+    if not callable(f):
+        require(False, name, "a callable taking and returning [..., T, width]", type(f).__name__)
 
 
 def _same_shape(y, x, name):
     y = as_float_array(y, f"{name} output")
-    require(y.shape == x.shape, f"{name} output", f"shape {x.shape} (shape of x)", f"shape {y.shape}")
+    if y.shape != x.shape:
+        require(False, f"{name} output", f"shape {x.shape} (shape of x)", f"shape {y.shape}")
     return y
 
 

@@ -28,7 +28,8 @@ ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 
 def _head_dim(head_dim):
     d = positive_int(head_dim, "head_dim")
-    require(d % 2 == 0, "head_dim", "an even integer (dimensions rotate in pairs)", d)
+    if d % 2 != 0:
+        require(False, "head_dim", "an even integer (dimensions rotate in pairs)", d)
     return d
 
 
@@ -84,7 +85,8 @@ def inv_freq_llama3(head_dim, *, base, factor, low_freq_factor, high_freq_factor
     f = real(factor, "factor", low=0.0)
     lff = real(low_freq_factor, "low_freq_factor", low=0.0)
     hff = real(high_freq_factor, "high_freq_factor", what=f"a finite number > low_freq_factor={lff}")
-    require(hff > lff, "high_freq_factor", f"a finite number > low_freq_factor={lff}", repr(high_freq_factor))
+    if not (hff > lff):
+        require(False, "high_freq_factor", f"a finite number > low_freq_factor={lff}", repr(high_freq_factor))
     l0 = positive_int(original_max_position_embeddings, "original_max_position_embeddings")
     inv = _default(d, b)  # [D/2]
     wavelen = 2.0 * math.pi / inv
@@ -114,9 +116,11 @@ def yarn_correction_range(head_dim, *, base, beta_fast=32.0, beta_slow=1.0, orig
     b = _base(base)
     bs = real(beta_slow, "beta_slow", low=0.0)
     bf = real(beta_fast, "beta_fast", what=f"a finite number > beta_slow={bs}")
-    require(bf > bs, "beta_fast", f"a finite number > beta_slow={bs}", repr(beta_fast))
+    if not (bf > bs):
+        require(False, "beta_fast", f"a finite number > beta_slow={bs}", repr(beta_fast))
     l0 = positive_int(original_max_position_embeddings, "original_max_position_embeddings")
-    require(isinstance(truncate, (bool, np.bool_)), "truncate", "True or False", repr(truncate))
+    if not isinstance(truncate, (bool, np.bool_)):
+        require(False, "truncate", "True or False", repr(truncate))
     low = (d / 2) * math.log(l0 / (2.0 * math.pi * bf)) / math.log(b)
     high = (d / 2) * math.log(l0 / (2.0 * math.pi * bs)) / math.log(b)
     if truncate:
@@ -171,13 +175,9 @@ def inv_freq_yarn(
     if f == 1.0:
         return inv, float(scale)
     if not truncate:
-        require(
-            0.0 < low < high < d / 2 - 1,
-            "head_dim",
-            f"0 < low < high < head_dim/2 - 1 for YaRN (original_max_position_embeddings="
-            f"{original_max_position_embeddings}, base={b}, beta_fast={beta_fast}, beta_slow={beta_slow})",
-            f"head_dim={d}: low={low!r}, high={high!r}",
-        )
+        if not (0.0 < low < high < d / 2 - 1):
+            require(False, "head_dim", f"0 < low < high < head_dim/2 - 1 for YaRN (original_max_position_embeddings="
+            f"{original_max_position_embeddings}, base={b}, beta_fast={beta_fast}, beta_slow={beta_slow})", f"head_dim={d}: low={low!r}, high={high!r}")
     j = np.arange(d // 2, dtype=np.float64)  # [D/2]
     ramp = np.clip((j - low) / (high - low), 0.0, 1.0)
     return inv * (1.0 - ramp) + (inv / f) * ramp, float(scale)
@@ -200,9 +200,11 @@ def rope_frequencies(head_dim, *, base=10000.0, rope_scaling=None, max_position_
     b = _base(base)
     if rope_scaling is None:
         return _default(d, b), 1.0
-    require(isinstance(rope_scaling, Mapping), "rope_scaling", "None or a dict", type(rope_scaling).__name__)
+    if not isinstance(rope_scaling, Mapping):
+        require(False, "rope_scaling", "None or a dict", type(rope_scaling).__name__)
     kind = rope_scaling.get("rope_type", rope_scaling.get("type"))
-    require(kind in ROPE_TYPES, "rope_scaling", f"'rope_type' one of {ROPE_TYPES}", repr(kind))
+    if kind not in ROPE_TYPES:
+        require(False, "rope_scaling", f"'rope_type' one of {ROPE_TYPES}", repr(kind))
     required = {
         "default": (),
         "linear": ("factor",),
@@ -210,7 +212,8 @@ def rope_frequencies(head_dim, *, base=10000.0, rope_scaling=None, max_position_
         "yarn": ("factor",),
     }[kind]
     for key in required:
-        require(key in rope_scaling, "rope_scaling", f"key '{key}' for rope_type '{kind}'", f"keys {sorted(rope_scaling)}")
+        if key not in rope_scaling:
+            require(False, "rope_scaling", f"key '{key}' for rope_type '{kind}'", f"keys {sorted(rope_scaling)}")
     r = rope_scaling
     try:
         if kind == "default":
@@ -225,11 +228,8 @@ def rope_frequencies(head_dim, *, base=10000.0, rope_scaling=None, max_position_
             )
             return inv, 1.0
         l0 = r.get("original_max_position_embeddings") or max_position_embeddings
-        require(
-            l0 is not None, "rope_scaling",
-            "key 'original_max_position_embeddings' for rope_type 'yarn' (or max_position_embeddings)",
-            f"keys {sorted(r)}",
-        )
+        if l0 is None:
+            require(False, "rope_scaling", "key 'original_max_position_embeddings' for rope_type 'yarn' (or max_position_embeddings)", f"keys {sorted(r)}")
         return inv_freq_yarn(
             d, base=b, factor=r["factor"],
             beta_fast=r.get("beta_fast") or 32.0, beta_slow=r.get("beta_slow") or 1.0,
@@ -244,18 +244,21 @@ def rope_frequencies(head_dim, *, base=10000.0, rope_scaling=None, max_position_
 def check_rope_cos_sin(inv_freq, positions, *, attention_scaling=1.0, angle_dtype=np.float64):
     """The argument checks of rope_cos_sin (inv_freq finite: checked on host values)."""
     inv = as_float_array(inv_freq, "inv_freq")
-    require(inv.ndim == 1, "inv_freq", "a 1-D array [head_dim/2]", f"shape {inv.shape}")
+    if inv.ndim != 1:
+        require(False, "inv_freq", "a 1-D array [head_dim/2]", f"shape {inv.shape}")
     vals = host_values(inv)
     if vals is not None:
         require(bool(np.all(np.isfinite(vals.astype(np.float64)))), "inv_freq", "finite values", "non-finite entries")
     pos = as_int_array(positions, "positions")
-    require(pos.ndim in (1, 2), "positions", "shape [T] or [B, T]", f"shape {pos.shape}")
+    if pos.ndim not in (1, 2):
+        require(False, "positions", "shape [T] or [B, T]", f"shape {pos.shape}")
     scale = real(attention_scaling, "attention_scaling", low=0.0)
     try:
         adt = np.dtype(angle_dtype)
     except TypeError:
         adt = None
-    require(adt in (np.float64, np.float32), "angle_dtype", "np.float64 or np.float32", repr(angle_dtype))
+    if adt not in (np.float64, np.float32):
+        require(False, "angle_dtype", "np.float64 or np.float32", repr(angle_dtype))
 
 
 def rope_cos_sin(inv_freq, positions, *, attention_scaling=1.0, angle_dtype=np.float64):
@@ -294,7 +297,8 @@ def check_apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
         r = d
     else:
         r = positive_int(rotary_dim, "rotary_dim")
-        require(r % 2 == 0 and r <= d, "rotary_dim", f"an even integer <= head_dim={d}", r)
+        if not (r % 2 == 0 and r <= d):
+            require(False, "rotary_dim", f"an even integer <= head_dim={d}", r)
     c = as_float_array(cos, "cos", min_ndim=2)
     s = as_float_array(sin, "sin", min_ndim=2)
     if s.shape != c.shape:

@@ -18,7 +18,8 @@ __all__ = ["softmax", "log_softmax", "greedy", "apply_temperature", "top_k_filte
 def _check_logits(logits, *, allow_pos_inf=True, need_finite_max=False):
     """Checks logits [..., V]: V >= 1; on host values also no NaN (optionally no +inf, a finite max)."""
     a = as_float_array(logits, "logits", min_ndim=1)
-    require(a.shape[-1] >= 1, "logits", "a vocabulary axis of length >= 1", f"shape {a.shape}")
+    if not (a.shape[-1] >= 1):
+        require(False, "logits", "a vocabulary axis of length >= 1", f"shape {a.shape}")
     x = host_values(a)
     if x is None:
         return
@@ -43,8 +44,8 @@ def _logits(logits):
 def check_softmax(x, axis=-1):
     """The argument checks of softmax (ArgumentError; returns None)."""
     a = as_float_array(x, "x", min_ndim=1)
-    require(isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim,
-            "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
+    if not (isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim):
+        require(False, "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
 
 
 def check_greedy(logits):
@@ -56,7 +57,8 @@ def check_apply_temperature(logits, temperature):
     """The argument checks of apply_temperature."""
     _check_logits(logits)
     t = real(temperature, "temperature")
-    require(t > 0, "temperature", "a number > 0", repr(temperature))
+    if not (t > 0):
+        require(False, "temperature", "a number > 0", repr(temperature))
 
 
 def check_top_k_filter(logits, k):
@@ -69,23 +71,26 @@ def check_top_p_filter(logits, p, *, min_keep=1):
     """The argument checks of top_p_filter."""
     _check_logits(logits, allow_pos_inf=False, need_finite_max=True)
     p = real(p, "p")
-    require(0 < p <= 1, "p", "a number in (0, 1]", repr(p))
+    if not (0 < p <= 1):
+        require(False, "p", "a number in (0, 1]", repr(p))
     positive_int(min_keep, "min_keep")
 
 
 def check_sample(logits, *, temperature=0.0, top_k=None, top_p=None, rng=None):
     """The argument checks of sample (rng is required when temperature > 0)."""
     t = real(temperature, "temperature")
-    require(t >= 0, "temperature", "a number >= 0", repr(temperature))
+    if not (t >= 0):
+        require(False, "temperature", "a number >= 0", repr(temperature))
     _check_logits(logits, allow_pos_inf=(t == 0), need_finite_max=(t > 0))
     if top_k is not None:
         positive_int(top_k, "top_k")
     if top_p is not None:
         tp = real(top_p, "top_p")
-        require(0 < tp <= 1, "top_p", "a number in (0, 1] or None", repr(top_p))
+        if not (0 < tp <= 1):
+            require(False, "top_p", "a number in (0, 1] or None", repr(top_p))
     if t > 0:
-        require(isinstance(rng, np.random.Generator), "rng", "a numpy.random.Generator when temperature > 0",
-                type(rng).__name__)
+        if not isinstance(rng, np.random.Generator):
+            require(False, "rng", "a numpy.random.Generator when temperature > 0", type(rng).__name__)
 
 
 def softmax(x, axis=-1):
@@ -110,8 +115,8 @@ def softmax(x, axis=-1):
 def check_log_softmax(x, axis=-1):
     """The argument checks of log_softmax (ArgumentError; returns None)."""
     a = as_float_array(x, "x", min_ndim=1)
-    require(isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim,
-            "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
+    if not (isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -a.ndim <= axis < a.ndim):
+        require(False, "axis", f"an integer in [{-a.ndim}, {a.ndim})", repr(axis))
 
 
 def log_softmax(x, axis=-1):
@@ -223,8 +228,8 @@ def sample(logits, *, temperature=0.0, top_k=None, top_p=None, rng=None):
     if t == 0:
         return greedy(x)
     x = apply_temperature(x, t)
-    require(not np.isposinf(x).any(), "temperature", "a value for which logits / temperature stays finite",
-            f"{temperature!r} (logits / temperature overflows to +inf)")
+    if np.isposinf(x).any():
+        require(False, "temperature", "a value for which logits / temperature stays finite", f"{temperature!r} (logits / temperature overflows to +inf)")
     if top_k is not None:
         x = top_k_filter(x, top_k)
     if top_p is not None:
