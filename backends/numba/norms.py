@@ -15,6 +15,18 @@ from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 def _make_rms(dt):
     F = dt.type
 
+    @njit(inline="always", **JIT)
+    def row_scale(x, r, n):
+        """max |x[r]| when the row is finite (else 0): the rescue of a row whose sum of squares overflows."""
+        s = F(0)
+        for i in range(n):
+            a = abs(x[r, i])
+            if not np.isfinite(a):
+                return F(0)
+            if a > s:
+                s = a
+        return s
+
     @njit(parallel=True, **JIT)
     def kernel(nt, x, w, eps, out):  # x, out [N, n]; w [n]
         old = enter(nt)
@@ -24,9 +36,19 @@ def _make_rms(dt):
             acc = F(0)
             for i in range(n):
                 acc += x[r, i] * x[r, i]
-            den = np.sqrt(acc / nf + eps)
-            for i in range(n):
-                out[r, i] = x[r, i] / den * w[i]
+            s = row_scale(x, r, n) if not np.isfinite(acc) else F(0)
+            if s > F(0):  # a finite row whose mean(x^2) overflowed: the same quantity on u = x / max|x|
+                acc = F(0)
+                for i in range(n):
+                    u = x[r, i] / s
+                    acc += u * u
+                den = np.sqrt(acc / nf + eps / (s * s))
+                for i in range(n):
+                    out[r, i] = x[r, i] / s / den * w[i]
+            else:
+                den = np.sqrt(acc / nf + eps)
+                for i in range(n):
+                    out[r, i] = x[r, i] / den * w[i]
         leave(old)
 
     return kernel
@@ -35,23 +57,48 @@ def _make_rms(dt):
 def _make_layer(dt):
     F = dt.type
 
+    @njit(inline="always", **JIT)
+    def row_scale(x, r, n):
+        s = F(0)
+        for i in range(n):
+            a = abs(x[r, i])
+            if not np.isfinite(a):
+                return F(0)
+            if a > s:
+                s = a
+        return s
+
+    @njit(inline="always", **JIT)
+    def centred(x, r, n, s, nf):
+        """(mean, sum of squared deviations) of x[r] / s (s = 1: the row itself)."""
+        acc = F(0)
+        for i in range(n):
+            acc += x[r, i] / s
+        mean = acc / nf
+        acc = F(0)
+        for i in range(n):
+            c = x[r, i] / s - mean
+            acc += c * c
+        return mean, acc
+
     @njit(parallel=True, **JIT)
     def kernel(nt, x, w, b, has_bias, eps, out):  # x, out [N, n]; w, b [n]
         old = enter(nt)
         N, n = x.shape
         nf = F(n)
         for r in prange(N):
-            acc = F(0)
+            s = F(1)
+            mean, acc = centred(x, r, n, s, nf)
+            e = eps
+            if not np.isfinite(acc):
+                m = row_scale(x, r, n)
+                if m > F(0):  # a finite row whose variance overflowed: the same quantity on u = x / max|x|
+                    s = m
+                    mean, acc = centred(x, r, n, s, nf)
+                    e = eps / (s * s)
+            den = np.sqrt(acc / nf + e)
             for i in range(n):
-                acc += x[r, i]
-            mean = acc / nf
-            acc = F(0)
-            for i in range(n):
-                c = x[r, i] - mean
-                acc += c * c
-            den = np.sqrt(acc / nf + eps)
-            for i in range(n):
-                y = (x[r, i] - mean) / den * w[i]
+                y = (x[r, i] / s - mean) / den * w[i]
                 if has_bias:
                     y = y + b[i]
                 out[r, i] = y
@@ -77,11 +124,11 @@ def rms_norm(x, weight, *, eps=1e-5, cast_before_scale=False):
     xc = contiguous(x, dt).reshape(count(x.shape[:-1]), n)  # [N, n]
     wc = np.ones(n, dtype=dt) if narrow_cast else contiguous(w, dt)
     out = np.empty(xc.shape, dtype=dt)  # [N, n]
-    with np.errstate(all="ignore"):
-        launch(rms_kernel(dt), xc.size, xc, wc, dt.type(eps), out)
+    launch(rms_kernel(dt), xc.size, xc, wc, dt.type(eps), out)  # a Numba kernel: NumPy's errstate plays no part
     out = out.reshape(x.shape)  # [..., n]
     if narrow_cast:
-        out = out.astype(x.dtype).astype(dt) * w.astype(dt, copy=False)
+        with np.errstate(all="ignore"):
+            out = out.astype(x.dtype).astype(dt) * w.astype(dt, copy=False)
     return out
 
 

@@ -67,12 +67,12 @@ def _rescaled_rows(x, stat, y, eps, *, center):
     dt = x.dtype
     s = np.max(np.abs(x), axis=-1, keepdims=True)  # [..., 1]
     s = np.where(bad & (s > 0), s, dt.type(1))
-    u = x / s
-    if center:
-        u = u - u.mean(axis=-1, keepdims=True)
-    with np.errstate(under="ignore", over="ignore"):
+    with np.errstate(all="ignore"):  # rows other than the bad ones (inf, NaN) are computed and discarded
+        u = x / s
+        if center:
+            u = u - u.mean(axis=-1, keepdims=True)
         floor = dt.type(eps) / (s * s)  # 0 once s^2 overflows: eps is then far below rounding
-    r = u / np.sqrt((u * u).mean(axis=-1, keepdims=True) + floor)
+        r = u / np.sqrt((u * u).mean(axis=-1, keepdims=True) + floor)
     return np.where(bad, r, y)
 
 

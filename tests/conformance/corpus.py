@@ -400,6 +400,27 @@ def _(w, *, scale_rule="ceil", ties="even"):
 
 # ----------------------------------------------------------------------------- edge numerics
 
+@mutant("rms_norm_overflow_rows_zero", "edge", "rms_norm",
+        lambda: dict(x=np.array([[3e19, -1e19, 2e19, 5.0]], np.float32), weight=np.ones(4, np.float32)))
+def _(x, weight, *, eps=1e-5, cast_before_scale=False):
+    dt = R.rms_norm(x, weight, eps=eps).dtype  # no rescue: x^2 overflows, the row normalises to zeros
+    t = np.asarray(x).astype(dt)
+    with np.errstate(over="ignore"):
+        return t / np.sqrt((t * t).mean(-1, keepdims=True) + dt.type(eps)) * np.asarray(weight).astype(dt)
+
+
+@mutant("layer_norm_overflow_rows_nan", "edge", "layer_norm",
+        lambda: dict(x=np.array([[3e19, -1e19, 2e19, 5.0]], np.float32), weight=np.ones(4, np.float32),
+                     bias=np.zeros(4, np.float32)))
+def _(x, weight, bias, *, eps=1e-5):
+    dt = R.layer_norm(x, weight, bias, eps=eps).dtype  # no rescue: the variance overflows
+    t = np.asarray(x).astype(dt)
+    c = t - t.mean(-1, keepdims=True)
+    with np.errstate(over="ignore"):
+        return c / np.sqrt((c * c).mean(-1, keepdims=True) + dt.type(eps)) * np.asarray(weight).astype(dt) \
+            + np.asarray(bias).astype(dt)
+
+
 @mutant("softmax_no_max_shift", "edge", "softmax", lambda: dict(x=np.array([[1000.0, 0.0, -5.0]])))
 def _(x, axis=-1):
     x = np.asarray(x, dtype=np.result_type(x, np.float32))

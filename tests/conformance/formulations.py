@@ -65,30 +65,51 @@ def _(x, axis=-1):
     return np.moveaxis(out, -1, axis)
 
 
-@formulation("rms_norm_rsqrt", "rms_norm", "x * rsqrt(mean(x^2) + eps) * w, the sum of squares as a dot product")
+def _rescued(t, norm):
+    """norm(t, 1) -> (y, statistic) per row; rows of finite t whose statistic is not finite (it overflowed)
+    again as norm(t / s, s), s = 2^floor(log2 max|x|): an exact scaling, another way than the
+    reference's x / max|x| (norm gets the scale to divide eps by s^2)."""
+    dt = t.dtype.type
+    with np.errstate(all="ignore"):
+        y, stat = norm(t, dt(1))
+        bad = ~np.isfinite(stat) & np.isfinite(t).all(axis=-1, keepdims=True)
+        if bad.any():
+            m = np.max(np.abs(t), axis=-1, keepdims=True)
+            s = np.where(bad & (m > 0), np.exp2(np.floor(np.log2(np.where(m > 0, m, dt(1))))), dt(1)).astype(t.dtype)
+            y = np.where(bad, norm(t / s, s)[0], y)
+    return y
+
+
+@formulation("rms_norm_rsqrt", "rms_norm", "x * rsqrt(mean(x^2) + eps) * w, the sum of squares as a dot product; "
+             "a row whose statistic overflows again on x scaled by a power of two")
 def _(x, weight, *, eps=1e-5, cast_before_scale=False):
     dt = _dt(x)
-    t = np.asarray(x).astype(dt)
-    ms = np.einsum("...i,...i->...", t, t)[..., None] / dt(t.shape[-1])
-    r = dt(1) / np.sqrt(ms + dt(eps))
-    y = t * r
+
+    def norm(t, sc):
+        ms = np.einsum("...i,...i->...", t, t)[..., None] / dt(t.shape[-1])
+        return t * (dt(1) / np.sqrt(ms + dt(eps) / (sc * sc))), ms
+
+    y = _rescued(np.asarray(x).astype(dt), norm)
     if cast_before_scale and np.asarray(x).dtype.itemsize < 4:
         y = y.astype(np.asarray(x).dtype).astype(dt)
     return y * np.asarray(weight).astype(dt)
 
 
-@formulation("layer_norm_welford", "layer_norm", "Welford's one-pass mean and variance, then (x - mean) * rstd * w + b")
+@formulation("layer_norm_welford", "layer_norm", "Welford's one-pass mean and variance, then (x - mean) * rstd * w + b; "
+             "a row whose statistic overflows again on x scaled by a power of two")
 def _(x, weight, bias, *, eps=1e-5):
     dt = _dt(x)
-    t = np.asarray(x).astype(dt)
-    mean = np.zeros(t.shape[:-1] + (1,), dt)
-    m2 = np.zeros(t.shape[:-1] + (1,), dt)
-    for k in range(t.shape[-1]):
-        d = t[..., k:k + 1] - mean
-        mean = mean + d / dt(k + 1)
-        m2 = m2 + d * (t[..., k:k + 1] - mean)
-    rstd = dt(1) / np.sqrt(m2 / dt(t.shape[-1]) + dt(eps))
-    out = (t - mean) * rstd * np.asarray(weight).astype(dt)
+
+    def norm(t, sc):
+        mean = np.zeros(t.shape[:-1] + (1,), dt)
+        m2 = np.zeros(t.shape[:-1] + (1,), dt)
+        for k in range(t.shape[-1]):
+            d = t[..., k:k + 1] - mean
+            mean = mean + d / dt(k + 1)
+            m2 = m2 + d * (t[..., k:k + 1] - mean)
+        return (t - mean) * (dt(1) / np.sqrt(m2 / dt(t.shape[-1]) + dt(eps) / (sc * sc))), m2
+
+    out = _rescued(np.asarray(x).astype(dt), norm) * np.asarray(weight).astype(dt)
     return out + np.asarray(bias).astype(dt) if bias is not None else out
 
 
