@@ -145,14 +145,28 @@ def cmd_diff(args):
         from .tracediff import unit_roundoff_of
 
         u = unit_roundoff_of(*meta_dtypes, *[v.dtype for v in ref.values()], *[v.dtype for v in other.values()])
-    rep = diff_traces(ref, other, dtype=dtype, u=u, c=c)
+    floors, floor_note = None, None
+    if model is not None:  # tolerance floors from the reference run at the other trace's precision
+        from .tracediff import _U, correct_run_floors, precision_of_u, unit_roundoff_of
+
+        uo = u if u is not None else (_U[dtype] if dtype is not None else
+                                      unit_roundoff_of(*[v.dtype for v in ref.values()], *[v.dtype for v in other.values()]))
+        prec = precision_of_u(uo)
+        if prec in ("float32", "bfloat16") and prec != args.model_dtype:
+            floors = correct_run_floors(ref, load(args.model, dtype=prec).trace(ids))
+            floor_note = (f"tolerance floors: 4 x refimpl's own {prec} run's error per tensor "
+                          "(tracediff.correct_run_floors)")
+    rep = diff_traces(ref, other, dtype=dtype, u=u, c=c, floors=floors)
     if u is not None:
         rep.notes.append(f"tolerance from the stored dtype {', '.join(meta_dtypes)} (metadata 'dtype'); --dtype overrides it")
+    if floor_note:
+        rep.notes.append(floor_note)
     hits = None
     if model is not None and not rep.ok:
         from .diagnosis import diagnose_trace
 
-        hits = diagnose_trace(model.config, model.weights, ids, model.dtype, other, dtype=dtype, u=u, c=c)
+        hits = diagnose_trace(model.config, model.weights, ids, model.dtype, other, dtype=dtype, u=u, c=c,
+                              floors=floors)
         if hits:
             rep.notes.append("reproduced by: " + "; ".join(f"{n} ({d})" for n, d in hits))
         else:

@@ -3,10 +3,12 @@
     hits = diagnose_trace(config, weights, ids, mode, other, dtype=None)   # [(name, description)]
 
 Candidates are the op-level misreadings (refimpl.conformance.misreadings, each run through the
-whole model) and config-level misreadings: a sliding window applied to every layer or to none, the
-layer pattern inverted or shifted by one, another RoPE theta, another norm eps. A candidate is named
-when its trace agrees with the other trace under the trace rule (tracediff) where the reference's
-does not. Used by `refimpl diff --model`.
+whole model), config-level misreadings (a sliding window applied to every layer or to none, the
+layer pattern inverted or shifted by one, another RoPE theta, another norm eps) and weight-layout
+misreadings (a fused QKV split with k and v swapped, the output projection taken from the token
+embedding). A candidate is named when its trace agrees with the other trace under the trace rule
+(tracediff, with the same tolerance floors) where the reference's does not. Used by `refimpl diff
+--model`.
 """
 
 import dataclasses
@@ -50,9 +52,34 @@ def config_misreadings(cfg):
     return out
 
 
-def diagnose_trace(cfg, weights, ids, mode, other, *, dtype=None, u=None, c=None):
+def weight_misreadings(cfg, weights):
+    """[(name, description, weights)]: misread weight layouts that apply to `weights` (same config).
+
+    qkv_kv_swapped: a fused QKV projection split as q, v, k (the key rows read as values and the
+    value rows as keys; only where k and v have one shape). lm_head_tied: logits from the token
+    embedding (tie_word_embeddings assumed) on a model with its own output projection.
+    """
+    out = []
+    keys = [n for n in weights if n.endswith(".attn.k.weight")]
+    if keys and all(np.shape(weights[n]) == np.shape(weights.get(n[:-len("k.weight")] + "v.weight")) for n in keys):
+        w2 = dict(weights)
+        for n in keys:
+            p = n[:-len("k.weight")]
+            for suf in ("weight", "bias"):
+                if p + "k." + suf in weights and p + "v." + suf in weights:
+                    w2[p + "k." + suf], w2[p + "v." + suf] = weights[p + "v." + suf], weights[p + "k." + suf]
+        out.append(("qkv_kv_swapped", "fused QKV split as q, v, k: keys and values swapped", w2))
+    te, lm = weights.get("tok_embed"), weights.get("lm_head")
+    if te is not None and lm is not None and te is not lm and np.shape(te) == np.shape(lm):
+        dt = np.asarray(lm).dtype
+        out.append(("lm_head_tied", "logits from the token embedding (tied) instead of the model's own output "
+                    "projection", dict(weights, lm_head=np.asarray(te).astype(dt))))
+    return out
+
+
+def diagnose_trace(cfg, weights, ids, mode, other, *, dtype=None, u=None, c=None, floors=None):
     """[(name, description)] of the misreadings whose trace agrees with `other` (see the module docstring)."""
-    kw = dict(u=u) if c is None else dict(u=u, c=c)
+    kw = dict(u=u, floors=floors) if c is None else dict(u=u, c=c, floors=floors)
     ids = np.asarray(ids)
     hits = []
     for m in MISREADINGS.values():
@@ -67,6 +94,14 @@ def diagnose_trace(cfg, weights, ids, mode, other, *, dtype=None, u=None, c=None
         tr = {}
         try:
             forward(cfg2, weights, ids, dtype=mode, trace=tr)
+        except Exception:
+            continue
+        if diff_traces(tr, other, dtype=dtype, **kw).ok:
+            hits.append((name, desc))
+    for name, desc, w2 in weight_misreadings(cfg, weights):
+        tr = {}
+        try:
+            forward(cfg, w2, ids, dtype=mode, trace=tr)
         except Exception:
             continue
         if diff_traces(tr, other, dtype=dtype, **kw).ok:

@@ -373,6 +373,27 @@ def _gqa_tiled_values(kw):
         kw["v"] = np.concatenate([v] * (p.shape[-3] // v.shape[-2]), axis=-2)  # [..., Tk, Hq, Dv]: head h reads h % Hkv
 
 
+def _score_scale(value):
+    """Where the model relies on the default scale (None = 1/sqrt(D)), use value(D) instead."""
+    def change(kw):
+        if kw.get("scale") is None and np.ndim(kw["q"]) >= 1:
+            kw["scale"] = value(np.shape(kw["q"])[-1])
+    return change
+
+
+def _q_offset_plus_one(kw):
+    """Queries placed one position later than they are (each sees the next key; the window moves too)."""
+    if "q_len" in kw:  # visibility_mask(q_len, k_len, ...)
+        tq, tk = int(kw["q_len"]), int(kw["k_len"])
+    else:
+        tq, tk = np.shape(kw["q"])[-3], np.shape(kw["k"])[-3]
+    off = kw.get("q_offset")
+    if off is None:
+        off = tk - tq
+    if off >= 0:
+        kw["q_offset"] = off + 1
+
+
 def _masked_rows(kw, shape):
     """[..., Hq, Tq] True where a query sees no key and has no sink."""
     tq, hq = np.shape(kw["q"])[-3], np.shape(kw["q"])[-2]
@@ -450,6 +471,14 @@ MISREADINGS = [
     Misreading("sinks_ignored", "attention sinks dropped (no extra denominator term)",
             with_knobs(ATTENTION_OPS + ("softmax_with_sinks",), sinks=None),
             _ex_attention(sinks=np.array([2.0, -1.0, 0.5, 3.0]))),
+    Misreading("score_scale_missing", "attention scores not scaled (1 instead of 1/sqrt(D))",
+            each(ATTENTION_OPS + ("attention_scores",), _score_scale(lambda d: 1.0)), _ex_attention()),
+    Misreading("score_scale_1_over_d", "attention scores scaled by 1/D instead of 1/sqrt(D)",
+            each(ATTENTION_OPS + ("attention_scores",), _score_scale(lambda d: 1.0 / d if d else 1.0)),
+            _ex_attention()),
+    Misreading("causal_offset_plus_one", "causal mask off by one: query i sees key i + 1 (query positions "
+            "counted one later than the keys'; the window moves with them)",
+            each(WINDOW_OPS, _q_offset_plus_one), _ex_attention()),
     Misreading("mask_minus_1e10", "masking adds -1e10 instead of -inf: a row with no visible key and no sink "
             "gives the softmax over all keys (uniform in float32) instead of zeros",
             {**{op: _mask_minus_1e10(op) for op in ATTENTION_OPS}, "attention_scores": _mask_minus_1e10_scores},
