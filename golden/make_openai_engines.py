@@ -255,7 +255,9 @@ def bug_swiglu_no_plus_one(p):
     def f(x, alpha=1.702, limit=7.0):
         glu_only = x.clone()
         glu_only[..., 1::2] = 0.0  # their result with linear = 0 is glu * 1
-        return orig(x, alpha=alpha, limit=limit) - orig(glu_only, alpha=alpha, limit=limit)
+        # in float32 (a no-op in the float32 engines), so that the difference adds no bf16 rounding of its own
+        d = orig(x.float(), alpha=alpha, limit=limit) - orig(glu_only.float(), alpha=alpha, limit=limit)
+        return d.to(x.dtype)
 
     p.patch(p.mod, "swiglu", f)
 
@@ -397,7 +399,7 @@ def _proxy(real, flat):
     return _Proxy(real, top)
 
 
-def run_engine(mod, wmod, torch, force_dtype, bug, ids):
+def run_engine(mod, wmod, torch, force_dtype, bug, ids, precision="float32"):
     p = Patcher(mod, wmod, torch)
     p.torch_overrides = {}
     cap, state = {}, {"layer": 0}
@@ -406,7 +408,9 @@ def run_engine(mod, wmod, torch, force_dtype, bug, ids):
         cap[name] = t.detach().to(torch.float32).numpy().copy()
 
     try:
-        with force_dtype(torch.float32, modules=(mod,)):
+        # float32: their bf16 parameters as float32; bfloat16: their own precision policy, unchanged
+        ctx = force_dtype(torch.float32, modules=(mod,)) if precision == "float32" else contextlib.nullcontext()
+        with ctx:
             if bug is not None:
                 bug(p)
             base = mod.torch  # force_dtype's proxy
@@ -538,36 +542,40 @@ def build(unpacked):
         if fn.endswith(".safetensors"):
             os.remove(os.path.join(OUT, fn))
 
-    engines, clean = {}, None
-    for name, (bug, where, expect) in BUGS.items():
-        cap, pdt = run_engine(mod, wmod, torch, force_dtype, bug, ids)
-        tr = ordered(cap, nl)
-        tr = {k: (v.astype(np.int64) if k.endswith("moe.experts") else v.astype(np.float32)) for k, v in tr.items()}
-        if clean is None:
-            clean = tr
-        dlog = float(np.max(np.abs(tr["logits"].astype(np.float64) - clean["logits"])))
-        meta = {"format": "refimpl-trace", "order": json.dumps(list(tr)), "ids": json.dumps(ids), "dtype": "float32",
-                "producer": "OpenAI gpt-oss 0.0.9 torch reference, float32, CPU" +
-                            ("" if bug is None else f", one bug: {name}")}
-        fname = f"{name}.safetensors"
-        save_file(tr, os.path.join(OUT, fname), metadata=meta)
-        engines[name] = {"file": fname, "where": where, "bug": (bug.__doc__ or "").strip() if bug else None,
-                         "expected_misreadings": expect, "param_dtypes": pdt,
-                         "max_abs_logit_change_vs_clean": dlog}
-        print(f"{name:24s} max|logits - clean| = {dlog:.3e}")
+    engines, clean = {}, {}
+    for precision, suffix in (("float32", ""), ("bfloat16", ".bf16")):
+        for name, (bug, where, expect) in BUGS.items():
+            cap, pdt = run_engine(mod, wmod, torch, force_dtype, bug, ids, precision)
+            tr = ordered(cap, nl)
+            tr = {k: (v.astype(np.int64) if k.endswith("moe.experts") else v.astype(np.float32)) for k, v in tr.items()}
+            clean.setdefault(precision, tr)
+            dlog = float(np.max(np.abs(tr["logits"].astype(np.float64) - clean[precision]["logits"])))
+            meta = {"format": "refimpl-trace", "order": json.dumps(list(tr)), "ids": json.dumps(ids),
+                    "dtype": precision,
+                    "producer": f"OpenAI gpt-oss 0.0.9 torch reference, {precision}, CPU" +
+                                ("" if bug is None else f", one bug: {name}")}
+            fname = f"{name}{suffix}.safetensors"
+            save_file(tr, os.path.join(OUT, fname), metadata=meta)
+            e = engines.setdefault(name, {"where": where, "bug": (bug.__doc__ or "").strip() if bug else None,
+                                          "expected_misreadings": expect, "files": {}})
+            e["files"][precision] = {"file": fname, "param_dtypes": pdt, "max_abs_logit_change_vs_clean": dlog}
+            print(f"{precision:9s} {name:24s} max|logits - clean| = {dlog:.3e}")
 
     write_json(os.path.join(OUT, "provenance.json"), {
         "case": "openai_engines",
         "format_version": FORMAT_VERSION,
         "producer": {**producer(), "gpt_oss": "0.0.9",
                      "library": "OpenAI gpt-oss torch reference (gpt_oss/torch/model.py, weights.py), imported from "
-                                "the unpacked wheel, run on CPU inside _common.force_dtype(torch.float32)",
+                                "the unpacked wheel, run on CPU (float32: inside _common.force_dtype(torch.float32); "
+                                "bfloat16: unchanged)",
                      "source": "pip download --no-deps gpt-oss==0.0.9 (wheel unpacked, imported from " + oss_dir + ")",
                      "model_py_sha256": sha256_file(os.path.join(oss_dir, "torch", "model.py")),
                      "weights_py_sha256": sha256_file(os.path.join(oss_dir, "torch", "weights.py"))},
         "checkpoint": "../tiny_gpt_oss_original/checkpoint (sha256 in its case.json)",
         "ids": ids,
-        "dtype": "float32",
+        "dtype": "float32 (files <engine>.safetensors: their bf16 parameters made float32 by force_dtype) and "
+                 "bfloat16 (<engine>.bf16.safetensors: their own precision policy; values stored as float32, "
+                 "metadata dtype bfloat16)",
         "how": "each engine is their code with one runtime patch (make_openai_engines.py BUGS); 'clean' has none",
         "expected_misreadings": "refimpl misreading names that describe the bug (written here from the bug, "
                                 "not taken from refimpl's output); any of them counts as naming it",
@@ -577,36 +585,46 @@ def build(unpacked):
     })
 
 
+def _summary(res):
+    out = {}
+    for v in res.values():
+        out[v["verdict"]] = out.get(v["verdict"], 0) + 1
+    return out
+
+
 def diagnose():
     """Run `refimpl diff --model` on every stored engine; record refimpl's verdicts (no torch needed)."""
     with open(os.path.join(OUT, "provenance.json")) as f:
         prov = json.load(f)
     res, text = {}, []
     root = os.path.dirname(HERE)
-    for name, e in prov["engines"].items():
-        js = os.path.join(OUT, f".{name}.json")
-        cmd = [sys.executable, "-m", "refimpl", "diff", "--model", os.path.relpath(CKPT, root), "--against",
-               os.path.relpath(os.path.join(OUT, e["file"]), root), "--ids", ",".join(map(str, prov["ids"])),
-               "--json", js]
-        r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
-        with open(js) as f:
-            d = json.load(f)
-        os.remove(js)
-        named = [m["name"] for m in d.get("misreadings", [])]
-        exp = e["expected_misreadings"]
-        verdict = ("passes" if r.returncode == 0 else "FLAGGED") if not exp else (
-            "named" if named and set(named) <= set(exp) else
-            "named, with other readings" if set(named) & set(exp) else "flagged, not named" if r.returncode == 1
-            else "NOT flagged")
-        res[name] = {"exit": r.returncode, "first": d.get("first"), "named": named, "expected": exp,
-                     "verdict": verdict, "logit_metrics": d.get("metrics")}
-        text.append(f"$ refimpl diff --model {cmd[5]} --against {cmd[7]} --ids {cmd[9]}   # exit {r.returncode}\n"
-                    + r.stdout + (r.stderr if r.returncode not in (0, 1) else ""))
-        print(f"{name:24s} exit {r.returncode}  first {d.get('first')}  named {named}  -> {verdict}")
+    for precision in ("float32", "bfloat16"):
+        res[precision] = {}
+        for name, e in prov["engines"].items():
+            fe = e["files"][precision]
+            js = os.path.join(OUT, f".{name}.json")
+            cmd = [sys.executable, "-m", "refimpl", "diff", "--model", os.path.relpath(CKPT, root), "--against",
+                   os.path.relpath(os.path.join(OUT, fe["file"]), root), "--ids", ",".join(map(str, prov["ids"])),
+                   "--json", js]
+            r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+            with open(js) as f:
+                d = json.load(f)
+            os.remove(js)
+            named = [m["name"] for m in d.get("misreadings", [])]
+            exp = e["expected_misreadings"]
+            verdict = ("passes" if r.returncode == 0 else "FLAGGED") if not exp else (
+                "named" if named and set(named) <= set(exp) else
+                "named, with other readings" if set(named) & set(exp) else
+                "flagged, not named" if r.returncode == 1 else "NOT flagged")
+            res[precision][name] = {"exit": r.returncode, "first": d.get("first"), "named": named, "expected": exp,
+                                    "verdict": verdict, "logit_metrics": d.get("metrics")}
+            text.append(f"$ refimpl diff --model {cmd[5]} --against {cmd[7]} --ids {cmd[9]}   # exit {r.returncode}\n"
+                        + r.stdout + (r.stderr if r.returncode not in (0, 1) else ""))
+            print(f"{precision:9s} {name:24s} exit {r.returncode}  first {d.get('first')}  named {named}  -> {verdict}")
     with open(os.path.join(OUT, "diagnosis.json"), "w") as f:
         json.dump({"command": "refimpl diff --model ../tiny_gpt_oss_original/checkpoint --against <engine> "
                               "--ids <ids> (model dtype float64; engine traces float32)",
-                   "engines": res}, f, indent=2)
+                   "summary": {p: _summary(v) for p, v in res.items()}, "engines": res}, f, indent=2)
         f.write("\n")
     with open(os.path.join(OUT, "diagnosis.txt"), "w") as f:
         f.write("\n".join(text))

@@ -145,7 +145,7 @@ def cmd_diff(args):
         from .tracediff import unit_roundoff_of
 
         u = unit_roundoff_of(*meta_dtypes, *[v.dtype for v in ref.values()], *[v.dtype for v in other.values()])
-    floors, floor_note = None, None
+    floors, floor_note, at_prec = None, None, None
     if model is not None:  # tolerance floors from the reference run at the other trace's precision
         from .tracediff import _U, correct_run_floors, precision_of_u, unit_roundoff_of
 
@@ -153,7 +153,8 @@ def cmd_diff(args):
                                       unit_roundoff_of(*[v.dtype for v in ref.values()], *[v.dtype for v in other.values()]))
         prec = precision_of_u(uo)
         if prec in ("float32", "bfloat16") and prec != args.model_dtype:
-            floors = correct_run_floors(ref, load(args.model, dtype=prec).trace(ids))
+            at_prec = load(args.model, dtype=prec)
+            floors = correct_run_floors(ref, at_prec.trace(ids))
             floor_note = (f"tolerance floors: 4 x refimpl's own {prec} run's error per tensor "
                           "(tracediff.correct_run_floors)")
     rep = diff_traces(ref, other, dtype=dtype, u=u, c=c, floors=floors)
@@ -166,7 +167,8 @@ def cmd_diff(args):
         from .diagnosis import diagnose_trace
 
         hits = diagnose_trace(model.config, model.weights, ids, model.dtype, other, dtype=dtype, u=u, c=c,
-                              floors=floors)
+                              floors=floors, other_mode=None if at_prec is None else at_prec.precision,
+                              other_weights=None if at_prec is None else at_prec.weights)
         if hits:
             rep.notes.append("reproduced by: " + "; ".join(f"{n} ({d})" for n, d in hits))
         else:

@@ -39,14 +39,14 @@ def test_at_least_14_engines_with_bugs_in_different_places():
 
 
 def test_the_bug_free_engine_passes(tmp_path):
-    rc, out, d = _diff(CASE / PROV["engines"]["clean"]["file"], tmp_path)
+    rc, out, d = _diff(CASE / PROV["engines"]["clean"]["files"]["float32"]["file"], tmp_path)
     assert rc == 0 and d["ok"], out
 
 
 @pytest.mark.parametrize("engine", [n for n, e in PROV["engines"].items() if e["expected_misreadings"]])
 def test_each_engine_is_flagged_and_its_bug_named(engine, tmp_path):
     e = PROV["engines"][engine]
-    rc, out, d = _diff(CASE / e["file"], tmp_path)
+    rc, out, d = _diff(CASE / e["files"]["float32"]["file"], tmp_path)
     named = [m["name"] for m in d.get("misreadings", [])]
     assert rc == 1, out
     assert named and set(named) & set(e["expected_misreadings"]), (engine, named, out[-600:])
@@ -61,7 +61,7 @@ EQUIVALENT = {"norm_eps_1e-6": {"norm_eps=1e-12"}}
 
 
 def test_disjoint_or_empty_files_are_refused(tmp_path):
-    other, _ = load_trace(CASE / PROV["engines"]["clean"]["file"])
+    other, _ = load_trace(CASE / PROV["engines"]["clean"]["files"]["float32"]["file"])
     save_trace(tmp_path / "renamed.safetensors", {f"hf.{k}": v for k, v in other.items()}, ids=PROV["ids"])
     rc, out, _ = _diff(tmp_path / "renamed.safetensors", tmp_path)
     assert rc == 2
