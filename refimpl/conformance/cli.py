@@ -166,9 +166,13 @@ def cmd_diff(args):
     if model is not None and not rep.ok:
         from .diagnosis import diagnose_trace
 
+        # candidates retried at the other trace's precision only for bfloat16 (where rounding placement
+        # matters); on float32 engines the retry named nothing more (golden/openai_engines, measured)
+        retry = at_prec is not None and precision_of_u(u if u is not None else rep.u) == "bfloat16"
+
         hits = diagnose_trace(model.config, model.weights, ids, model.dtype, other, dtype=dtype, u=u, c=c,
-                              floors=floors, other_mode=None if at_prec is None else at_prec.precision,
-                              other_weights=None if at_prec is None else at_prec.weights)
+                              floors=floors, other_mode=at_prec.precision if retry else None,
+                              other_weights=at_prec.weights if retry else None)
         if hits:
             rep.notes.append("reproduced by: " + "; ".join(f"{n} ({d})" for n, d in hits))
         else:
