@@ -15,6 +15,10 @@ absolute error carried through the softmax, see _softmax_gain). Expert indices a
 as a set per token (any order), unless the router logits at the k-th/(k+1)-th boundary tie within
 the router logits' tolerance.
 
+Tolerance floors (`floors=`, correct_run_floors): `refimpl diff --model` also runs the reference at
+the other trace's precision and widens a tensor's tolerance to 4 times that correct run's distance
+from float64 where the rule is tighter than that (a model whose weights amplify errors).
+
 What the rule is and is not: the growth (1 + L) and the softmax gain are derived; C = 32 is
 calibrated, not derived: a forward pass's rounding error has no useful a-priori bound (it depends on
 the weights' conditioning), so C is chosen to hold correct float32 and bfloat16 runs of the tiny
