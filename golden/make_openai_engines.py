@@ -623,7 +623,8 @@ def diagnose():
             print(f"{precision:9s} {name:24s} exit {r.returncode}  first {d.get('first')}  named {named}  -> {verdict}")
     with open(os.path.join(OUT, "diagnosis.json"), "w") as f:
         json.dump({"command": "refimpl diff --model ../tiny_gpt_oss_original/checkpoint --against <engine> "
-                              "--ids <ids> (model dtype float64; engine traces float32 or bfloat16, the stored dtype sets the tolerance)",
+                              "--ids <ids> (model dtype float64; engine traces float32 or bfloat16, the stored "
+                              "dtype sets the tolerance)",
                    "summary": {p: _summary(v) for p, v in res.items()}, "engines": res}, f, indent=2)
         f.write("\n")
     with open(os.path.join(OUT, "diagnosis.txt"), "w") as f:

@@ -145,12 +145,16 @@ def cmd_diff(args):
         from .tracediff import unit_roundoff_of
 
         u = unit_roundoff_of(*meta_dtypes, *[v.dtype for v in ref.values()], *[v.dtype for v in other.values()])
-    floors, floor_note, at_prec = None, None, None
+    floors, floor_note, at_prec, prec = None, None, None, None
     if model is not None:  # tolerance floors from the reference run at the other trace's precision
         from .tracediff import _U, correct_run_floors, precision_of_u, unit_roundoff_of
 
-        uo = u if u is not None else (_U[dtype] if dtype is not None else
-                                      unit_roundoff_of(*[v.dtype for v in ref.values()], *[v.dtype for v in other.values()]))
+        if u is not None:
+            uo = u
+        elif dtype is not None:
+            uo = _U[dtype]
+        else:
+            uo = unit_roundoff_of(*[v.dtype for v in ref.values()], *[v.dtype for v in other.values()])
         prec = precision_of_u(uo)
         if prec in ("float32", "bfloat16") and prec != args.model_dtype:
             at_prec = load(args.model, dtype=prec)
@@ -168,7 +172,7 @@ def cmd_diff(args):
 
         # candidates retried at the other trace's precision only for bfloat16 (where rounding placement
         # matters); on float32 engines the retry named nothing more (golden/openai_engines, measured)
-        retry = at_prec is not None and precision_of_u(u if u is not None else rep.u) == "bfloat16"
+        retry = at_prec is not None and prec == "bfloat16"
 
         hits = diagnose_trace(model.config, model.weights, ids, model.dtype, other, dtype=dtype, u=u, c=c,
                               floors=floors, other_mode=at_prec.precision if retry else None,
@@ -176,7 +180,7 @@ def cmd_diff(args):
         if hits:
             rep.notes.append("reproduced by: " + "; ".join(f"{n} ({d})" for n, d in hits))
         else:
-            rep.notes.append("no known misreading (op-level or config-level) reproduces the other trace")
+            rep.notes.append("no known misreading (op-level, config-level or weight-layout) reproduces the other trace")
     print(rep)
     if args.json:
         d = rep.to_dict()
