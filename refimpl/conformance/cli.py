@@ -145,18 +145,42 @@ def cmd_diff(args):
         from .tracediff import unit_roundoff_of
 
         u = unit_roundoff_of(*meta_dtypes, *[v.dtype for v in ref.values()], *[v.dtype for v in other.values()])
-    rep = diff_traces(ref, other, dtype=dtype, u=u, c=c)
+    floors, floor_note, at_prec, prec = None, None, None, None
+    if model is not None:  # tolerance floors from the reference run at the other trace's precision
+        from .tracediff import _U, correct_run_floors, precision_of_u, unit_roundoff_of
+
+        if u is not None:
+            uo = u
+        elif dtype is not None:
+            uo = _U[dtype]
+        else:
+            uo = unit_roundoff_of(*[v.dtype for v in ref.values()], *[v.dtype for v in other.values()])
+        prec = precision_of_u(uo)
+        if prec in ("float32", "bfloat16") and prec != args.model_dtype:
+            at_prec = load(args.model, dtype=prec)
+            floors = correct_run_floors(ref, at_prec.trace(ids))
+            floor_note = (f"tolerance floors: 4 x refimpl's own {prec} run's error per tensor "
+                          "(tracediff.correct_run_floors)")
+    rep = diff_traces(ref, other, dtype=dtype, u=u, c=c, floors=floors)
     if u is not None:
         rep.notes.append(f"tolerance from the stored dtype {', '.join(meta_dtypes)} (metadata 'dtype'); --dtype overrides it")
+    if floor_note:
+        rep.notes.append(floor_note)
     hits = None
     if model is not None and not rep.ok:
         from .diagnosis import diagnose_trace
 
-        hits = diagnose_trace(model.config, model.weights, ids, model.dtype, other, dtype=dtype, u=u, c=c)
+        # candidates retried at the other trace's precision only for bfloat16 (where rounding placement
+        # matters); on float32 engines the retry named nothing more (golden/openai_engines, measured)
+        retry = at_prec is not None and prec == "bfloat16"
+
+        hits = diagnose_trace(model.config, model.weights, ids, model.dtype, other, dtype=dtype, u=u, c=c,
+                              floors=floors, other_mode=at_prec.precision if retry else None,
+                              other_weights=at_prec.weights if retry else None)
         if hits:
             rep.notes.append("reproduced by: " + "; ".join(f"{n} ({d})" for n, d in hits))
         else:
-            rep.notes.append("no known misreading (op-level or config-level) reproduces the other trace")
+            rep.notes.append("no known misreading (op-level, config-level or weight-layout) reproduces the other trace")
     print(rep)
     if args.json:
         d = rep.to_dict()

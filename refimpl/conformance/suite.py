@@ -44,10 +44,10 @@ DEFAULT_MAX_EXAMPLES = 20
 DEFAULT_DTYPES = ("float32", "float64")  # float64 too: float32 work inside a float64 run is a bug to catch
 INLINE_LIMIT = 32  # larger inputs are rebuilt in the repro by build_inputs(op, cfg, seed, dtype)
 SAMPLE_DRAWS = 64  # seeded draws per `sample` case
-ATTENTION_CONVENTION_OPS = ("attention", "attention_probs", "attention_online")
 CONVENTIONS = {
-    "fully_masked_row": "a query row with no visible key and no sink: the spec gives zeros; HF eager "
-                        "attention gives a uniform row (a -1e10 / finfo.min mask) or NaN (a -inf mask)",
+    "fully_masked_row": "a query row with no visible key and no sink (softmax_with_sinks: all scores -inf, no "
+                        "sink): the spec gives zeros; HF eager attention gives a uniform row (a -1e10 / "
+                        "finfo.min mask) or NaN (a -inf mask, torch.softmax)",
 }
 
 
@@ -167,33 +167,19 @@ class _Case:
     only_convention: bool = False  # the case differs only by a named convention
 
 
-def _dead_rows(inputs):
-    """[..., Tq, Hq] True where a query row sees no key and has no finite sink (attention inputs)."""
-    q, k = inputs["q"], inputs["k"]
-    tq, hq, tk = np.shape(q)[-3], np.shape(q)[-2], np.shape(k)[-3]
-    vis = reference_ops.visibility_mask(tq, tk, q_offset=inputs.get("q_offset"), window=inputs.get("window"),
-                                        causal=inputs.get("causal", True))
-    if inputs.get("mask") is not None:
-        vis = vis & np.asarray(inputs["mask"])
-    dead = ~vis.any(axis=-1)  # [Tq]
-    dead = np.broadcast_to(dead[:, None], (tq, hq))
-    if inputs.get("sinks") is not None:
-        dead = dead & np.isneginf(np.asarray(inputs["sinks"], dtype=np.float64))[None, :]
-    return dead
-
-
 def _convention_split(op, inputs, expected, actual, ctx, dtype):
-    """(report of the rest, [convention names]) when a failure lies only on fully masked rows."""
-    if op not in ATTENTION_CONVENTION_OPS or not isinstance(actual, np.ndarray):
-        return None
-    dead = _dead_rows(inputs)  # [Tq, Hq]
-    if not dead.any():
+    """(report of the rest, [convention names]) when a failure lies only on fully masked rows
+    (attention ops and softmax_with_sinks; the rows: ops/attention.py fully_masked_output)."""
+    from .ops.attention import fully_masked_output
+
+    if not isinstance(actual, np.ndarray):
         return None
     e, a = np.asarray(expected), np.asarray(actual)
     if a.shape != e.shape:
         return None
-    mask = np.swapaxes(dead, 0, 1)[..., None] if op == "attention_probs" else dead[..., None]  # broadcast to output
-    mask = np.broadcast_to(mask, e.shape)
+    mask = fully_masked_output(op, inputs, e.shape)
+    if mask is None:
+        return None
     a2 = np.where(mask, e.astype(a.dtype), a)
     if np.array_equal(a2, a, equal_nan=True):
         return None

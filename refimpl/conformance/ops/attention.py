@@ -335,6 +335,46 @@ def _(c, g, dt, seed):
     return dict(probs=as_dtype(p, dt), v=as_dtype(v, dt), visible=vis if c.get("with_visible") else None)
 
 
+# ----------------------------------------------------------------------------- conventions
+
+
+def fully_masked_output(op, inputs, shape):
+    """Bool array broadcast to the output `shape`: True on the outputs of query rows that see no key
+    and have no sink (the `fully_masked_row` convention: the spec gives zeros, torch gives NaN for a
+    -inf mask and a uniform row for a -1e10 one); None when the op has no such rows here.
+
+    attention / attention_online ([..., Tq, Hq, Dv]) and attention_probs ([..., Hq, Tq, Tk]): rows from
+    visibility_mask AND mask, with a -inf (or no) sink. softmax_with_sinks ([..., Hq, Tq, Tk]): rows
+    whose scores are all -inf, with a -inf (or no) sink.
+    """
+    if op == "softmax_with_sinks":
+        s = np.asarray(inputs["scores"], dtype=np.float64)
+        dead = np.all(np.isneginf(s), axis=-1) if s.shape[-1] else np.ones(s.shape[:-1], bool)  # [..., Hq, Tq]
+        if inputs.get("sinks") is not None and dead.ndim >= 2:
+            sink = np.isneginf(np.asarray(inputs["sinks"], dtype=np.float64))  # [Hq]
+            dead = dead & sink[:, None]
+        mask = dead[..., None]
+    elif op in ATTENTION_OPS:
+        q, k = inputs["q"], inputs["k"]
+        tq, hq, tk = np.shape(q)[-3], np.shape(q)[-2], np.shape(k)[-3]
+        vis = reference_ops.visibility_mask(tq, tk, q_offset=inputs.get("q_offset"), window=inputs.get("window"),
+                                            causal=inputs.get("causal", True))
+        if inputs.get("mask") is not None:
+            vis = vis & np.asarray(inputs["mask"])
+        dead = ~vis.any(axis=-1)  # [Tq] (or [..., Tq] with a batched mask)
+        dead = np.broadcast_to(dead[..., :, None], (*dead.shape, hq))  # [..., Tq, Hq]
+        if inputs.get("sinks") is not None:
+            dead = dead & np.isneginf(np.asarray(inputs["sinks"], dtype=np.float64))
+        mask = np.swapaxes(dead, -1, -2)[..., None] if op == "attention_probs" else dead[..., None]
+    else:
+        return None
+    try:
+        mask = np.broadcast_to(mask, shape)
+    except ValueError:
+        return None
+    return mask if mask.any() else None
+
+
 # ----------------------------------------------------------------------------- misreadings
 
 
@@ -371,6 +411,37 @@ def _gqa_tiled_values(kw):
     p, v = np.asarray(kw["probs"]), np.asarray(kw["v"])
     if p.ndim >= 3 and v.ndim == p.ndim and v.shape[-2] and p.shape[-3] % v.shape[-2] == 0:
         kw["v"] = np.concatenate([v] * (p.shape[-3] // v.shape[-2]), axis=-2)  # [..., Tk, Hq, Dv]: head h reads h % Hkv
+
+
+def _score_scale(value):
+    """Where the model relies on the default scale (None = 1/sqrt(D)), use value(D) instead."""
+    def change(kw):
+        if kw.get("scale") is None and np.ndim(kw["q"]) >= 1:
+            kw["scale"] = value(np.shape(kw["q"])[-1])
+    return change
+
+
+def _q_offset_plus_one(kw):
+    """Queries placed one position later than they are (each sees the next key; the window moves too)."""
+    if "q_len" in kw:  # visibility_mask(q_len, k_len, ...)
+        tq, tk = int(kw["q_len"]), int(kw["k_len"])
+    else:
+        tq, tk = np.shape(kw["q"])[-3], np.shape(kw["k"])[-3]
+    off = kw.get("q_offset")
+    if off is None:
+        off = tk - tq
+    if off >= 0:
+        kw["q_offset"] = off + 1
+
+
+def _shift_queries():
+    """causal_offset_plus_one's ops. Its budget sees the original inputs: the budget's probabilities come
+    from these same ops (attention_probs with the knobs), which add the one themselves; a rewritten
+    q_offset would be shifted twice."""
+    out = each(WINDOW_OPS, _q_offset_plus_one)
+    for fn in out.values():
+        fn.rewrite_inputs = lambda kw: kw
+    return out
 
 
 def _masked_rows(kw, shape):
@@ -450,6 +521,14 @@ MISREADINGS = [
     Misreading("sinks_ignored", "attention sinks dropped (no extra denominator term)",
             with_knobs(ATTENTION_OPS + ("softmax_with_sinks",), sinks=None),
             _ex_attention(sinks=np.array([2.0, -1.0, 0.5, 3.0]))),
+    Misreading("score_scale_missing", "attention scores not scaled (1 instead of 1/sqrt(D))",
+            each(ATTENTION_OPS + ("attention_scores",), _score_scale(lambda d: 1.0)), _ex_attention()),
+    Misreading("score_scale_1_over_d", "attention scores scaled by 1/D instead of 1/sqrt(D)",
+            each(ATTENTION_OPS + ("attention_scores",), _score_scale(lambda d: 1.0 / d if d else 1.0)),
+            _ex_attention()),
+    Misreading("causal_offset_plus_one", "causal mask off by one: query i sees key i + 1 (query positions "
+            "counted one later than the keys'; the window moves with them)",
+            _shift_queries(), _ex_attention()),
     Misreading("mask_minus_1e10", "masking adds -1e10 instead of -inf: a row with no visible key and no sink "
             "gives the softmax over all keys (uniform in float32) instead of zeros",
             {**{op: _mask_minus_1e10(op) for op in ATTENTION_OPS}, "attention_scores": _mask_minus_1e10_scores},
