@@ -301,7 +301,7 @@ def prepare_weights(cfg, weights, dtype, *, progress=False, to_device=None, keep
             out[name] = t
         elif name == "tok_embed" and not tied:
             out[name] = t  # gathered rows are converted after the gather; the table stays as stored
-        elif keep_bf16 and a.dtype == bfloat16 and a.ndim >= 2 and name != "pos_embed" and prec.dtype != bfloat16:
+        elif keep_bf16 and a.dtype == bfloat16 and a.ndim >= 2 and name != "pos_embed" and prec.dtype != "bfloat16":
             out[name] = t  # widened exactly by the backend's kernels (linear, embedding)
         elif a.dtype.kind == "f" or a.dtype == bfloat16:
             out[name] = reference_ops.round_to_storage(a, prec.dtype)
