@@ -92,9 +92,12 @@ def test_mxfp4_linear_every_scale_code(n, order):
     x64 = rng.standard_normal((n, 96))
     with np.errstate(invalid="ignore", over="ignore"):
         check("mxfp4_linear", dict(x=x64, blocks=blocks, scales=scales, nibble_order=order))
-        # float32: codes whose values overflow float32 (|E2M1| x 2^e >= 2^128) are judged against the
-        # reference in float32 (the float64 oracle would not overflow): same NaN/Inf pattern, rest in budget
-        inputs = dict(x=x64.astype(np.float32), blocks=blocks, scales=scales, nibble_order=order)
+        # float32: codes whose values overflow float32 (|E2M1| x 2^e >= 2^128: 254, 255) are judged against
+        # the reference in float32 (the float64 oracle would not overflow): same NaN/Inf pattern, rest in
+        # budget. Codes 241..253 are left out here: their finite products (up to 6 x 2^126) overflow or not
+        # in a float32 sum depending on the summation order, which no budget covers.
+        s32 = np.where((scales > 240) & (scales < 254), np.uint8(127), scales)
+        inputs = dict(x=x64.astype(np.float32), blocks=blocks, scales=s32, nibble_order=order)
         expected = ops.mxfp4_linear(**inputs)
         rep = compare(expected, NB.as_ops(fallback=False).mxfp4_linear(**inputs), op="mxfp4_linear", inputs=inputs)
     assert rep.ok, str(rep)
