@@ -6,6 +6,10 @@
     dev = b.ops()                   # the backend's own arrays (whole-model runs)
 """
 
+if __name__ != "refimpl.backends":  # e.g. `import backends` from the repository root
+    raise ImportError(f"this package is refimpl.backends (installed from backends/), imported as {__name__!r}: "
+                      "import refimpl.backends instead (one name keeps the Numba kernel cache consistent)")
+
 from .base import DTYPES, Backend, BackendError, BackendOps, BackendUnavailable, OpNotSupported
 from .numpy import NumpyBackend
 from .registry import (

@@ -67,6 +67,7 @@ class Backend:
     dtypes = DTYPES
     limits = MappingProxyType({})
     kernels = MappingProxyType({})
+    fuse_projections = False  # True: load stacks q/k/v and gate/up matrices (refimpl.model.fuse_projections)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -208,8 +209,15 @@ def _unsupported(backend, name):
 
 
 def _checked(backend, name):
-    def op(*args, **kwargs):
-        return backend.run(name, *args, **kwargs)
+    if type(backend).run is not Backend.run:  # a backend with its own run (e.g. its own fallback rule)
+        def op(*args, **kwargs):
+            return backend.run(name, *args, **kwargs)
+    else:  # Backend.run with the kernel resolved once: the hot path of a forward pass
+        kernel, check = backend.kernel(name), CHECKS[name]
+
+        def op(*args, **kwargs):
+            check(*args, **kwargs)
+            return kernel(*args, **kwargs)
 
     op.__name__ = name
     op.__signature__ = inspect.signature(OPS[name])

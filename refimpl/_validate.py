@@ -44,6 +44,10 @@ def as_float_array(x, name, *, min_ndim=0):
     Host input becomes a NumPy array (integers widen to float64); a backend's array is returned
     as it is, after its dtype and rank are checked.
     """
+    if type(x) is np.ndarray and x.dtype.kind == "f":  # the common case, first
+        if x.ndim < min_ndim:
+            require(False, name, f"at least {min_ndim} dimensions", f"shape {x.shape}")
+        return x
     if is_device_array(x):
         dt = np.dtype(x.dtype)
         require(_float_kind(dt), name, "a floating dtype", str(dt))

@@ -43,10 +43,11 @@ class Model:
             raise ArgumentError("ops: expected either ops= or backend=, found both")
         self.ops = ops if ops is not None else (reference_ops if self.backend is None else self.backend.ops())
         to_device = None if self.backend is None else self.backend.to_device
+        fuse = bool(getattr(self.backend, "fuse_projections", False))
         if keep_bf16 is None:  # the backend says whether its kernels take bfloat16 weights as stored
             keep_bf16 = bool(getattr(self.backend, "keeps_bf16", False)) and ops is None
         self.weights = _model.prepare_weights(config, weights, self.precision, progress=progress, to_device=to_device,
-                                              keep_bf16=keep_bf16)
+                                              fuse=fuse, keep_bf16=keep_bf16)
         self.tokenizer = tokenizer
         self.source = source
 

@@ -58,12 +58,17 @@ class Precision:
                    rounds_each_step=dtype == "bfloat16", angle_dtype=f32 if dtype == "bfloat16" else f64)
 
 
+_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
+
+
 def compute_dtype(*arrays):
     """float64 if any input is float64, else float32."""
     for a in arrays:
-        if a is not None and np.dtype(getattr(a, "dtype", None) or np.asarray(a).dtype) == np.float64:
-            return np.dtype(np.float64)
-    return np.dtype(np.float32)
+        if a is not None:
+            dt = getattr(a, "dtype", None)
+            if (np.asarray(a).dtype if dt is None else dt) == _F64:
+                return _F64
+    return _F32
 
 
 def storage_dtype(dtype):

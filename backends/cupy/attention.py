@@ -10,25 +10,13 @@ import math
 
 import numpy as np
 
+from refimpl.ops.attention import resolve_q_offset
+
 from .args import F32, I32, I64, as_array, check, f32, grid1, grid_rows, prod, require, storage, suffix, unsupported
 
 TILED_MAX_HEAD_DIM = 128  # TDMAX in attention.cu
 ROWS_MAX_HEAD_DIM = 256  # ROWS_DMAX
 DECODE_MAX_QUERIES = 4  # kernel "auto": rows kernel up to this many queries, tiled above
-
-
-def _offset(tq, tk, q_offset, causal, window):
-    if q_offset is not None:
-        require(isinstance(q_offset, (int, np.integer)) and not isinstance(q_offset, bool) and q_offset >= 0,
-                "q_offset", "None or an integer >= 0 (absolute position of query 0)", repr(q_offset))
-        return int(q_offset)
-    off = tk - tq
-    if off < 0:
-        require(not causal and window is None, "q_offset",
-                "an explicit q_offset >= 0 when there are more queries than keys (causal or windowed attention)",
-                f"default k_len - q_len = {tk} - {tq} = {off}")
-        return 0
-    return off
 
 
 def _knobs(window, causal, scale):
@@ -73,7 +61,7 @@ def _prepare(rt, q, k, v, sinks, window, causal, q_offset, scale, mask, need_v=T
     if sinks is not None:
         sinks = as_array(rt, sinks, "sinks")
         require(sinks.shape == (hq,), "sinks", f"shape ({hq},) (one logit per query head)", f"shape {sinks.shape}")
-    off = _offset(tq, tk, q_offset, causal, window)
+    off = resolve_q_offset(tq, tk, q_offset, causal, window)
     lead = q.shape[:-3]
     batch = prod(lead)
     m = None

@@ -113,12 +113,13 @@ def _topp(rt, suf, xs, p, min_keep):
         return rt.to_f32(xs).copy()
     q = rt.empty(xs.shape, np.float32)
     rt.launch("sampling", f"softmax_rows_{suf}", grid_rows(rt, rows), rt.block, xs, q, I64(rows), I32(v))
-    sorted_q = rt.empty(xs.shape, np.float32)
-    rank = rt.empty(xs.shape, np.int32)
-    keep = rt.empty(xs.shape, np.uint8)
+    grid = grid_rows(rt, rows)
+    keys = rt.empty((rows, 2, v), np.uint32)  # ping-pong buffers of the radix sort
+    idx = rt.empty((rows, 2, v), np.int32)
+    counts = rt.empty((grid[0], 16, rt.block), np.uint32)  # per block: digit x thread
     y = rt.empty(xs.shape, np.float32)
-    rt.launch("sampling", f"topp_filter_{suf}", grid_rows(rt, rows), rt.block, xs, q, sorted_q, rank, keep, y, I64(rows),
-              I32(v), F64(p), I32(min_keep))
+    rt.launch("sampling", f"topp_filter_{suf}", grid, rt.block, xs, q, keys, idx, counts, y, I64(rows), I32(v), F64(p),
+              I32(min_keep))
     return y
 
 
@@ -169,6 +170,6 @@ KERNELS = {
     "greedy": {"rowblock": greedy},
     "apply_temperature": {"elementwise": apply_temperature},
     "top_k_filter": {"radix_select": top_k_filter},
-    "top_p_filter": {"rank": top_p_filter},
+    "top_p_filter": {"radix_sort": top_p_filter},
     "sample": {"composed": sample},
 }

@@ -6,12 +6,14 @@ NumPy, turns float32 op int64 into float64). Arguments are C-contiguous arrays o
 each kernel compiles once per dtype.
 """
 
+import math
 import types
 
 import numba
 import numpy as np
 
 from .threads import configure_cache
+from .threads import threads as _set_threads
 
 CACHE_DIR = configure_cache()  # before any kernel is decorated: numba reads its cache dir then
 JIT = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")  # IEEE: x/0 is inf or NaN
@@ -38,7 +40,7 @@ def contiguous(a, dt):
 
 def count(shape):
     """The number of elements of an array of this shape (1 for ())."""
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape)
 
 
 SERIAL_BELOW = 1 << 20  # work (about one multiply-add per unit; ~0.3-1 ms serial) under which a kernel
@@ -49,7 +51,7 @@ _SERIAL = {}
 
 def serial_twin(kernel):
     """The same kernel compiled without parallel=True (prange runs as range on the calling thread),
-    under its own name so that the two never share an on-disk cache entry."""
+    under its own name so that the two never share an on-disk cache entry (each has its own)."""
     key = id(kernel)
     if key not in _SERIAL:
         f = kernel.py_func
@@ -57,7 +59,7 @@ def serial_twin(kernel):
         g.__qualname__ = f.__qualname__ + "_serial"
         g.__module__ = f.__module__
         opts = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
-        _SERIAL[key] = (kernel, numba.njit(**opts)(g))
+        _SERIAL[key] = (kernel, numba.njit(cache=True, **opts)(g))  # cached on disk too (as the kernel)
     return _SERIAL[key][1]
 
 
@@ -71,9 +73,15 @@ def launch(kernel, work, *args):
     count: each output element is computed by one thread in a fixed order. (The thread count is
     not changed inside kernels: numba's set_num_threads there would make them uncacheable.)
     """
-    if work < SERIAL_BELOW or numba.get_num_threads() == 1:
+    if work < SERIAL_BELOW or _threads() == 1:
         return serial_twin(kernel)(1, *args)
     return kernel(0, *args)
+
+
+def _threads():
+    """The thread count of set_threads (numba.get_num_threads costs a lock per call), else numba's."""
+    n = _set_threads()
+    return numba.get_num_threads() if n is None else n
 
 
 @numba.njit(**JIT)

@@ -14,12 +14,14 @@ from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 
 def _make_rope(dt):
     @njit(parallel=True, **JIT)
-    def kernel(nt, x, c, s, interleaved, out):  # x, out [L, T, H, D]; c, s [L, T, R/2]
+    def kernel(nt, x, c, s, interleaved, out):  # x, out [L, T, H, D]; c, s [L or 1, T, R/2]
         old = enter(nt)
         L, T, H, D = x.shape
         half = c.shape[2]
+        shared = c.shape[0] == 1  # one table for every leading index
         for lt in prange(L * T):
             l, t = lt // T, lt % T
+            lc = 0 if shared else l
             for h in range(H):
                 for j in range(half):
                     if interleaved:
@@ -27,7 +29,7 @@ def _make_rope(dt):
                     else:
                         a, b = j, j + half
                     xa, xb = x[l, t, h, a], x[l, t, h, b]
-                    cj, sj = c[l, t, j], s[l, t, j]
+                    cj, sj = c[lc, t, j], s[lc, t, j]
                     out[l, t, h, a] = xa * cj - xb * sj
                     out[l, t, h, b] = xb * cj + xa * sj
                 for d in range(2 * half, D):
@@ -46,9 +48,13 @@ def apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
     dt = compute_dtype(x, c, s)
     n_lead = count(x.shape[:-3])
     xc = contiguous(x, dt).reshape(n_lead, *x.shape[-3:])  # [L, T, H, D]
-    table = x.shape[:-3] + c.shape[-2:]  # [..., T, R/2]
-    cc = contiguous(np.broadcast_to(c, table), dt).reshape(n_lead, *c.shape[-2:])  # [L, T, R/2]
-    sc = contiguous(np.broadcast_to(s, table), dt).reshape(n_lead, *c.shape[-2:])  # [L, T, R/2]
+    if count(c.shape[:-2]) == 1:  # one table [T, R/2] for every leading index: no broadcast copy
+        cc = contiguous(c, dt).reshape(1, *c.shape[-2:])  # [1, T, R/2]
+        sc = contiguous(s, dt).reshape(1, *c.shape[-2:])  # [1, T, R/2]
+    else:
+        table = x.shape[:-3] + c.shape[-2:]  # [..., T, R/2]
+        cc = contiguous(np.broadcast_to(c, table), dt).reshape(n_lead, *c.shape[-2:])  # [L, T, R/2]
+        sc = contiguous(np.broadcast_to(s, table), dt).reshape(n_lead, *c.shape[-2:])  # [L, T, R/2]
     out = np.empty(xc.shape, dtype=dt)  # [L, T, H, D]
     launch(rope_kernel(dt), xc.size, xc, cc, sc, pairing == "interleaved", out)
     return out.reshape(x.shape)  # [..., T, H, D]

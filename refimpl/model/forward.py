@@ -39,8 +39,12 @@ class Forward:
     start: int = 0
 
     def round(self, x):
-        """x rounded to the storage dtype (the op round_to_storage)."""
-        return self.ops.round_to_storage(x, self.precision.dtype)
+        """x rounded to the storage dtype (the op round_to_storage); x itself when it is already held
+        in the storage dtype (float32 or float64 runs), where that op is the identity."""
+        p = self.precision
+        if not p.rounds_each_step and x.dtype == p.storage:
+            return x
+        return self.ops.round_to_storage(x, p.dtype)
 
     def record(self, name, value):
         if self.trace is not None:
@@ -165,9 +169,15 @@ def _attention_block(f, h, L, cos, sin):
     p = f"layers.{L}.attn"
     Hq, Hkv, D = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     lead = tuple(h.shape[:-1])
-    q = R(_linear(ops, h, W[p + ".q.weight"], W.get(p + ".q.bias"))).reshape(*lead, Hq, D)  # [.., T, Hq, D]
-    k = R(_linear(ops, h, W[p + ".k.weight"], W.get(p + ".k.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
-    v = R(_linear(ops, h, W[p + ".v.weight"], W.get(p + ".v.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
+    if p + ".qkv.weight" in W:  # q, k, v stacked at load (prepare_weights(fuse=True)): one product, then views
+        qkv = R(_linear(ops, h, W[p + ".qkv.weight"], W.get(p + ".qkv.bias")))  # [.., T, (Hq + 2 Hkv) D]
+        q = qkv[..., :Hq * D].reshape(*lead, Hq, D)  # [.., T, Hq, D]
+        k = qkv[..., Hq * D:(Hq + Hkv) * D].reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
+        v = qkv[..., (Hq + Hkv) * D:].reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
+    else:
+        q = R(_linear(ops, h, W[p + ".q.weight"], W.get(p + ".q.bias"))).reshape(*lead, Hq, D)  # [.., T, Hq, D]
+        k = R(_linear(ops, h, W[p + ".k.weight"], W.get(p + ".k.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
+        v = R(_linear(ops, h, W[p + ".v.weight"], W.get(p + ".v.bias"))).reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
     if cfg.qk_norm:
         q = R(ops.rms_norm(q, W[p + ".q_norm.weight"], eps=cfg.norm_eps))
         k = R(ops.rms_norm(k, W[p + ".k_norm.weight"], eps=cfg.norm_eps))
@@ -213,6 +223,10 @@ def _mlp_block(f, h, L):
         approx = "tanh" if cfg.activation == "gelu_tanh" else "none"
         m = ops.gelu_mlp(h, W[p + ".mlp.fc.weight"], W.get(p + ".mlp.fc.bias"),
                          W[p + ".mlp.proj.weight"], W.get(p + ".mlp.proj.bias"), approximate=approx)
+    elif p + ".mlp.gate_up.weight" in W:  # gate and up stacked at load (prepare_weights(fuse=True))
+        gu = _linear(ops, h, W[p + ".mlp.gate_up.weight"])  # [.., T, 2I]
+        i = gu.shape[-1] // 2
+        m = _linear(ops, ops.swiglu(gu[..., :i], gu[..., i:]), W[p + ".mlp.down.weight"])
     elif isinstance(W[p + ".mlp.gate.weight"], PackedGGUF):  # swiglu_mlp's three linears, on packed weights
         a = ops.swiglu(_linear(ops, h, W[p + ".mlp.gate.weight"]), _linear(ops, h, W[p + ".mlp.up.weight"]))
         m = _linear(ops, a, W[p + ".mlp.down.weight"])
@@ -274,7 +288,50 @@ def _expert_linear(W, prefix, ops):
     return lambda e, x, bias=None: ops.mxfp4_linear(x, blocks[e], scales[e], bias)
 
 
-def prepare_weights(cfg, weights, dtype, *, progress=False, to_device=None, keep_bf16=False):
+def _stack(parts):
+    """One matrix of the rows of `parts` (all packed GGUF of one qtype, or all dense of one dtype), or None."""
+    if all(isinstance(t, PackedGGUF) for t in parts):
+        if len({t.qtype for t in parts}) != 1 or len({t.shape[1] for t in parts}) != 1:
+            return None
+        blocks = np.concatenate([np.asarray(t.blocks) for t in parts])
+        return PackedGGUF(blocks, parts[0].qtype, (sum(t.shape[0] for t in parts), parts[0].shape[1]))
+    arrays = [np.asarray(t) for t in parts]
+    if any(isinstance(t, PackedGGUF) for t in parts) or len({(a.dtype, a.ndim, a.shape[1:]) for a in arrays}) != 1:
+        return None
+    return np.concatenate(arrays)
+
+
+def fuse_projections(cfg, weights):
+    """weights with each layer's q, k, v (and a dense SwiGLU MLP's gate, up) matrices stacked by rows into
+    `.attn.qkv` (`.mlp.gate_up`): one product instead of three (two), then views of its output. Every
+    output row is the same dot product as before, so only a backend's kernel choice can change results.
+    Layers whose parts differ in kind, qtype or dtype, or have biases on some parts only, stay as they are."""
+    w = dict(weights)
+    for L in range(cfg.num_layers):
+        groups = [(f"layers.{L}.attn.", ("q", "k", "v"), "qkv")]
+        if not cfg.num_experts and cfg.activation not in ("gelu_tanh", "gelu_erf"):
+            groups.append((f"layers.{L}.mlp.", ("gate", "up"), "gate_up"))
+        for pre, names, fused in groups:
+            mats = [w.get(pre + n + ".weight") for n in names]
+            biases = [w.get(pre + n + ".bias") for n in names]
+            if any(m is None for m in mats) or (any(b is None for b in biases) and any(b is not None for b in biases)):
+                continue
+            stacked = _stack(mats)
+            if stacked is None:
+                continue
+            if biases[0] is not None:
+                b = _stack(biases)
+                if b is None:
+                    continue
+                w[pre + fused + ".bias"] = b
+            w[pre + fused + ".weight"] = stacked
+            for n in names:
+                w.pop(pre + n + ".weight")
+                w.pop(pre + n + ".bias", None)
+    return w
+
+
+def prepare_weights(cfg, weights, dtype, *, progress=False, to_device=None, fuse=False, keep_bf16=False):
     """Every dense tensor rounded once to the storage dtype, then handed to the backend (to_device).
 
     MXFP4 blocks and scales stay packed, and an untied token embedding stays as stored
@@ -283,8 +340,12 @@ def prepare_weights(cfg, weights, dtype, *, progress=False, to_device=None, keep
     position table) stay bfloat16 as stored in float32/float64 runs, for a backend whose kernels widen
     them exactly inside the product (the same operands as the widened copy, half the memory).
     dtype: a dtype name or a Precision. progress: show a progress bar on stderr.
+    fuse: stack q/k/v and gate/up matrices (fuse_projections), for a backend whose
+    `fuse_projections` is True (fewer, larger products).
     """
     prec = Precision.of(dtype)
+    if fuse:
+        weights = fuse_projections(cfg, weights)
     out = {}
     tied = cfg.tie_word_embeddings or "lm_head" not in weights
     bar = Progress(len(weights), f"preparing {len(weights)} tensors as {prec.dtype}") if progress else None

@@ -29,8 +29,8 @@ def kv_cache_bytes(num_layers, num_kv_heads, head_dim, num_tokens, *, itemsize=2
 
 
 def _layer_index(layer, num_layers):
-    require(isinstance(layer, (int, np.integer)) and not isinstance(layer, bool) and 0 <= layer < num_layers,
-            "layer", f"an integer in [0, {num_layers})", repr(layer))
+    if not (isinstance(layer, (int, np.integer)) and not isinstance(layer, bool) and 0 <= layer < num_layers):
+        require(False, "layer", f"an integer in [0, {num_layers})", repr(layer))
     return int(layer)
 
 
@@ -96,7 +96,8 @@ class KVCache:
         nb = len(self.batch_shape)
         ok = (a.ndim == nb + 3 and a.shape[:nb] == self.batch_shape
               and a.shape[nb + 1:] == (self.num_kv_heads, self.head_dim))
-        require(ok, name, f"shape {self._entry_shape()}", f"shape {a.shape}")
+        if not ok:
+            require(False, name, f"shape {self._entry_shape()}", f"shape {a.shape}")
         return a
 
     def append(self, layer, k, v):
@@ -106,12 +107,14 @@ class KVCache:
         v = self._check(v, "v")
         nb = len(self.batch_shape)
         t_new = k.shape[nb]
-        require(v.shape[nb] == t_new, "v", f"T_new = {t_new} tokens (as k)", f"shape {v.shape}")
+        if v.shape[nb] != t_new:
+            require(False, "v", f"T_new = {t_new} tokens (as k)", f"shape {v.shape}")
         old = self._len[layer]
         total = old + t_new
         if self.max_length is not None:
-            require(total <= self.max_length, "k", f"at most max_length={self.max_length} cached tokens in layer {layer}",
-                    f"{old} cached + {t_new} new = {total}")
+            if total > self.max_length:
+                require(False, "k", f"at most max_length={self.max_length} cached tokens in layer {layer}",
+                        f"{old} cached + {t_new} new = {total}")
         buf_k = self._k[layer]
         cap = 0 if buf_k is None else buf_k.shape[-2]
         if total > cap:

@@ -110,19 +110,15 @@ def swiglu(gate, up):
 
 
 def swiglu_oss(h, *, alpha=1.702, limit=7.0, layout="interleaved"):
-    """gpt-oss clamped SwiGLU on the fused mlp1 output.
+    """gpt-oss clamped SwiGLU on the fused mlp1 output h [..., 2I]; returns [..., I] in ``compute_dtype(h)``.
 
-    h: [..., 2I] (the expert's mlp1 output, bias included). Split:
-      layout="interleaved" (released gpt-oss): gate = h[..., 0::2], lin = h[..., 1::2];
-      layout="halves" (a known-wrong reading): gate = h[..., :I], lin = h[..., I:].
-    Then
+    layout="interleaved" (released gpt-oss): gate = h[..., 0::2], lin = h[..., 1::2];
+    layout="halves" (a known-wrong reading): gate = h[..., :I], lin = h[..., I:]. Then, in order:
       gate = min(gate, limit)          (clamped from above only)
       lin  = clip(lin, -limit, limit)  (clamped on both sides)
       out  = (gate * sigmoid(alpha * gate)) * (lin + 1)
-    evaluated in that order. Returns [..., I] in ``compute_dtype(h)``.
-    alpha: finite > 0 (gpt-oss: 1.702). limit: finite > 0 (gpt-oss config
-    ``swiglu_limit`` = 7.0), or None for no clamping at all (a known-wrong
-    variant). NaN propagates through the clamps.
+    alpha: finite > 0 (gpt-oss: 1.702). limit: finite > 0 (gpt-oss: 7.0), or None for no
+    clamping (a known-wrong variant). NaN propagates through the clamps.
     """
     check_swiglu_oss(h, alpha=alpha, limit=limit, layout=layout)
     h, dt = _float_in(h, "h")

@@ -57,42 +57,48 @@ def resolve_q_offset(q_len, k_len, q_offset, causal, window):
 def _check_sinks(sinks, hq):
     if sinks is not None:
         sinks = as_float_array(sinks, "sinks")
-        require(sinks.shape == (hq,), "sinks", f"shape ({hq},) (one logit per query head)", f"shape {sinks.shape}")
+        if sinks.shape != (hq,):
+            require(False, "sinks", f"shape ({hq},) (one logit per query head)", f"shape {sinks.shape}")
         vals = host_values(sinks)
         if vals is not None:
             s64 = vals.astype(np.float64)
-            require(not np.any(np.isnan(s64) | (s64 == np.inf)), "sinks",
-                    "finite logits or -inf (no sink)", f"{vals.tolist()}")
+            if np.any(np.isnan(s64) | (s64 == np.inf)):
+                require(False, "sinks", "finite logits or -inf (no sink)", f"{vals.tolist()}")
     return sinks
 
 
 def _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
-    """Every check of the attention ops; returns (q, k, v, sinks, window, causal, offset, scale, mask)
-    with the arrays as given (not converted), offset the absolute position of query 0, mask a bool
-    array or None. v is checked when given or when need_v."""
+    """The checks that check_attention_probs, check_attention, check_attention_online and
+    check_attention_scores share (ArgumentError; returns None). v is checked when given or when need_v.
+    Messages are formatted only on failure: this runs on every attention call."""
     q = as_float_array(q, "q", min_ndim=3)
     k = as_float_array(k, "k", min_ndim=3)
-    require(k.ndim == q.ndim, "k", f"{q.ndim} dimensions like q [..., Tk, Hkv, D]", f"shape {k.shape}")
-    require(k.shape[:-3] == q.shape[:-3], "k", f"batch dims {q.shape[:-3]} (those of q)", f"shape {k.shape}")
+    if k.ndim != q.ndim:
+        require(False, "k", f"{q.ndim} dimensions like q [..., Tk, Hkv, D]", f"shape {k.shape}")
+    if k.shape[:-3] != q.shape[:-3]:
+        require(False, "k", f"batch dims {q.shape[:-3]} (those of q)", f"shape {k.shape}")
     tq, hq, d = q.shape[-3:]
     tk, hkv, dk = k.shape[-3:]
-    require(tq >= 1 and hq >= 1 and d >= 1, "q", "[..., Tq, Hq, D] with Tq, Hq, D >= 1", f"shape {q.shape}")
-    require(tk >= 1 and hkv >= 1, "k", "[..., Tk, Hkv, D] with Tk, Hkv >= 1", f"shape {k.shape}")
-    require(dk == d, "k", f"head_dim {d} (last dimension of q)", f"shape {k.shape}")
-    require(hq % hkv == 0, "k", f"num_kv_heads (k.shape[-2]) dividing num_heads={hq} (q.shape[-2])",
-            f"num_kv_heads={hkv}")
+    if not (tq >= 1 and hq >= 1 and d >= 1):
+        require(False, "q", "[..., Tq, Hq, D] with Tq, Hq, D >= 1", f"shape {q.shape}")
+    if not (tk >= 1 and hkv >= 1):
+        require(False, "k", "[..., Tk, Hkv, D] with Tk, Hkv >= 1", f"shape {k.shape}")
+    if dk != d:
+        require(False, "k", f"head_dim {d} (last dimension of q)", f"shape {k.shape}")
+    if hq % hkv:
+        require(False, "k", f"num_kv_heads (k.shape[-2]) dividing num_heads={hq} (q.shape[-2])", f"num_kv_heads={hkv}")
     if v is not None or need_v:
         v = as_float_array(v, "v", min_ndim=3)
-        require(v.ndim == k.ndim and v.shape[:-1] == k.shape[:-1] and v.shape[-1] >= 1, "v",
-                f"[..., Tk, Hkv, Dv] = {k.shape[:-1]} + (Dv >= 1,) (those of k)", f"shape {v.shape}")
-    sinks = _check_sinks(sinks, hq)
+        if not (v.ndim == k.ndim and v.shape[:-1] == k.shape[:-1] and v.shape[-1] >= 1):
+            require(False, "v", f"[..., Tk, Hkv, Dv] = {k.shape[:-1]} + (Dv >= 1,) (those of k)", f"shape {v.shape}")
+    _check_sinks(sinks, hq)
     window = _check_window(window)
     causal = _check_causal(causal)
     if scale is not None:
         require(isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
                 and math.isfinite(float(scale)) and float(scale) > 0,
                 "scale", "None or a finite number > 0", repr(scale))
-    off = resolve_q_offset(tq, tk, q_offset, causal, window)
+    resolve_q_offset(tq, tk, q_offset, causal, window)
     if mask is not None:
         try:
             m = mask if is_device_array(mask) else np.asarray(mask)
@@ -106,14 +112,16 @@ def _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
         except ValueError:
             raise ArgumentError(f"mask: expected a shape broadcastable to {batch_shape} "
                                 f"([..., Hq, Tq, Tk]), found shape {m.shape}") from None
-        mask = m
-    return q, k, v, sinks, window, causal, off, scale, mask
 
 
-def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
-    """Validate every argument (_check_args); return (q, k, v, sinks, visible, scale, dtype, group)."""
-    q, k, v, sinks, window, causal, off, scale, mask = _check_args(q, k, v, sinks, window, causal, q_offset,
-                                                                   scale, mask, need_v)
+def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask):
+    """(q, k, v, sinks, visible, scale, dtype, group) from arguments its op's check_<op> accepted."""
+    q, k = as_float_array(q, "q"), as_float_array(k, "k")
+    v = None if v is None else as_float_array(v, "v")
+    sinks = None if sinks is None else as_float_array(sinks, "sinks")
+    window, causal = None if window is None else int(window), bool(causal)
+    if mask is not None and not is_device_array(mask):
+        mask = np.asarray(mask)
     tq, hq, d = q.shape[-3:]
     tk, hkv = k.shape[-3:-1]
     dt = compute_dtype(q, k, v, sinks)
@@ -123,6 +131,7 @@ def _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask, need_v):
     if sinks is not None:
         sinks = sinks.astype(dt)
     sc = dt.type(1.0 / math.sqrt(d) if scale is None else float(scale))
+    off = resolve_q_offset(tq, tk, q_offset, causal, window)
     vis = visibility_mask(tq, tk, q_offset=off, window=window, causal=causal)  # [Tq, Tk]
     if mask is not None:
         vis = vis & mask  # [..., Tq, Tk]
@@ -159,7 +168,7 @@ def check_attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_o
                            block_size=32):
     """The argument checks of attention_online: those of attention, and block_size >= 1."""
     positive_int(block_size, "block_size")
-    _check_args(q, k, v, sinks, window, causal, q_offset, scale, mask, True)
+    check_attention(q, k, v, sinks=sinks, window=window, causal=causal, q_offset=q_offset, scale=scale, mask=mask)
 
 
 def check_attention_scores(q, k, *, window=None, causal=True, q_offset=None, scale=None, mask=None):
@@ -272,17 +281,13 @@ def _softmax_sinks(s, sinks, dt):
 def visibility_mask(q_len, k_len, *, q_offset=None, window=None, causal=True):
     """Which keys each query may attend to: bool [q_len, k_len], True = visible.
 
-    Query i has absolute position p = q_offset + i; key j has position j.
-    visible[i, j] = (j <= p if causal else True) and (p - window < j if window is not None else True).
-
-    - q_offset defaults to k_len - q_len: the queries are the last q_len positions of the keys
-      (prefill: q_len == k_len, offset 0; cached decoding: one query at position k_len - 1).
-      A negative default (q_len > k_len) is an error when causal or window is set; an explicit
-      q_offset < 0 is always an error. A q_offset past the keys (p >= k_len) is allowed.
-    - window counts the query itself: window=W sees the W keys p-W+1 .. p (FlashAttention
-      window_size left = W - 1). window=1 sees only j == p. window >= p + 1 changes nothing.
-    - causal=False drops the upper bound j <= p; the window's lower bound still applies.
-    A row can be all False (e.g. q_offset >= k_len + window - 1 with causal and window).
+    Query i is at position p = q_offset + i, key j at position j; visible[i, j] =
+    (j <= p if causal else True) and (p - window < j if window is not None else True).
+    q_offset defaults to k_len - q_len (the queries are the last q_len key positions); a negative
+    default is an error when causal or window is set, an explicit q_offset < 0 always is, and
+    p >= k_len is allowed. window=W counts the query itself: keys p-W+1 .. p (window=1 sees only
+    j == p). causal=False drops only j <= p. A row can be all False (e.g. q_offset >= k_len +
+    window - 1 with causal and window).
     """
     check_visibility_mask(q_len, k_len, q_offset=q_offset, window=window, causal=causal)
     window, causal = None if window is None else int(window), bool(causal)
@@ -312,22 +317,18 @@ def attention_probs(q, k, v=None, *, sinks=None, window=None, causal=True, q_off
                     mask=None):
     """Attention probabilities p [..., Hq, Tq, Tk] (v is checked if given, not used).
 
-    With G = Hq / Hkv (Hkv must divide Hq), query head h reads kv head h // G:
-      s_ij = scale * sum_d q[i, h, d] * k[j, h // G, d]     (dot product first, then the scale;
-                                                            scale defaults to 1/sqrt(D))
-      s_ij = -inf where key j is not visible: visibility_mask(Tq, Tk, q_offset, window, causal)
-             AND mask (bool, broadcastable to [..., Hq, Tq, Tk], True = visible) if given.
-      m_i  = max(max_j s_ij, sink_h)                        (sink_h = -inf when sinks is None)
+    Query head h reads kv head h // G, G = Hq / Hkv (Hkv must divide Hq):
+      s_ij = scale * sum_d q[i, h, d] * k[j, h // G, d]   (scale defaults to 1/sqrt(D))
+      s_ij = -inf where key j is not visible (visibility_mask AND ``mask``, True = visible)
+      m_i  = max(max_j s_ij, sink_h)                      (sink_h = -inf when sinks is None)
       p_ij = exp(s_ij - m_i) / (sum_j' exp(s_ij' - m_i) + exp(sink_h - m_i))
-    The sink is one logit per query head, added to the denominator only: it is not multiplied by
-    the scale and has no value, so sum_j p_ij = 1 - exp(sink_h - m_i) / denominator < 1.
-    sinks = -inf is exactly "no sink". A row with every key masked gives p_i. = 0 (no NaN): with a
-    finite sink the sink takes all the mass; with no sink the row is defined as zeros.
-    Dtype: computes and returns compute_dtype(q, k, v, sinks) (float64 if any is float64, else
-    float32); the scale is rounded to that dtype. NaN/Inf in q, k propagate (IEEE).
+    The sink (one logit per query head) is not scaled and enters the denominator only; -inf is
+    exactly "no sink". A row with every key masked gives p = 0, never NaN.
+    Dtype: compute_dtype(q, k, v, sinks), the scale rounded to it. NaN/Inf in q, k propagate.
     """
-    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,
-                                                  need_v=False)
+    check_attention_probs(q, k, v, sinks=sinks, window=window, causal=causal, q_offset=q_offset, scale=scale,
+                          mask=mask)
+    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask)
     return _probs(q, k, sinks, vis, sc, dt, group)
 
 
@@ -341,8 +342,8 @@ def attention(q, k, v, *, sinks=None, window=None, causal=True, q_offset=None, s
     queries that see t (causal: t and later), as in cached decoding; for a visible key it propagates
     as IEEE p_ij * v_j says.
     """
-    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,
-                                                  need_v=True)
+    check_attention(q, k, v, sinks=sinks, window=window, causal=causal, q_offset=q_offset, scale=scale, mask=mask)
+    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask)
     p = _probs(q, k, sinks, vis, sc, dt, group)  # [..., Hq, Tq, Tk]
     return _visible_values(p, v, vis, group)  # [..., Tq, Hq, Dv]
 
@@ -351,25 +352,20 @@ def attention_online(q, k, v, *, sinks=None, window=None, causal=True, q_offset=
                      block_size=32):
     """attention() computed FlashAttention-2 style: keys in tiles, online softmax.
 
-    Per query row i and head h (scores s_ij, masking, scale exactly as attention_probs),
-    the running state is initialised by the sink:
-        m = sink_h, l = 1, o = 0            (finite sink)
-        m = -inf,   l = 0, o = 0            (no sink, or sink_h = -inf)
-    Then for each key tile J = [t, t + block_size) in increasing order:
-        m_new = max(m, max_{j in J} s_ij)
-        if m_new == -inf: skip the tile (nothing visible yet, state unchanged)
-        a     = exp(m - m_new)              (0 when m = -inf)
-        P_j   = exp(s_ij - m_new)           (0 for masked keys)
-        l     = a * l + sum_{j in J} P_j
-        o     = a * o + sum_{j in J} P_j v_j
-        m     = m_new
-    Result: o / l, or 0 where l == 0 (no visible key and no sink). With a finite sink l >= 1 > 0
-    (a fully masked row gives 0 / 1 = 0). Equal to attention() up to float rounding for every
-    block_size >= 1 (the last tile may be shorter). Dtype as attention_probs.
+    Scores, masking and scale as attention_probs. Per query row i and head h:
+      init:  m = sink_h, l = 1, o = 0 (finite sink);  m = -inf, l = 0, o = 0 (no sink)
+      tile J = [t, t + block_size), in increasing order:
+             m_new = max(m, max_{j in J} s_ij); skip the tile if m_new == -inf
+             a = exp(m - m_new) (0 when m = -inf); P_j = exp(s_ij - m_new) (0 if masked)
+             l = a l + sum_J P_j;  o = a o + sum_J P_j v_j;  m = m_new
+      end:   o / l, or 0 where l == 0 (no visible key and no sink)
+    Equal to attention() up to float rounding for every block_size >= 1 (the last tile may be
+    shorter). Dtype as attention_probs.
     """
-    block_size = positive_int(block_size, "block_size")
-    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask,
-                                                  need_v=True)
+    check_attention_online(q, k, v, sinks=sinks, window=window, causal=causal, q_offset=q_offset, scale=scale,
+                           mask=mask, block_size=block_size)
+    block_size = int(block_size)
+    q, k, v, sinks, vis, sc, dt, group = _prepare(q, k, v, sinks, window, causal, q_offset, scale, mask)
     *b, tq, hq, _ = q.shape
     tk, dv = k.shape[-3], v.shape[-1]
     full_vis = np.broadcast_to(vis, (*b, hq, tq, tk))  # [..., Hq, Tq, Tk]
@@ -414,8 +410,8 @@ def attention_scores(q, k, *, window=None, causal=True, q_offset=None, scale=Non
     s_ij = -inf where visibility_mask(Tq, Tk, q_offset, window, causal) AND mask is False.
     Arguments, checks and dtype as attention_probs (compute_dtype(q, k)).
     """
-    q, k, _, _, vis, sc, dt, group = _prepare(q, k, None, None, window, causal, q_offset, scale, mask,
-                                              need_v=False)
+    check_attention_scores(q, k, window=window, causal=causal, q_offset=q_offset, scale=scale, mask=mask)
+    q, k, _, _, vis, sc, dt, group = _prepare(q, k, None, None, window, causal, q_offset, scale, mask)
     s = _scores(q, k, sc, group)  # [..., Hq, Tq, Tk]
     return np.where(vis, s, dt.type(-np.inf))
 

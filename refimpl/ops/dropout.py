@@ -26,20 +26,13 @@ def check_dropout(x, p, *, rng=None, training=True):
 
 
 def dropout(x, p, *, rng=None, training=True):
-    """Inverted dropout.
+    """Inverted dropout: out = (x * keep) / (1 - p), keep = rng.random(x.shape) >= p; E[out] = x.
 
-    Identity (x converted to ``compute_dtype(x)``, no random draws) when
-    ``training`` is False or ``p == 0``. Otherwise, with u = rng.random(x.shape)
-    (float64 uniforms in [0, 1), drawn in C order):
-        keep = u >= p                      (each element kept with probability 1 - p)
-        out  = (x * keep) / (1 - p)        in compute_dtype(x)
-    so E[out] = x. A dropped NaN or inf gives NaN (IEEE 0 * inf).
-
-    p: a finite number in [0, 1). p == 1 is refused (the 1/(1-p) rescale is
-    undefined; torch returns zeros there instead). GPT-2 (HF config
-    resid/embd/attn_pdrop) trained with 0.1; gpt-oss and LLaMA-family use 0.
-    rng: a ``numpy.random.Generator``; required when training with p > 0;
-    the same seed gives the same mask. training: a bool.
+    Identity (x converted to ``compute_dtype(x)``, no random draws) when ``training`` is False
+    or p == 0. The uniforms are float64 in [0, 1), drawn in C order; the product and the
+    rescale are in compute_dtype(x). A dropped NaN or inf gives NaN (IEEE 0 * inf).
+    p: finite, in [0, 1) (p == 1 is refused). rng: a ``numpy.random.Generator``, required when
+    training with p > 0; the same seed gives the same mask. training: a bool.
     Returns x's shape in ``compute_dtype(x)``.
     """
     check_dropout(x, p, rng=rng, training=training)

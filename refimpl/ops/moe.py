@@ -20,8 +20,9 @@ def _check_logits(logits, name="logits", *, min_ndim=1, finite=True):
     return a
 
 
-def _logits(logits, name="logits", *, min_ndim=1, finite=True):
-    a = as_float_array(_check_logits(logits, name, min_ndim=min_ndim, finite=finite), name)
+def _logits(logits, name="logits"):
+    """(logits in their compute dtype, that dtype) for logits that their op's check_<op> accepted."""
+    a = as_float_array(logits, name)
     dt = compute_dtype(a)
     return a.astype(dt, copy=False), dt
 
@@ -75,21 +76,16 @@ def _descending(a, k):
 def router_topk_softmax(logits, k):
     """gpt-oss routing: top-k of the raw logits, then softmax over those k only.
 
-    logits: [..., E]. k: integer, 1 <= k <= E. A row with a NaN or infinite logit (a
-    non-finite hidden state) is routed as if its logits were all 0 (experts 0 .. k-1) with NaN
-    weights, so that only its own output is NaN (torch routes each token on its own).
-    indices[..., j] is the expert with the j-th largest logit (descending);
-    among equal logits the lower expert index comes first (a stable sort of
-    -logits; torch.topk does not promise any order among ties, so a
-    conformance check must draw logits whose k-th and (k+1)-th largest differ
-    by a margin, or accept any index from a tie set).
-    weights[..., j] = exp(l_j - l_0) / sum_{i<k} exp(l_i - l_0) with l_j the
-    selected logits (l_0 the largest): they sum to 1 and are non-increasing.
-    Computed in and returned as ``compute_dtype(logits)``; indices int64.
-    Returns (weights [..., k], indices [..., k]).
+    logits: [..., E]; k: integer, 1 <= k <= E. indices[..., j] is the expert with the j-th
+    largest logit, the lower expert index first among equal logits (a stable sort of -logits).
+    weights[..., j] = exp(l_j - l_0) / sum_{i<k} exp(l_i - l_0) (l_j the selected logits, l_0
+    the largest): they sum to 1 and are non-increasing.
+    A row with a NaN or infinite logit is routed to experts 0 .. k-1 with NaN weights, so that
+    only its own output is NaN. Computed in and returned as ``compute_dtype(logits)``.
+    Returns (weights [..., k], indices [..., k] int64).
     """
     check_router_topk_softmax(logits, k)
-    a, dt = _logits(logits, finite=False)
+    a, dt = _logits(logits)
 
     def select(a, k):
         idx = _descending(a, k)  # [..., k]
@@ -102,22 +98,17 @@ def router_topk_softmax(logits, k):
 def router_softmax_topk(logits, k, *, renormalize=True):
     """Mixtral / Qwen-MoE routing: softmax over all E experts, then the top k.
 
-    p = softmax(logits) over the last axis (max subtracted first).
-    indices: as ``router_topk_softmax`` (top k by logit, descending, lower
-    index first among equal logits). Softmax is strictly increasing, so this is
-    the top k of p; where distinct logits round to equal p, the order follows
-    the logits.
-    renormalize=True (Mixtral; Qwen2/3-MoE with ``norm_topk_prob`` true):
-      weights = p_sel / sum(p_sel), which equals softmax over the selected
-      logits (the identity with ``router_topk_softmax``; only rounding differs).
-    renormalize=False (Qwen2-MoE / OLMoE ``norm_topk_prob`` false): weights = p_sel,
-      which sum to <= 1.
+    p = softmax(logits) over the last axis (max subtracted first); indices as
+    ``router_topk_softmax`` (top k by logit, descending, the lower index first among equal
+    logits; the order follows the logits even where distinct logits round to equal p).
+    renormalize=True: weights = p_sel / sum(p_sel) (router_topk_softmax's weights up to
+    rounding). renormalize=False: weights = p_sel, which sum to <= 1.
     Non-finite rows: as router_topk_softmax (NaN weights, experts 0 .. k-1).
-    Computed in and returned as ``compute_dtype(logits)``; indices int64.
-    Returns (weights [..., k], indices [..., k]).
+    Computed in and returned as ``compute_dtype(logits)``.
+    Returns (weights [..., k], indices [..., k] int64).
     """
     check_router_softmax_topk(logits, k, renormalize=renormalize)
-    a, dt = _logits(logits, finite=False)
+    a, dt = _logits(logits)
 
     def select(a, k):
         p = _softmax(a)  # [..., E]
@@ -144,10 +135,8 @@ def expert_choice(logits, capacity):
     Computed in and returned as ``compute_dtype(logits)``; indices int64.
     Returns (gates [..., E, capacity], indices [..., E, capacity]).
     """
-    a, dt = _logits(logits, min_ndim=2)
-    t = a.shape[-2]
-    capacity = positive_int(capacity, "capacity")
-    require(capacity <= t, "capacity", f"an integer in [1, {t}] (the number of tokens)", capacity)
+    check_expert_choice(logits, capacity)
+    (a, dt), capacity = _logits(logits), int(capacity)
     s = np.swapaxes(_softmax(a), -1, -2)  # [..., E, T]
     idx = _descending(s, capacity)  # [..., E, C]
     gates = np.take_along_axis(s, idx, axis=-1)  # [..., E, C]
@@ -178,17 +167,11 @@ def check_load_balancing_loss(router_logits, indices, num_experts, *, fraction="
 def load_balancing_loss(router_logits, indices, num_experts, *, fraction="per_token"):
     """Switch Transformer auxiliary loss ``N * sum_i f_i * P_i`` (without the coefficient alpha).
 
-    router_logits: [..., E] (every leading position is one token; T tokens in
-    all, T >= 1), finite, E = num_experts. indices: integer [..., k] with the
-    same leading dims, values in [0, E): the experts each token was sent to.
-    P_i = (1/T) sum_t softmax(router_logits_t)_i (mean router probability).
-    c_i = number of (token, slot) pairs with indices == i.
-    fraction="per_token" (default; transformers ``load_balancing_loss_func``,
-      used by Mixtral, Qwen-MoE, gpt-oss in HF): f_i = c_i / T, the fraction of
-      tokens sent to i; sum_i f_i = k, so perfectly balanced routing
-      (c_i = T k / E, P_i = 1/E) gives loss k.
-    fraction="per_assignment": f_i = c_i / (T k); sum_i f_i = 1 and balanced
-      routing gives 1 (the Switch paper's value; equal to per_token when k = 1).
+    router_logits: [..., E], finite, T >= 1 tokens (every leading position is one token),
+    E = num_experts. indices: integer [..., k], the same leading dims, values in [0, E).
+    P_i = the mean over tokens of softmax(router_logits)_i; c_i = the number of (token, slot)
+    pairs with indices == i. fraction="per_token" (default): f_i = c_i / T, so balanced routing
+    gives k. fraction="per_assignment": f_i = c_i / (T k), so balanced routing gives 1.
     Returns a 0-d array in ``compute_dtype(router_logits)``.
     """
     check_load_balancing_loss(router_logits, indices, num_experts, fraction=fraction)
@@ -311,17 +294,12 @@ def check_gpt_oss_experts(t, weights, indices, mlp1_weight, mlp1_bias, mlp2_weig
 def gpt_oss_experts(t, weights, indices, mlp1_weight, mlp1_bias, mlp2_weight, mlp2_bias, *, alpha=1.702, limit=7.0):
     """gpt-oss expert block: ``out = sum_j w_j (W2_e swiglu_oss(W1_e t + b1_e) + b2_e)``, e = indices[..., j].
 
-    t: [..., d] (the MLP-normed hidden state); weights, indices: [..., k]
-    from ``router_topk_softmax``; mlp1_bias [E, 2I] (rows interleaved gate,
-    linear); mlp2_bias [E, d]; mlp1_weight: dense [E, 2I, d] or a callable
-    e -> [2I, d] (e.g. decoding one expert's MXFP4 blocks, so only the experts
-    used are decoded); mlp2_weight: dense [E, d, I] or a callable e -> [d, I].
-    For each chosen expert: u = t W1_e^T + b1_e; a = swiglu_oss(u, alpha,
-    limit) (interleaved gate/linear, gate <= limit, |linear| <= limit, +1);
-    y_e = a W2_e^T + b2_e (the bias is added per expert, before weighting);
-    out = sum over slots in slot order of weights * y_e (``moe_combine``).
-    E is the first dimension of mlp1_bias. Dtype: ``compute_dtype`` of t,
-    weights and the biases (callable weights are converted to it).
+    t: [..., d] (the MLP-normed hidden state); weights, indices: [..., k] from
+    ``router_topk_softmax``; mlp1_bias [E, 2I] (rows interleaved gate, linear); mlp2_bias [E, d];
+    mlp1_weight: [E, 2I, d] or a callable e -> [2I, d]; mlp2_weight: [E, d, I] or a callable
+    e -> [d, I] (so that only the experts used are decoded). E = mlp1_bias.shape[0].
+    b2_e is added per expert, before weighting; slots are summed in order (``moe_combine``).
+    Dtype: ``compute_dtype`` of t, weights and the biases (callable weights are converted to it).
     Returns [..., d].
     """
     check_gpt_oss_experts(t, weights, indices, mlp1_weight, mlp1_bias, mlp2_weight, mlp2_bias, alpha=alpha,

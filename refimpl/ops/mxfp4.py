@@ -36,6 +36,11 @@ def _uint8_array(x, name, *, min_ndim=0):
     return a
 
 
+def _uint8(x):
+    """A uint8 array that _uint8_array accepted, as it is (a backend's array) or as a NumPy array."""
+    return x if is_device_array(x) else np.asarray(x)
+
+
 def _int(v, name, what, ok=lambda v: True):
     good = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
     require(good and ok(int(v)), name, what, repr(v))
@@ -66,21 +71,19 @@ def _check_decoding(nibble_order, scale_bias):
     return _int(scale_bias, "scale_bias", "an integer")
 
 
-def _decode_args(blocks, scales, dtype, nibble_order, scale_bias):
-    """Every check of decode_mxfp4; returns (blocks, scales, dtype, scale_bias) checked."""
-    b, s = _check_packed(blocks, scales)
-    scale_bias = _check_decoding(nibble_order, scale_bias)
+def check_decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", scale_bias=127):
+    """The argument checks of decode_mxfp4."""
+    _check_packed(blocks, scales)
+    _check_decoding(nibble_order, scale_bias)
     try:
         dt = np.dtype(dtype)
     except TypeError:
         raise ArgumentError(f"dtype: expected one of float32, float64, bfloat16, found {dtype!r}") from None
     require(dt in _DECODE_DTYPES, "dtype", "one of float32, float64, bfloat16", str(dt))
-    return b, s, dt, scale_bias
 
 
-def _linear_args(x, blocks, scales, bias, nibble_order, scale_bias):
-    """Every check of mxfp4_linear; returns (x, blocks, scales, bias, dtype, scale_bias): the arrays as
-    given (not converted), dtype = compute_dtype(x, bias)."""
+def check_mxfp4_linear(x, blocks, scales, bias=None, *, nibble_order="low_first", scale_bias=127):
+    """The argument checks of mxfp4_linear."""
     xa = as_float_array(x, "x", min_ndim=1)
     b, s = _check_packed(blocks, scales)
     require(b.ndim == 3, "blocks", "3 dimensions [out, in/32, 16]", f"shape {b.shape}")
@@ -94,19 +97,13 @@ def _linear_args(x, blocks, scales, bias, nibble_order, scale_bias):
     if bias is not None:
         bb = as_float_array(bias, "bias")
         require(bb.shape == (b.shape[0],), "bias", f"shape ({b.shape[0]},) (out = rows of blocks)", f"shape {bb.shape}")
-    scale_bias = _check_decoding(nibble_order, scale_bias)
-    return xa, b, s, bb, compute_dtype(xa, bb), scale_bias
+    _check_decoding(nibble_order, scale_bias)
 
 
 def check_decode_e8m0(scales, *, bias=127):
     """The argument checks of decode_e8m0 (ArgumentError; returns None)."""
     _uint8_array(scales, "scales")
     _int(bias, "bias", "an integer")
-
-
-def check_decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", scale_bias=127):
-    """The argument checks of decode_mxfp4."""
-    _decode_args(blocks, scales, dtype, nibble_order, scale_bias)
 
 
 def check_encode_mxfp4(w, *, scale_rule="ceil", ties="even"):
@@ -121,11 +118,6 @@ def check_encode_mxfp4(w, *, scale_rule="ceil", ties="even"):
         require(bool(np.all(np.isfinite(vals.astype(np.float64)))), "w", "finite values", "NaN or Inf")
 
 
-def check_mxfp4_linear(x, blocks, scales, bias=None, *, nibble_order="low_first", scale_bias=127):
-    """The argument checks of mxfp4_linear."""
-    _linear_args(x, blocks, scales, bias, nibble_order, scale_bias)
-
-
 def decode_e8m0(scales, *, bias=127):
     """E8M0 scale codes to float32: ``2^(s - bias)``, exact.
 
@@ -133,9 +125,8 @@ def decode_e8m0(scales, *, bias=127):
     a known-wrong variant that halves every value). The power of two is formed
     in float32 (``ldexp(1, s - bias)``): exponents -149..127 are exact (-149..-127
     as float32 subnormals), s - bias >= 128 overflows to +inf and s - bias <= -150
-    underflows to 0. Code 255 is NOT special-cased (the OCP MX spec calls it NaN;
-    the released gpt-oss and transformers decoders compute 2^(255-127) = 2^128 in
-    float32, which is +inf), so with bias 127 code 255 decodes to +inf.
+    underflows to 0. Code 255 is NOT special-cased (OCP MX calls it NaN), so with
+    bias 127 it decodes to +inf; spec/mxfp4.md "Scale code 255" has the peers' rules.
     Returns float32 with the shape of ``scales``.
     """
     check_decode_e8m0(scales, bias=bias)
@@ -149,24 +140,17 @@ def decode_e8m0(scales, *, bias=127):
 def decode_mxfp4(blocks, scales, *, dtype=np.float32, nibble_order="low_first", scale_bias=127):
     """Packed MXFP4 to floats: ``out[..., 32 g + j] = E2M1[code_j(blocks[..., g, :])] * 2^(scales[..., g] - scale_bias)``.
 
-    blocks: uint8 [..., G, 16]; scales: uint8 [..., G] (the same leading dims).
-    Element order inside block g: byte i holds elements 2i and 2i + 1;
-    nibble_order="low_first" (released gpt-oss, transformers, OCP): element 2i is
-    the low nibble (byte & 0x0F), element 2i + 1 the high nibble (byte >> 4);
-    nibble_order="high_first" is the swapped, known-wrong reading.
-    Code table: ``FP4_E2M1_VALUES`` (bit 3 = sign; code 8 is -0.0).
-    Scale: ``decode_e8m0(scales, bias=scale_bias)`` (float32; code 255 -> +inf).
-
-    Arithmetic: the product table value x scale is formed exactly (float64) and
-    rounded once to ``dtype`` (float32 default, float64 or bfloat16). Every
-    finite product that fits the dtype is exact (E2M1 has one mantissa bit);
-    products >= 2^128 (scale code 254 with |value| >= 2, and every nonzero code
-    with scale code 255) are +-inf in float32 and bfloat16, as in the released
-    float32/bf16 decoders; in float64 only scale code 255 gives +-inf. A zero
-    code with scale code 255 gives NaN (0 x inf); torch.ldexp keeps it 0 (spec/mxfp4.md).
+    blocks: uint8 [..., G, 16]; scales: uint8 [..., G] (the same leading dims). Byte i holds
+    elements 2i and 2i + 1: nibble_order="low_first" (released gpt-oss) puts element 2i in the
+    low nibble (byte & 0x0F); "high_first" is the swapped, known-wrong reading.
+    Code table ``FP4_E2M1_VALUES``; scale ``decode_e8m0(scales, bias=scale_bias)`` (255 -> +inf).
+    Each product is formed exactly and rounded once to ``dtype`` (float32 default, float64 or
+    bfloat16); products >= 2^128 are +-inf in float32 and bfloat16, and a zero code with scale
+    code 255 gives NaN (0 x inf).
     Returns [..., G * 32] in ``dtype``.
     """
-    b, s, dt, scale_bias = _decode_args(blocks, scales, dtype, nibble_order, scale_bias)
+    check_decode_mxfp4(blocks, scales, dtype=dtype, nibble_order=nibble_order, scale_bias=scale_bias)
+    b, s, dt, scale_bias = _uint8(blocks), _uint8(scales), np.dtype(dtype), int(scale_bias)
     # A byte decodes to a pair of table values; the pair table makes the unpacking one gather.
     wide = np.float64 if dt == np.float64 else np.float32
     vals = _byte_pairs(nibble_order, wide)[b].reshape(*b.shape[:-1], BLOCK_SIZE)  # [..., G, 32]
@@ -240,6 +224,8 @@ def mxfp4_linear(x, blocks, scales, bias=None, *, nibble_order="low_first", scal
     ``compute_dtype(x, bias)`` and the product accumulates in that dtype; the
     bias is added after the product. Returns [..., out] in that dtype.
     """
-    xa, b, s, bb, dt, scale_bias = _linear_args(x, blocks, scales, bias, nibble_order, scale_bias)
+    check_mxfp4_linear(x, blocks, scales, bias, nibble_order=nibble_order, scale_bias=scale_bias)
+    xa, bb = as_float_array(x, "x"), None if bias is None else as_float_array(bias, "bias")
+    b, s, dt, scale_bias = _uint8(blocks), _uint8(scales), compute_dtype(xa, bb), int(scale_bias)
     wt = decode_mxfp4(b, s, dtype=dt, nibble_order=nibble_order, scale_bias=scale_bias)  # [out, in]
     return linear(xa, wt, bb)  # [..., out]

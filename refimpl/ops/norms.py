@@ -73,21 +73,14 @@ def _rescaled_rows(x, stat, y, eps, *, center):
 
 
 def layer_norm(x, weight, bias, *, eps=1e-5):
-    """LayerNorm over the last axis.
+    """LayerNorm over the last axis: y = (x - mean) / sqrt(var + eps) * weight + bias.
 
-    mean = sum(x) / n;  var = sum((x - mean)^2) / n  (biased: divide by n);
-    y = (x - mean) / sqrt(var + eps) * weight + bias   (eps inside the sqrt).
-
-    x: [..., n]; weight, bias: [n] (GPT-2 ``ln_*.weight`` / ``ln_*.bias``);
-    bias None means no bias. eps: finite, >= 0 (GPT-2: 1e-5). With eps = 0 a
-    row with zero variance gives 0/0 = NaN, as IEEE arithmetic says.
-
-    Dtype: computed in ``compute_dtype(x, weight, bias)`` (float32 for
-    float32/bfloat16/float16 inputs, float64 if any input is float64), which
-    is also the result dtype. Mean and variance use two passes over the row.
-    Overflow: a finite row whose mean or variance overflows (|x| above about 1.8e19 in float32) is
-    recomputed on x / max|x| with eps / max|x|^2 (the same value, nothing overflows); other rows are
-    unaffected, bit for bit.
+    mean and the biased variance (divide by n) are taken in two passes; eps sits inside the sqrt.
+    x: [..., n]; weight, bias: [n]; bias None means no bias. eps: finite, >= 0; with eps = 0 a
+    zero-variance row gives 0/0 = NaN, as IEEE arithmetic says.
+    Dtype: computed in and returned as ``compute_dtype(x, weight, bias)``.
+    Overflow: a finite row whose mean or variance overflows is recomputed on x / max|x| with
+    eps / max|x|^2 (the same value); other rows are unaffected, bit for bit.
     """
     check_layer_norm(x, weight, bias, eps=eps)
     x, w = as_float_array(x, "x"), as_float_array(weight, "weight")

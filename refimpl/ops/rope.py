@@ -69,22 +69,15 @@ def inv_freq_linear(head_dim, *, base, factor):
 
 
 def inv_freq_llama3(head_dim, *, base, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings):
-    """LLaMA 3.1 frequency rule (HF rope_type "llama3").
+    """LLaMA 3.1 frequency rule (HF rope_type "llama3"); float64 [head_dim/2].
 
-    With inv_j = inv_freq_default_j, wavelen_j = 2 pi / inv_j, L0 =
-    original_max_position_embeddings, low_freq_wavelen = L0 / low_freq_factor,
-    high_freq_wavelen = L0 / high_freq_factor:
-
-      wavelen_j <  high_freq_wavelen               -> inv_j            (kept)
-      wavelen_j >  low_freq_wavelen                -> inv_j / factor   (interpolated)
-      high_freq_wavelen <= wavelen_j <= low_freq_wavelen (both ends inclusive)
-                                                   -> (1 - s_j) inv_j / factor + s_j inv_j,
-      s_j = (L0 / wavelen_j - low_freq_factor) / (high_freq_factor - low_freq_factor).
-
-    s is 0 at wavelen = low_freq_wavelen and 1 at high_freq_wavelen, so the rule is
-    continuous at both boundaries. LLaMA 3.1: factor 8, low_freq_factor 1,
-    high_freq_factor 4, L0 8192, base 500000. Requires factor > 0,
-    0 < low_freq_factor < high_freq_factor, L0 integer >= 1. Float64, [head_dim/2].
+    With inv_j = inv_freq_default_j, wavelen_j = 2 pi / inv_j, L0 = original_max_position_embeddings:
+      wavelen_j <  L0 / high_freq_factor   -> inv_j                       (kept)
+      wavelen_j >  L0 / low_freq_factor    -> inv_j / factor              (interpolated)
+      otherwise (both ends inclusive)      -> (1 - s_j) inv_j / factor + s_j inv_j,
+      s_j = (L0 / wavelen_j - low_freq_factor) / (high_freq_factor - low_freq_factor),
+    which is continuous at both ends. Requires factor > 0,
+    0 < low_freq_factor < high_freq_factor, and L0 an integer >= 1.
     """
     d = _head_dim(head_dim)
     b = _base(base)
@@ -147,28 +140,16 @@ def inv_freq_yarn(
     mscale_all_dim=None,
     attention_factor=None,
 ):
-    """YaRN ("NTK by parts") frequencies and attention scaling; returns (inv_freq, attention_scaling).
+    """YaRN ("NTK by parts") frequencies; returns (inv_freq float64 [head_dim/2], attention_scaling).
 
     freq_j = base^(2j / head_dim); (low, high) = yarn_correction_range(...);
     ramp_j = clamp((j - low) / (high - low), 0, 1);
     inv_freq_j = (1 / freq_j) (1 - ramp_j) + (1 / (factor freq_j)) ramp_j.
-    Pairs below low (high frequency, many turns within L0) keep their frequency
-    ("extrapolation"); pairs above high are divided by factor ("interpolation");
-    HF's inv_freq_extrapolation_factor is 1 - ramp_j.
-
-    factor must be >= 1; factor == 1 returns the default frequencies exactly (the
-    official gpt-oss code skips YaRN unless factor > 1). With truncate=False and
-    factor > 1 the official gpt-oss check 0 < low < high < head_dim/2 - 1 must hold,
-    else ArgumentError naming head_dim (and original_max_position_embeddings).
-
-    attention_scaling (gpt-oss "concentration", multiplies both cos and sin):
-    attention_factor if given; else, if mscale and mscale_all_dim are both given
-    and non-zero, get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim);
-    else get_mscale(factor) = 0.1 ln(factor) + 1, where get_mscale(f, m) =
-    0.1 m ln(f) + 1 for f > 1 and 1.0 for f <= 1.
-
-    gpt-oss: base 150000, factor 32, beta_fast 32, beta_slow 1, L0 4096,
-    truncate False -> attention_scaling 1.3465736. Float64, [head_dim/2].
+    factor >= 1; factor == 1 returns the default frequencies exactly. With truncate=False and
+    factor > 1, 0 < low < high < head_dim/2 - 1 must hold, else ArgumentError naming head_dim.
+    attention_scaling (multiplies cos and sin): attention_factor if given; else, if mscale and
+    mscale_all_dim are both given and non-zero, get_mscale(factor, mscale) / get_mscale(factor,
+    mscale_all_dim); else get_mscale(factor); get_mscale(f, m=1) = 0.1 m ln(f) + 1 for f > 1, else 1.
     """
     d = _head_dim(head_dim)
     b = _base(base)
@@ -301,13 +282,14 @@ def rope_cos_sin(inv_freq, positions, *, attention_scaling=1.0, angle_dtype=np.f
     return cos.astype(out_dt, copy=False), sin.astype(out_dt, copy=False)
 
 
-def _rope_check(x, cos, sin, pairing, rotary_dim):
-    """Every check of apply_rope; returns (x, cos, sin, r, dtype): the arrays as given (not converted),
-    r = rotary_dim (default head_dim), dtype = compute_dtype(x, cos, sin)."""
-    x = as_float_array(x, "x", min_ndim=3)
+def check_apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
+    """The argument checks of apply_rope (ArgumentError; returns None)."""
+    x = as_float_array(x, "x", min_ndim=3)  # messages are formatted only on failure: this runs on every call
     d = x.shape[-1]
-    require(d >= 2 and d % 2 == 0, "x", "an even head_dim >= 2 as last dimension", f"shape {x.shape}")
-    require(pairing in PAIRINGS, "pairing", f"one of {PAIRINGS}", repr(pairing))
+    if not (d >= 2 and d % 2 == 0):
+        require(False, "x", "an even head_dim >= 2 as last dimension", f"shape {x.shape}")
+    if pairing not in PAIRINGS:
+        require(False, "pairing", f"one of {PAIRINGS}", repr(pairing))
     if rotary_dim is None:
         r = d
     else:
@@ -315,31 +297,33 @@ def _rope_check(x, cos, sin, pairing, rotary_dim):
         require(r % 2 == 0 and r <= d, "rotary_dim", f"an even integer <= head_dim={d}", r)
     c = as_float_array(cos, "cos", min_ndim=2)
     s = as_float_array(sin, "sin", min_ndim=2)
-    require(s.shape == c.shape, "sin", f"the shape of cos {c.shape}", f"shape {s.shape}")
-    require(c.shape[-1] == r // 2, "cos", f"last dimension {r // 2} (rotary_dim/2)", f"shape {c.shape}")
+    if s.shape != c.shape:
+        require(False, "sin", f"the shape of cos {c.shape}", f"shape {s.shape}")
+    if c.shape[-1] != r // 2:
+        require(False, "cos", f"last dimension {r // 2} (rotary_dim/2)", f"shape {c.shape}")
     t = x.shape[-3]
-    require(c.shape[-2] == t, "cos", f"T={t} (axis -3 of x {x.shape}) at axis -2", f"shape {c.shape}")
-    try:
-        lead = np.broadcast_shapes(c.shape[:-2], x.shape[:-3])
-    except ValueError:
-        lead = None
-    require(lead == x.shape[:-3], "cos", f"leading dimensions broadcasting to x's {x.shape[:-3]}", f"shape {c.shape}")
-    return x, c, s, r, compute_dtype(x, c, s)
-
-
-def check_apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
-    """The argument checks of apply_rope (ArgumentError; returns None)."""
-    _rope_check(x, cos, sin, pairing, rotary_dim)
+    if c.shape[-2] != t:
+        require(False, "cos", f"T={t} (axis -3 of x {x.shape}) at axis -2", f"shape {c.shape}")
+    lead = x.shape[:-3]
+    if c.shape[:-2] != lead and c.ndim > 2:  # a [T, R/2] table serves every leading index
+        try:
+            ok = np.broadcast_shapes(c.shape[:-2], lead) == lead
+        except ValueError:
+            ok = False
+        if not ok:
+            require(False, "cos", f"leading dimensions broadcasting to x's {lead}", f"shape {c.shape}")
 
 
 def check_rope_terms(x, cos, sin, *, pairing="half", rotary_dim=None):
     """The argument checks of rope_terms: those of apply_rope."""
-    _rope_check(x, cos, sin, pairing, rotary_dim)
+    check_apply_rope(x, cos, sin, pairing=pairing, rotary_dim=rotary_dim)
 
 
-def _rope_args(x, cos, sin, pairing, rotary_dim):
-    """Validated (x, cos, sin, r) in the compute dtype; cos, sin [..., T, 1, R/2]."""
-    x, c, s, r, dt = _rope_check(x, cos, sin, pairing, rotary_dim)
+def _rope_args(x, cos, sin, rotary_dim):
+    """(x, cos, sin, r) in the compute dtype from arguments check_apply_rope accepted; cos, sin [..., T, 1, R/2]."""
+    x, c, s = as_float_array(x, "x"), as_float_array(cos, "cos"), as_float_array(sin, "sin")
+    r = x.shape[-1] if rotary_dim is None else int(rotary_dim)
+    dt = compute_dtype(x, c, s)
     x = x.astype(dt, copy=False)
     c = c.astype(dt, copy=False)[..., None, :]  # [..., T, 1, R/2]
     s = s.astype(dt, copy=False)[..., None, :]  # [..., T, 1, R/2]
@@ -360,7 +344,8 @@ def apply_rope(x, cos, sin, *, pairing="half", rotary_dim=None):
     Dimensions R .. D-1 pass through unchanged (partial rotary). D and R must be
     even, 2 <= R <= D. Computed and returned in compute_dtype(x, cos, sin).
     """
-    x, c, s, r = _rope_args(x, cos, sin, pairing, rotary_dim)
+    check_apply_rope(x, cos, sin, pairing=pairing, rotary_dim=rotary_dim)
+    x, c, s, r = _rope_args(x, cos, sin, rotary_dim)
     d = x.shape[-1]
     xr = x[..., :r]  # [..., T, H, R]
     if pairing == "half":
@@ -388,7 +373,8 @@ def rope_terms(x, cos, sin, *, pairing="half", rotary_dim=None):
     nearest is symmetric, rounding -(x_b sin_j) is the negated rounding of x_b sin_j.
     Arguments and checks as apply_rope.
     """
-    x, c, s, r = _rope_args(x, cos, sin, pairing, rotary_dim)
+    check_rope_terms(x, cos, sin, pairing=pairing, rotary_dim=rotary_dim)
+    x, c, s, r = _rope_args(x, cos, sin, rotary_dim)
     d = x.shape[-1]
     xr = x[..., :r]  # [..., T, H, R]
     if pairing == "half":

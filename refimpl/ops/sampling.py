@@ -34,9 +34,8 @@ def _check_logits(logits, *, allow_pos_inf=True, need_finite_max=False):
             require(False, "logits", "at least one entry > -inf in every row", f"a row of only -inf at batch index {where}")
 
 
-def _logits(logits, *, allow_pos_inf=True, need_finite_max=False):
-    """Validated logits `[..., V]` in compute dtype: V >= 1, no NaN (optionally no +inf)."""
-    _check_logits(logits, allow_pos_inf=allow_pos_inf, need_finite_max=need_finite_max)
+def _logits(logits):
+    """Logits `[..., V]` that its op's check_<op> accepted, in their compute dtype."""
     a = as_float_array(logits, "logits")
     return a.astype(compute_dtype(a))
 
@@ -143,6 +142,7 @@ def greedy(logits):
     logits [..., V] with no NaN (ArgumentError naming `logits`); +inf and -inf are ordinary
     values. Returns a Python int for 1-D logits, else an int64 array of shape [...].
     """
+    check_greedy(logits)
     x = _logits(logits)
     idx = np.argmax(x, axis=-1)  # [...]
     return int(idx) if x.ndim == 1 else idx.astype(np.int64)
@@ -156,9 +156,8 @@ def apply_temperature(logits, temperature):
     dtype (HF TemperatureLogitsWarper divides; the official gpt-oss generator multiplies by
     1/temperature, which differs by rounding unless 1/temperature is exact).
     """
-    x = _logits(logits)
-    t = real(temperature, "temperature")
-    require(t > 0, "temperature", "a number > 0", repr(temperature))
+    check_apply_temperature(logits, temperature)
+    x, t = _logits(logits), float(temperature)
     with np.errstate(over="ignore"):
         return (x / x.dtype.type(t)).astype(x.dtype)
 
@@ -170,8 +169,8 @@ def top_k_filter(logits, k):
     keep x_i iff x_i >= threshold. Ties at the threshold are all kept, so more than k
     entries survive when the k-th value is repeated. k is an integer >= 1; k >= V keeps all.
     """
-    x = _logits(logits)
-    k = positive_int(k, "k")
+    check_top_k_filter(logits, k)
+    x, k = _logits(logits), int(k)
     v = x.shape[-1]
     kk = min(k, v)
     thr = np.partition(x, v - kk, axis=-1)[..., v - kk : v - kk + 1]  # [..., 1]
@@ -190,10 +189,8 @@ def top_p_filter(logits, p, *, min_keep=1):
     p in (0, 1]; p == 1 keeps every token (no filtering). min_keep is an integer >= 1.
     Removed entries become -inf; kept entries keep their value.
     """
-    x = _logits(logits, allow_pos_inf=False, need_finite_max=True)
-    p = real(p, "p")
-    require(0 < p <= 1, "p", "a number in (0, 1]", repr(p))
-    min_keep = positive_int(min_keep, "min_keep")
+    check_top_p_filter(logits, p, min_keep=min_keep)
+    x, p, min_keep = _logits(logits), float(p), int(min_keep)
     if p == 1.0:
         return x.copy()
     q = softmax(x)  # [..., V]
@@ -212,24 +209,17 @@ def sample(logits, *, temperature=0.0, top_k=None, top_p=None, rng=None):
     """Draw one token id per row.
 
     temperature == 0: greedy(logits) (lowest index on ties); rng is not used.
-    temperature > 0, in HF's warper order (generation/utils.py _get_logits_processor):
-      1. x = apply_temperature(logits, temperature)
-      2. x = top_k_filter(x, top_k)    if top_k is not None
-      3. x = top_p_filter(x, top_p)    if top_p is not None
-      4. the draw, in float64 for every input dtype: m = max_i x_i; e_i = exp(x_i - m)
-         (e_i = 0 for removed tokens); C_i = e_0 + ... + e_i summed left to right in index
-         order; u = rng.random() (one float64 in [0, 1) per row, rows in C order, i.e.
-         rng.random(size=batch_shape)); the token is the smallest i with u * C_{V-1} < C_i.
-         That is inverse-CDF sampling on the unnormalised cumulative weights; tokens with
-         e_i = 0 are never chosen.
-    rng is a numpy.random.Generator (required when temperature > 0). Logits must be free of
-    NaN, and of +inf when temperature > 0, with at least one entry > -inf per row.
+    temperature > 0: x = apply_temperature(logits, temperature), then top_k_filter(x, top_k) and
+    top_p_filter(x, top_p) where given (HF's warper order), then the draw, in float64:
+    e_i = exp(x_i - max x) (0 for removed tokens); C_i = e_0 + ... + e_i summed in index order;
+    u = rng.random(size=batch_shape) (one per row, C order); token = the smallest i with
+    u * C_{V-1} < C_i (inverse CDF on the unnormalised weights).
+    rng: a numpy.random.Generator, required when temperature > 0. Logits must be free of NaN,
+    and of +inf when temperature > 0, with at least one entry > -inf per row.
     Returns a Python int for 1-D logits, else an int64 array of shape [...].
     """
-    t = real(temperature, "temperature")
-    require(t >= 0, "temperature", "a number >= 0", repr(temperature))
-    x = _logits(logits, allow_pos_inf=(t == 0), need_finite_max=(t > 0))
     check_sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng)
+    x, t = _logits(logits), float(temperature)
     if t == 0:
         return greedy(x)
     x = apply_temperature(x, t)

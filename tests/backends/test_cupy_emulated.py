@@ -194,3 +194,28 @@ def test_bad_input_is_a_one_line_argument_error(backend, call):
     with pytest.raises(ArgumentError) as e:
         call(backend.as_ops(fallback=False))
     assert "\n" not in str(e.value)
+
+
+def _tie_heavy_logits(rng, rows, v):
+    """Small integers (many equal logits), zeros of both signs, some -inf, one finite entry per row."""
+    x = rng.integers(-3, 3, size=(rows, v)).astype(np.float32)
+    zero = x == 0
+    x[zero] = np.where(rng.random(int(zero.sum())) < 0.5, np.float32(-0.0), np.float32(0.0))
+    x[rng.random((rows, v)) < 0.2] = -np.inf
+    x[:, -1] = 1.0
+    return x
+
+
+@pytest.mark.parametrize("v", [1, 33, 1000, 5003])
+def test_top_p_radix_sort_keeps_the_reference_set(backend, v):
+    """top_p_filter's kernel (a block-wide stable radix sort, spec/backends-cupy.md) keeps exactly the
+    reference's tokens, ties ranked by lower index (-0 equal to +0), in float32 and bf16 storage, with
+    several rows per launch and vocabularies shorter and longer than one block."""
+    rng = np.random.default_rng(v)
+    ops = backend.as_ops(fallback=False)
+    for x in (_tie_heavy_logits(rng, 3, v), (rng.normal(size=(2, v)) * 3).astype(np.float32)):
+        for dt in (np.float32, ml_dtypes.bfloat16):
+            for p, min_keep in ((0.05, 1), (0.5, 2), (0.9, 1), (0.999, 3)):
+                want = R.top_p_filter(x.astype(dt), p, min_keep=min_keep).astype(np.float32)
+                got = np.asarray(ops.top_p_filter(x.astype(dt), p, min_keep=min_keep))
+                np.testing.assert_array_equal(got, want, err_msg=f"V={v} {np.dtype(dt).name} p={p}")

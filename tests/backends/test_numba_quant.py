@@ -130,6 +130,6 @@ def test_smollm2_greedy_tokens_match_the_reference():
 
     ids = np.array([504, 3575, 282, 4649, 314])  # "The capital of France is"
     packed = load(str(path), backend="numba")
-    assert packed.weights["layers.0.mlp.up.weight"].__class__ is PackedGGUF
+    assert packed.weights["layers.0.mlp.gate_up.weight"].__class__ is PackedGGUF  # stacked at load, still packed
     ref = load(str(path))  # the reference: dequantized once at load
     assert packed.generate(ids, max_new_tokens=8, stop_ids=()) == ref.generate(ids, max_new_tokens=8, stop_ids=())

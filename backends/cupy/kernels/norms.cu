@@ -3,6 +3,22 @@
 // Storage T (float or bf16) for x, r, weight and bias; float32 compute; float32 output.
 #include "common.h"
 
+// Block-wide: whether every entry of the row x[0 .. n) is finite, and max |x| in *amax (every thread
+// gets both).
+template <class T>
+__device__ bool row_finite_amax(const T* x, int n, float* amax) {
+  float m = 0.0f;
+  int finite = 1;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    float v = ld(x, i);
+    if (!ri_isfinite(v)) finite = 0;
+    m = ri_fmax(m, fabsf(v));
+  }
+  float bad = block_sum(finite ? 0.0f : 1.0f);
+  *amax = block_max(m);
+  return bad == 0.0f;
+}
+
 // Rows whose sum of squares overflows while the row is finite are recomputed on x / max|x|
 // (refimpl's overflow rule), so a finite row never normalises to zeros.
 template <class T>
@@ -15,16 +31,8 @@ __device__ void rms_norm_row(const T* x, const T* w, float* y, int n, float eps,
   float ms = block_sum(ss) / (float)n;
   float s = 1.0f;
   if (!ri_isfinite(ms)) {  // inf or NaN: recompute if the row itself is finite
-    float amax = 0.0f;
-    int finite = 1;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-      float v = ld(x, i);
-      if (!ri_isfinite(v)) finite = 0;
-      amax = ri_fmax(amax, fabsf(v));
-    }
-    float all_finite = block_sum(finite ? 0.0f : 1.0f);
-    amax = block_max(amax);
-    if (all_finite == 0.0f && amax > 0.0f) {
+    float amax;
+    if (row_finite_amax(x, n, &amax) && amax > 0.0f) {
       s = amax;
       float su = 0.0f;
       for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -56,16 +64,8 @@ __device__ void layer_norm_row(const T* x, const T* w, const T* b, float* y, int
   float var = block_sum(sc) / (float)n;
   float s = 1.0f, floor_eps = eps;
   if (!ri_isfinite(var)) {
-    float amax = 0.0f;
-    int finite = 1;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-      float v = ld(x, i);
-      if (!ri_isfinite(v)) finite = 0;
-      amax = ri_fmax(amax, fabsf(v));
-    }
-    float bad = block_sum(finite ? 0.0f : 1.0f);
-    amax = block_max(amax);
-    if (bad == 0.0f && amax > 0.0f) {
+    float amax;
+    if (row_finite_amax(x, n, &amax) && amax > 0.0f) {
       s = amax;
       float su = 0.0f;
       for (int i = threadIdx.x; i < n; i += blockDim.x) su += ld(x, i) / s;

@@ -4,10 +4,10 @@
 //   softmax_rows: exp(x - m) / sum, m the row max (0 when it is -inf); an all -inf row gives zeros.
 //   topk_filter: threshold = the k-th largest value (repeats counted), found by a 4-pass radix select
 //     on order-preserving 32-bit keys (shared 256-bin histograms, atomicAdd); keep x >= threshold.
-//   topp_filter: rank r_i = #{j: x_j > x_i or (x_j == x_i and j < i)} (stable descending order,
-//     O(V^2) comparisons: meant for small vocabularies, see spec/backends-cupy.md), probabilities
-//     placed in rank order, the exclusive prefix sum taken sequentially in float32 by one thread,
-//     token of rank r kept iff (double)S_r < p or r < min_keep.
+//   topp_filter: the stable descending order (ties by lower index) by a block-wide LSD radix sort of
+//     32-bit order-preserving keys (8 passes of 4 bits, O(V) work per row), the exclusive prefix sum
+//     of the probabilities in that order taken sequentially in float32 by one thread, token of rank r
+//     kept iff (double)S_r < p or r < min_keep.
 //   sample_draw: float64, one thread per row, left to right: e_i = exp(x_i - m), C_i = e_0 + .. + e_i,
 //     token = #{i: C_i <= u C_{V-1}} (capped at V - 1), u the host-drawn uniform of the row.
 #include "common.h"
@@ -106,33 +106,67 @@ RI_DEV float key_value(unsigned k) {
     }                                                                                               \
   }                                                                                                 \
   EMU_EXPORT(topk_filter_##SUF)                                                                     \
-  /* q: the row probabilities (softmax_rows); scratch: rows * V floats; keep: rows * V bytes */     \
-  RI_KERNEL topp_filter_##SUF(const T* x, const float* q, float* sorted, int* rank,                \
-                              unsigned char* keep, float* y, i64 rows, int V, double p,             \
+  /* q: the row probabilities (softmax_rows); keys, idx: 2 * rows * V each (ping-pong buffers);    \
+     counts: gridDim.x * 16 * blockDim.x. Stable LSD radix sort, 4-bit digits, 8 passes: thread t  \
+     owns the contiguous chunk [t*C, (t+1)*C) of the row and scatters it in order, so equal keys   \
+     keep their index order. Key = ~order_key(x) (descending; -0 counts as +0, as x_j == x_i). */  \
+  RI_KERNEL topp_filter_##SUF(const T* x, const float* q, unsigned* keys, int* idx,                \
+                              unsigned* counts, float* y, i64 rows, int V, double p,                \
                               int min_keep) {                                                       \
+    const int nt = blockDim.x, t = threadIdx.x;                                                     \
+    const i64 chunk = ((i64)V + nt - 1) / nt;                                                       \
+    const i64 lo = t * chunk < V ? t * chunk : V, hi = lo + chunk < V ? lo + chunk : V;             \
+    unsigned* cnt = counts + (i64)blockIdx.x * 16 * nt;                                             \
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {                                            \
       const T* xr = x + r * V;                                                                      \
-      for (int i = threadIdx.x; i < V; i += blockDim.x) {                                           \
-        float xi = ld(xr, i);                                                                       \
-        int rk = 0;                                                                                 \
-        for (int j = 0; j < V; ++j) {                                                               \
-          float xj = ld(xr, j);                                                                     \
-          rk += (xj > xi || (xj == xi && j < i)) ? 1 : 0;                                           \
-        }                                                                                           \
-        rank[r * V + i] = rk;                                                                       \
-        sorted[r * V + rk] = q[r * V + i];                                                          \
+      unsigned* ka = keys + r * 2 * V;                                                              \
+      unsigned* kb = ka + V;                                                                        \
+      int* ia = idx + r * 2 * V;                                                                    \
+      int* ib = ia + V;                                                                             \
+      for (int i = t; i < V; i += nt) {                                                             \
+        float v = ld(xr, i);                                                                        \
+        ka[i] = ~order_key(v == 0.0f ? 0.0f : v);                                                   \
+        ia[i] = i;                                                                                  \
       }                                                                                             \
-      __syncthreads();                                                                              \
-      if (threadIdx.x == 0) {                                                                       \
+      for (int shift = 0; shift < 32; shift += 4) {                                                 \
+        unsigned c[16];                                                                             \
+        for (int d = 0; d < 16; ++d) c[d] = 0u;                                                     \
+        __syncthreads(); /* keys written; the previous pass's offsets read */                      \
+        for (i64 i = lo; i < hi; ++i) c[(ka[i] >> shift) & 15u] += 1u;                              \
+        for (int d = 0; d < 16; ++d) cnt[d * nt + t] = c[d];                                        \
+        __syncthreads();                                                                            \
+        if (t == 0) { /* exclusive scan, digit-major: (digit 0: threads 0..nt-1), (digit 1: ..) */  \
+          unsigned s = 0u;                                                                          \
+          for (int j = 0; j < 16 * nt; ++j) {                                                       \
+            unsigned n = cnt[j];                                                                    \
+            cnt[j] = s;                                                                             \
+            s += n;                                                                                 \
+          }                                                                                         \
+        }                                                                                           \
+        __syncthreads();                                                                            \
+        for (int d = 0; d < 16; ++d) c[d] = cnt[d * nt + t];                                        \
+        for (i64 i = lo; i < hi; ++i) {                                                             \
+          unsigned o = c[(ka[i] >> shift) & 15u]++;                                                 \
+          kb[o] = ka[i];                                                                            \
+          ib[o] = ia[i];                                                                            \
+        }                                                                                           \
+        unsigned* kt = ka; ka = kb; kb = kt;                                                        \
+        int* it = ia; ia = ib; ib = it;                                                             \
+      }                                                                                             \
+      __syncthreads(); /* ia: the indices in rank order (8 passes: back in the first buffer) */     \
+      if (t == 0) {                                                                                 \
         float s = 0.0f;                                                                             \
         for (int k = 0; k < V; ++k) {                                                               \
-          keep[r * V + k] = ((double)s < p || k < min_keep) ? 1 : 0;                                \
-          s = s + sorted[r * V + k];                                                                \
+          kb[k] = ((double)s < p || k < min_keep) ? 1u : 0u;                                        \
+          s = s + q[r * V + ia[k]];                                                                 \
         }                                                                                           \
       }                                                                                             \
       __syncthreads();                                                                              \
-      for (int i = threadIdx.x; i < V; i += blockDim.x)                                             \
-        y[r * V + i] = keep[r * V + rank[r * V + i]] ? ld(xr, i) : -ri_inf();                       \
+      for (int k = t; k < V; k += nt) {                                                             \
+        int i = ia[k];                                                                              \
+        y[r * V + i] = kb[k] ? ld(xr, i) : -ri_inf();                                               \
+      }                                                                                             \
+      __syncthreads(); /* kb and ia are reused by the next row of this block */                    \
     }                                                                                               \
   }                                                                                                 \
   EMU_EXPORT(topp_filter_##SUF)                                                                     \
