@@ -20,7 +20,9 @@ and records:
     python bench/gpt_oss_20b_speed.py [--dir /tmp/gpt-oss-20b-shaped] [--new-tokens 4] [--threads 2]
         [--layers N] [--keep] [--json bench/results/gpt_oss_20b_speed.json]
 
---layers N writes (or uses) a real-width checkpoint with only N layers (e.g. 2). Without --keep
+--layers N writes (or uses) a real-width checkpoint with only N layers (e.g. 2). --numpy-steps K
+also loads the NumPy reference in the same process and alternates K decode steps of each (the
+ratio of median step times; both see the same load). Without --keep
 the checkpoint folder is deleted at the end. Needs ~14 GB of free disk for 24 layers.
 """
 
@@ -57,7 +59,30 @@ def prefault(weights):
     return n
 
 
-def run_one(folder, new_tokens, prompt_len):
+def numpy_side_by_side(folder, m, ids, steps):
+    """The NumPy reference on the same checkpoint in this process, decode steps alternating with the
+    Numba model's (both sample the same machine load); returns per-step times and the greedy tokens."""
+    import refimpl
+
+    ref = refimpl.load(str(folder), dtype="float32")
+    caches = {"numpy": ref.new_cache(capacity=len(ids) + steps + 1), "numba": m.new_cache(capacity=len(ids) + steps + 1)}
+    models = {"numpy": ref, "numba": m}
+    toks, times = {}, {"numpy": [], "numba": []}
+    for name, mm in models.items():
+        logits = mm._forward(ids, cache=caches[name])
+        toks[name] = [int(np.argmax(np.asarray(logits)[-1]))]
+    for _ in range(steps):
+        for name, mm in models.items():
+            t = time.perf_counter()
+            logits = mm._forward(np.array([toks[name][-1]]), cache=caches[name])
+            toks[name].append(int(np.argmax(np.asarray(logits)[-1])))
+            times[name].append(time.perf_counter() - t)
+    return {"steps_s": times, "tokens": toks, "same_tokens": toks["numpy"] == toks["numba"],
+            "numba_vs_numpy_median_step": float(np.median(times["numpy"]) / np.median(times["numba"])),
+            "numba_vs_numpy_total": float(sum(times["numpy"]) / sum(times["numba"]))}
+
+
+def run_one(folder, new_tokens, prompt_len, numpy_steps=0):
     """Load and decode in this process; print one JSON line."""
     import numba
 
@@ -95,6 +120,7 @@ def run_one(folder, new_tokens, prompt_len):
         tok = int(np.argmax(np.asarray(logits)[-1]))
         steps.append(time.perf_counter() - t)
         tokens.append(tok)
+    side = numpy_side_by_side(folder, m, ids, numpy_steps) if numpy_steps else None
     bw1 = stream_read_gbs()
     mean_ctx = prompt_len + 1 + new_tokens / 2
     kv = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 4 * mean_ctx
@@ -114,7 +140,7 @@ def run_one(folder, new_tokens, prompt_len):
         "after_load": after_load, "at_end": proc_status(),
         "peak_rss_gib": proc_status().get("VmHWM", 0) / 2**30,
         "load_average_start": load0, "load_average_end": os.getloadavg(),
-        "fallbacks": sorted(getattr(m.ops, "fallbacks", []) or []), "tokens": tokens,
+        "fallbacks": sorted(getattr(m.ops, "fallbacks", []) or []), "tokens": tokens, "vs_numpy": side,
         "refimpl": refimpl.__version__, "numba": numba.__version__, "numpy": np.__version__,
     }))
 
@@ -125,6 +151,8 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=4)
     ap.add_argument("--prompt-tokens", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--numpy-steps", type=int, default=0,
+                    help="also decode this many steps with the NumPy reference in the same process, alternating")
     ap.add_argument("--layers", type=int, default=None, help="a real-width checkpoint with only this many layers")
     ap.add_argument("--keep", action="store_true", help="keep the checkpoint afterwards")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "gpt_oss_20b_speed.json"))
@@ -132,7 +160,7 @@ def main():
     args = ap.parse_args()
     folder = Path(args.dir)
     if args.run_one:
-        return run_one(folder, args.new_tokens, args.prompt_tokens)
+        return run_one(folder, args.new_tokens, args.prompt_tokens, args.numpy_steps)
     if not (folder / "config.json").exists():
         from memory_gpt_oss_20b import write_checkpoint
 
@@ -140,7 +168,7 @@ def main():
     on_disk = sum(f.stat().st_size for f in folder.iterdir())
     env = dict(os.environ, REFIMPL_THREADS=str(args.threads))
     cmd = [sys.executable, __file__, "--dir", str(folder), "--run-one", "--new-tokens", str(args.new_tokens),
-           "--prompt-tokens", str(args.prompt_tokens)]
+           "--prompt-tokens", str(args.prompt_tokens), "--numpy-steps", str(args.numpy_steps)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"run failed (exit {out.returncode}): {out.stderr.strip()[-2000:]}")
@@ -151,6 +179,11 @@ def main():
           f"peak RSS {r['peak_rss_gib']:.2f} GiB (at the end: private {r['at_end'].get('RssAnon', 0) / 2**30:.2f} GiB, "
           f"mapped file pages {r['at_end'].get('RssFile', 0) / 2**30:.2f} GiB); load average "
           f"{r['load_average_start'][0]:.1f} -> {r['load_average_end'][0]:.1f}")
+    if r["vs_numpy"]:
+        v = r["vs_numpy"]
+        print(f"side by side, {len(v['steps_s']['numpy'])} alternating steps: numba {v['numba_vs_numpy_median_step']:.1f}x "
+              f"the NumPy reference (median step; {v['numba_vs_numpy_total']:.1f}x in total time); "
+              f"same greedy tokens: {v['same_tokens']}")
     report = {"what": "gpt-oss-20b shapes (real width), random weights, original layout; numba backend, float32",
               "command": " ".join([Path(sys.executable).name, "bench/gpt_oss_20b_speed.py"] + sys.argv[1:]),
               "checkpoint_bytes": on_disk, "machine": platform.platform(), "cpus": os.cpu_count(), "result": r}
