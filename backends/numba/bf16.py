@@ -6,7 +6,8 @@ reference's operands exactly, in half the memory and half the bytes read per tok
 a decode step reads every weight once; gpt-oss's unembedding is 201088 x 2880).
 
 Decode and short prompts (T < GEMM_MIN_TOKENS tokens): a parallel GEMV, one work item per ROWS
-output rows (a row, 2 bytes per weight, stays in L1 while the T tokens read it); each
+output rows, taken 4 at a time (4 memory streams; a row, 2 bytes per weight, stays in L1 while the
+T tokens read it; 4 rows measured 18% faster than 1 on one thread, 8.2 vs 6.9 GB/s); each
 weight is widened in registers (`_widen`: zero-extend, shift left 16, reinterpret, all 32-bit
 integer work that vectorises), multiplied by x in the compute dtype (float64 when x is: the
 float32 -> float64 widening is exact too) and summed over k with the `reassoc` fast-math flag only
@@ -56,7 +57,24 @@ def _make_gemv(dt):
         N, K = w.shape
         T = x.shape[0]
         for c in prange((N + ROWS - 1) // ROWS):
-            for n in range(c * ROWS, min(N, (c + 1) * ROWS)):
+            hi = min(N, (c + 1) * ROWS)
+            n = c * ROWS
+            while n + 4 <= hi:  # 4 rows at a time: 4 memory streams, each x[k] loaded once for 4 products
+                w0, w1, w2, w3 = w[n], w[n + 1], w[n + 2], w[n + 3]  # [K] each
+                for t in range(T):
+                    xr = x[t]  # [K]
+                    s0 = s1 = s2 = s3 = F(0)
+                    for k in range(K):
+                        xv = xr[k]
+                        s0 += xv * _widen(w0[k])
+                        s1 += xv * _widen(w1[k])
+                        s2 += xv * _widen(w2[k])
+                        s3 += xv * _widen(w3[k])
+                    if has_bias:
+                        s0, s1, s2, s3 = s0 + bias[n], s1 + bias[n + 1], s2 + bias[n + 2], s3 + bias[n + 3]
+                    y[t, n], y[t, n + 1], y[t, n + 2], y[t, n + 3] = s0, s1, s2, s3
+                n += 4
+            while n < hi:
                 wr = w[n]  # [K]
                 for t in range(T):
                     xr = x[t]  # [K]
@@ -64,6 +82,7 @@ def _make_gemv(dt):
                     for k in range(K):
                         s += xr[k] * _widen(wr[k])
                     y[t, n] = s + bias[n] if has_bias else s
+                n += 1
         leave(old)
 
     return kernel
