@@ -29,10 +29,12 @@ class Model:
     backend: None (the NumPy reference), a name, or a refimpl.backends.Backend: the weights are
     handed to it once (to_device) and the forward pass runs on its arrays (`backend.ops()`).
     ops: an op namespace instead (e.g. `backend.as_ops()`: NumPy in and out around every op).
+    keep_bf16: keep bfloat16 matrices as stored in float32/float64 runs (prepare_weights); None =
+    when the backend declares `keeps_bf16` (the NumPy reference widens them once at load).
     """
 
     def __init__(self, config, weights, tokenizer=None, *, dtype="float32", ops=None, backend=None, source="",
-                 progress=False):
+                 progress=False, keep_bf16=None):
         self.config = config
         self.precision = Precision.of(dtype)
         self.dtype = self.precision.dtype
@@ -42,8 +44,10 @@ class Model:
         self.ops = ops if ops is not None else (reference_ops if self.backend is None else self.backend.ops())
         to_device = None if self.backend is None else self.backend.to_device
         fuse = bool(getattr(self.backend, "fuse_projections", False))
+        if keep_bf16 is None:  # the backend says whether its kernels take bfloat16 weights as stored
+            keep_bf16 = bool(getattr(self.backend, "keeps_bf16", False)) and ops is None
         self.weights = _model.prepare_weights(config, weights, self.precision, progress=progress, to_device=to_device,
-                                              fuse=fuse)
+                                              fuse=fuse, keep_bf16=keep_bf16)
         self.tokenizer = tokenizer
         self.source = source
 
@@ -124,7 +128,8 @@ def _status(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progress=False, packed=None):
+def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progress=False, packed=None,
+         keep_bf16=None):
     """Load a model by preset name, path (GGUF file, safetensors file or checkpoint folder) or hub id
     ("org/name", found in the local Hugging Face cache: refimpl.hub).
 
@@ -133,6 +138,9 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
     packed: keep GGUF Q4_0/Q4_1/Q8_0/Q4_K/Q6_K matrices packed (spec/quant.md); None = packed for
     every backend but the NumPy reference (which dequantizes once at load: its gguf_linear would
     dequantize on every call).
+    keep_bf16: keep bfloat16 matrices bfloat16 in float32/float64 runs (exact: the kernels widen each
+    weight inside the product); None = for backends that declare `keeps_bf16` (Numba), never for the
+    NumPy reference.
     """
     prec = Precision.of(_args.check_dtype(dtype))
     name = _args.check_path_or_name(path_or_name)
@@ -171,7 +179,7 @@ def load(path_or_name=DEFAULT_MODEL, dtype="float32", backend="numpy", *, progre
 
         cfg, weights = load_weights(path)
         tok = _tokenizer_near(path, cfg)
-    m = Model(cfg, weights, tok, dtype=prec, backend=be, source=str(path), progress=progress)
+    m = Model(cfg, weights, tok, dtype=prec, backend=be, source=str(path), progress=progress, keep_bf16=keep_bf16)
     if progress:
         _status(f"loaded {m!r}")
     return m

@@ -70,6 +70,7 @@ class NumbaBackend(Backend):
     version = f"{__version__}+numba{numba.__version__}"
     dtypes = DTYPES  # bfloat16/float16 inputs are promoted to float32 exactly, as the reference does
     limits = {"attention_mask": "mask=None only (attention, attention_online)"}
+    keeps_bf16 = True  # bfloat16 weights stay bfloat16 (refimpl.load keep_bf16): linear widens them exactly (bf16.py)
     fuse_projections = True  # one GEMV for q, k, v and one for gate, up: fewer calls per decode step
     kernels = {
         "rms_norm": {"default": norms.rms_norm},

@@ -51,7 +51,7 @@ _SERIAL = {}
 
 def serial_twin(kernel):
     """The same kernel compiled without parallel=True (prange runs as range on the calling thread),
-    under its own name so that the two never share an on-disk cache entry."""
+    under its own name so that the two never share an on-disk cache entry (each has its own)."""
     key = id(kernel)
     if key not in _SERIAL:
         f = kernel.py_func
@@ -59,7 +59,7 @@ def serial_twin(kernel):
         g.__qualname__ = f.__qualname__ + "_serial"
         g.__module__ = f.__module__
         opts = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
-        _SERIAL[key] = (kernel, numba.njit(**opts)(g))
+        _SERIAL[key] = (kernel, numba.njit(cache=True, **opts)(g))  # cached on disk too (as the kernel)
     return _SERIAL[key][1]
 
 

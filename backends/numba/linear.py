@@ -12,8 +12,9 @@ is widened by the matmul path).
 import numpy as np
 from numba import njit, prange
 
-from refimpl.precision import compute_dtype
+from refimpl.precision import bfloat16, compute_dtype
 
+from . import bf16
 from ._common import JIT, enter, launch, leave
 
 ROWS = 16
@@ -40,6 +41,8 @@ def gemv(nt, x, w, bias, has_bias, zero, y):  # x [T, K]; w [N, K]; y [T, N]
 def linear(x, weight, bias=None):
     """Same contract as refimpl.ops.linear: x [..., in] @ weight[out, in].T + bias, compute_dtype(x, weight, bias)."""
     xa, w = np.asarray(x), np.asarray(weight)
+    if w.dtype == bfloat16:  # kept bfloat16 (refimpl.model.prepare_weights, keep_bf16): bf16.py
+        return bf16.linear(xa, w, bias)
     dt = compute_dtype(xa, w, bias)
     lead = xa.shape[:-1]
     x2 = np.ascontiguousarray(xa, dtype=dt).reshape(-1, xa.shape[-1])  # [T, in]

@@ -331,11 +331,14 @@ def fuse_projections(cfg, weights):
     return w
 
 
-def prepare_weights(cfg, weights, dtype, *, progress=False, to_device=None, fuse=False):
+def prepare_weights(cfg, weights, dtype, *, progress=False, to_device=None, fuse=False, keep_bf16=False):
     """Every dense tensor rounded once to the storage dtype, then handed to the backend (to_device).
 
     MXFP4 blocks and scales stay packed, and an untied token embedding stays as stored
     (memory-mapped on the host when to_device is None): only its gathered rows are ever converted.
+    keep_bf16: bfloat16 matrices (2-D and up: linear weights, experts, lm_head; not the learned
+    position table) stay bfloat16 as stored in float32/float64 runs, for a backend whose kernels widen
+    them exactly inside the product (the same operands as the widened copy, half the memory).
     dtype: a dtype name or a Precision. progress: show a progress bar on stderr.
     fuse: stack q/k/v and gate/up matrices (fuse_projections), for a backend whose
     `fuse_projections` is True (fewer, larger products).
@@ -359,6 +362,8 @@ def prepare_weights(cfg, weights, dtype, *, progress=False, to_device=None, fuse
             out[name] = t
         elif name == "tok_embed" and not tied:
             out[name] = t  # gathered rows are converted after the gather; the table stays as stored
+        elif keep_bf16 and a.dtype == bfloat16 and a.ndim >= 2 and name != "pos_embed" and prec.dtype != "bfloat16":
+            out[name] = t  # widened exactly by the backend's kernels (linear, embedding)
         elif a.dtype.kind == "f" or a.dtype == bfloat16:
             out[name] = reference_ops.round_to_storage(a, prec.dtype)
         else:
