@@ -43,15 +43,36 @@ if [[ "${1:-}" == "--report" ]]; then
     exec python scripts/mutation_report.py "$@"
 fi
 
+run_names() {  # mutmut run on the mutant names read from stdin (one a line), under nice and a timeout
+    local log=$1
+    mapfile -t names
+    if [[ ${#names[@]} -eq 0 ]]; then echo "nothing to run"; return 0; fi
+    nice -n 19 timeout -s INT "${MUTATION_TIMEOUT_S:-3600}" mutmut run --max-children 1 "${names[@]}" \
+        > "$log" 2>&1 || echo "mutmut exited with $? (a timeout keeps the results so far)"
+}
+
+if [[ "${1:-}" == "--rerun-survivors" ]]; then
+    # run the survivors of these modules again (after adding tests): mutmut reruns named mutants
+    shift
+    python scripts/mutation_report.py --names survived --module "$@" | run_names mutants/rerun.log
+    exec python scripts/mutation_report.py --module "$@"
+fi
+
 modules=("$@")
 if [[ ${#modules[@]} -eq 0 ]]; then
     modules=(norms quant rope activations sampling attention moe mxfp4 elementwise embed linear dropout)
 fi
+mkdir -p mutants
 for m in "${modules[@]}"; do
     start=$(date +%s)
-    # mutmut's progress line redraws with \r; keep only its last state in the log
-    nice -n 19 timeout "${MUTATION_TIMEOUT_S:-3600}" mutmut run --max-children 1 "refimpl.ops.${m}.*" \
-        > "mutants/run-${m}.log" 2>&1 || echo "mutmut on ${m} exited with $?"
+    if [[ -e "mutants/refimpl/ops/${m}.py.meta" ]]; then
+        # resume: only the mutants without a result (mutmut reruns every mutant a name matches), or a
+        # random sample of them (MUTATION_SAMPLE=N, seed MUTATION_SEED) when time is short
+        python scripts/mutation_report.py --names unchecked --module "$m" \
+            --sample "${MUTATION_SAMPLE:-0}" --seed "${MUTATION_SEED:-0}" | run_names "mutants/run-${m}.log"
+    else
+        echo "refimpl.ops.${m}.*" | run_names "mutants/run-${m}.log"
+    fi
     echo "${m}: $(( $(date +%s) - start )) s wall"
     echo "${m} $(( $(date +%s) - start ))" >> mutants/wall-seconds.txt
 done
