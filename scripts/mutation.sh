@@ -45,7 +45,8 @@ fi
 
 run_names() {  # mutmut run on the mutant names read from stdin (one a line), under nice and a timeout
     local log=$1
-    mapfile -t names
+    local names=()
+    while IFS= read -r n; do [[ -n "$n" ]] && names+=("$n"); done
     if [[ ${#names[@]} -eq 0 ]]; then echo "nothing to run"; return 0; fi
     nice -n 19 timeout -s INT "${MUTATION_TIMEOUT_S:-3600}" mutmut run --max-children 1 "${names[@]}" \
         > "$log" 2>&1 || echo "mutmut exited with $? (a timeout keeps the results so far)"
