@@ -589,3 +589,57 @@ def test_bad_apply_arguments():
     for r in (0, 3, 10, -2, 4.0):
         with pytest.raises(ArgumentError, match="^rotary_dim"):
             apply_rope(x, cos, sin, rotary_dim=r)
+
+
+# ------------------------------------------- found by mutation testing (spec/mutation.md)
+
+
+def _terms_by_hand(x, cos, sin, pairing, r):
+    """(a, b) of rope_terms by loops over the docstring's rule, float64."""
+    x = np.asarray(x, np.float64)
+    T, H, D = x.shape
+    a, b = x.copy(), np.zeros_like(x)
+    for t in range(T):
+        for h in range(H):
+            for j in range(r // 2):
+                ia, ib = (j, j + r // 2) if pairing == "half" else (2 * j, 2 * j + 1)
+                c, s = float(cos[t, j]), float(sin[t, j])
+                a[t, h, ia], b[t, h, ia] = x[t, h, ia] * c, -(x[t, h, ib] * s)
+                a[t, h, ib], b[t, h, ib] = x[t, h, ib] * c, x[t, h, ia] * s
+    return a, b
+
+
+@pytest.mark.parametrize("pairing", ["half", "interleaved"])
+@pytest.mark.parametrize("rotary_dim", [None, 4])
+def test_rope_terms_are_the_two_products(pairing, rotary_dim):
+    from refimpl.ops.rope import rope_terms
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 2, 8))  # [T, H, D]
+    r = 8 if rotary_dim is None else rotary_dim
+    ang = rng.uniform(-3, 3, (3, r // 2))
+    cos, sin = np.cos(ang), np.sin(ang)
+    a, b = rope_terms(x, cos, sin, pairing=pairing, rotary_dim=rotary_dim)
+    ea, eb = _terms_by_hand(x, cos, sin, pairing, r)
+    assert a.shape == b.shape == x.shape and a.dtype == b.dtype == np.float64
+    assert np.array_equal(a, ea) and np.array_equal(b, eb)  # one product each: exact
+    # float32: the same products rounded once to float32
+    a32, b32 = rope_terms(x.astype(np.float32), cos.astype(np.float32), sin.astype(np.float32),
+                          pairing=pairing, rotary_dim=rotary_dim)
+    assert a32.dtype == np.float32
+    ea32, eb32 = _terms_by_hand(x.astype(np.float32), cos.astype(np.float32), sin.astype(np.float32), pairing, r)
+    assert np.array_equal(a32, ea32.astype(np.float32)) and np.array_equal(b32, eb32.astype(np.float32))
+
+
+def test_rope_terms_bad_arguments():
+    from refimpl.ops.rope import rope_terms
+
+    x, c = np.ones((2, 1, 4)), np.ones((2, 2))
+    with pytest.raises(ArgumentError, match="^pairing"):
+        rope_terms(x, c, c, pairing="neox")
+    with pytest.raises(ArgumentError, match="^rotary_dim"):
+        rope_terms(x, c, c, rotary_dim=3)
+    with pytest.raises(ArgumentError, match="^cos"):
+        rope_terms(x, np.ones((2, 3)), np.ones((2, 3)))  # R/2 = 3 for D = 4
+    with pytest.raises(ArgumentError, match="^sin"):
+        rope_terms(x, c, np.ones((2, 3)))
