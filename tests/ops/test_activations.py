@@ -389,3 +389,34 @@ def test_swiglu_oss_bf16_bad_arguments(kwargs, name):
         swiglu_oss_bf16(np.ones(4, np.float32), **kwargs)
     with pytest.raises(ArgumentError, match="^h"):
         swiglu_oss_bf16(np.ones(3, np.float32))
+
+
+def test_swiglu_float64_in_either_operand_computes_in_float64():
+    from refimpl.ops.activations import swiglu
+
+    g32 = np.array([0.5, -1.25], np.float32)
+    u64 = np.array([1.0 + 2.0**-40, 3.0])
+    # silu(g) u by hand in float64: g / (1 + exp(-g)) * u (1 + 2^-40 is not a float32)
+    for g, u in ((g32, u64), (g32.astype(np.float64), u64.astype(np.float32))):
+        y = swiglu(g, u)
+        assert y.dtype == np.float64
+        np.testing.assert_allclose(y, [float(a) / (1 + math.exp(-float(a))) * float(b) for a, b in zip(g, u)],
+                                   rtol=1e-15, atol=0)
+
+
+def test_swiglu_mlp_one_and_three_dimensional_x():
+    from refimpl.ops.activations import swiglu_mlp
+
+    rng = np.random.default_rng(8)
+    gw, uw, dw = rng.standard_normal((3, 4)), rng.standard_normal((3, 4)), rng.standard_normal((2, 3))
+
+    def by_hand(row):
+        g, u = gw @ row, uw @ row
+        return dw @ np.array([a / (1 + math.exp(-a)) * b for a, b in zip(g, u)])
+
+    x1 = rng.standard_normal(4)
+    np.testing.assert_allclose(swiglu_mlp(x1, gw, uw, dw), by_hand(x1), rtol=1e-12, atol=1e-12)
+    x3 = rng.standard_normal((2, 5, 4))  # x.shape[1] = 5 differs from d = 4
+    y = swiglu_mlp(x3, gw, uw, dw)
+    assert y.shape == (2, 5, 2)
+    np.testing.assert_allclose(y, [[by_hand(r) for r in b] for b in x3], rtol=1e-12, atol=1e-12)

@@ -643,3 +643,26 @@ def test_rope_terms_bad_arguments():
         rope_terms(x, np.ones((2, 3)), np.ones((2, 3)))  # R/2 = 3 for D = 4
     with pytest.raises(ArgumentError, match="^sin"):
         rope_terms(x, c, np.ones((2, 3)))
+
+
+def test_rope_frequencies_forwards_every_yarn_key():
+    # beta_fast/beta_slow other than the defaults, and each attention-scaling key, through the dict
+    r = {"rope_type": "yarn", "factor": 16.0, "beta_fast": 16.0, "beta_slow": 2.0,
+         "original_max_position_embeddings": 2048, "truncate": True}
+    inv, s = rope_frequencies(64, base=10000.0, rope_scaling=r)
+    rel_close(inv, math_yarn(64, 10000.0, 16.0, 16.0, 2.0, 2048, True), 1e-13)
+    assert s == pytest.approx(0.1 * math.log(16.0) + 1.0, rel=1e-15)
+    # mscale / mscale_all_dim: (0.1 * 1.0 * ln 16 + 1) / (0.1 * 0.5 * ln 16 + 1)
+    _, s = rope_frequencies(64, base=10000.0, rope_scaling={**r, "mscale": 1.0, "mscale_all_dim": 0.5})
+    assert s == pytest.approx((0.1 * math.log(16.0) + 1) / (0.05 * math.log(16.0) + 1), rel=1e-15)
+    _, s = rope_frequencies(64, base=10000.0, rope_scaling={**r, "mscale": 0.5, "mscale_all_dim": 1.0})
+    assert s == pytest.approx((0.05 * math.log(16.0) + 1) / (0.1 * math.log(16.0) + 1), rel=1e-15)
+    _, s = rope_frequencies(64, base=10000.0, rope_scaling={**r, "attention_factor": 0.625})
+    assert s == 0.625
+
+
+def test_rope_frequencies_default_base_and_explicit_default_scaling():
+    inv, s = rope_frequencies(8)
+    rel_close(inv, math_default(8, 10000.0), 1e-15)
+    _, s = rope_frequencies(8, rope_scaling={"rope_type": "default"})
+    assert s == 1.0
