@@ -220,3 +220,46 @@ def test_attention_values_visible_broadcast_over_heads_and_batch():
 def test_attention_values_bad_arguments(probs, v, visible, name):
     with pytest.raises(ArgumentError, match=f"^{name}"):
         attention_values(probs, v, visible=visible)
+
+
+# ------------------------------------------- attention itself: survivors of mutation testing
+
+
+def test_one_key_is_a_valid_size():
+    # Tk = 1: the softmax over one visible key is 1, the output that key's value
+    p = softmax_with_sinks(np.array([[[2.5]], [[-1.0]]]))  # [Hq=2, Tq=1, Tk=1]
+    assert p.tolist() == [[[1.0]], [[1.0]]]
+    o = attention_values(p, np.array([[[3.0, -4.0]]]))  # v [Tk=1, Hkv=1, Dv=2]
+    assert o.tolist() == [[[3.0, -4.0], [3.0, -4.0]]]
+
+
+def test_attention_refuses_empty_query_length():
+    from refimpl.ops.attention import attention
+
+    with pytest.raises(ArgumentError, match="^q"):
+        attention(np.ones((0, 2, 4)), np.ones((3, 1, 4)), np.ones((3, 1, 4)), q_offset=0)
+
+
+def test_attention_float64_keys_make_a_float64_computation():
+    from refimpl.ops.attention import attention
+
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal((2, 2, 3)).astype(np.float32)
+    k = rng.standard_normal((2, 1, 3))
+    v = rng.standard_normal((2, 1, 3)).astype(np.float32)
+    o = attention(q, k, v)
+    assert o.dtype == np.float64
+    s = _loop_scores(q, k, scale=1 / math.sqrt(3), visible=lambda i, j: j <= i)
+    np.testing.assert_allclose(o, _loop_values(_loop_softmax(s, None), v), rtol=1e-13, atol=1e-13)
+
+
+def test_attention_nan_in_a_future_value_stays_in_the_future():
+    # causal: query 0 never sees key 1, so a NaN in v[1] must not reach output row 0
+    from refimpl.ops.attention import attention
+
+    q = np.array([[[1.0, 0.0]], [[0.0, 1.0]]])  # [Tq=2, Hq=1, D=2]
+    k = np.array([[[1.0, 1.0]], [[0.5, -1.0]]])
+    v = np.array([[[2.0, -3.0]], [[np.nan, 1.0]]])
+    o = attention(q, k, v)
+    assert o[0].tolist() == [[2.0, -3.0]]  # one visible key: its value, exactly
+    assert np.isnan(o[1, 0, 0]) and np.isfinite(o[1, 0, 1])
