@@ -410,3 +410,34 @@ def test_mxfp4_linear_errors():
         mxfp4_linear(np.ones(64), b, s[:3])
     with pytest.raises(ArgumentError, match="^x"):
         mxfp4_linear(np.float64(1.0), b, s)
+
+
+# ------------------------------------------- found by mutation testing (spec/mutation.md)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, BF16])
+@pytest.mark.parametrize("order", ["low_first", "high_first"])
+def test_every_byte_decodes_with_a_freshly_built_table(dtype, order):
+    # decode_mxfp4 builds its byte -> (element, element) table once per process and keeps it; a test
+    # that only ever sees the kept table cannot tell whether building it is right, so empty it first
+    from refimpl.ops import mxfp4
+
+    mxfp4._PAIRS.clear()
+    blocks = np.arange(256, dtype=np.uint8).reshape(16, 16)[:, None, :]  # [16 rows, G=1, 16 bytes]
+    scales = np.full((16, 1), 128, np.uint8)  # 2^1
+    got = decode_mxfp4(blocks, scales, dtype=dtype, nibble_order=order)
+    codes = unpack_loop(blocks)  # element order, low nibble first
+    if order == "high_first":
+        codes = codes.reshape(16, 16, 2)[..., ::-1].reshape(16, 32)
+    assert got.shape == (16, 32)
+    np.testing.assert_array_equal(np.asarray(got, np.float64), ML_TABLE[codes] * 2.0)
+
+
+def test_check_encode_mxfp4_defaults_are_valid():
+    from refimpl.ops.mxfp4 import check_encode_mxfp4
+
+    assert check_encode_mxfp4(np.ones((2, 32))) is None
+    with pytest.raises(ArgumentError, match="^ties"):
+        check_encode_mxfp4(np.ones((2, 32)), ties="odd")
+    with pytest.raises(ArgumentError, match="^w"):
+        check_encode_mxfp4(np.ones((2, 31)))
