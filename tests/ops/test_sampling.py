@@ -486,3 +486,14 @@ def test_log_softmax_bad_arguments(x, axis):
 
     with pytest.raises(ArgumentError):
         log_softmax(x, axis)
+
+
+def test_check_functions_agree_with_their_ops_on_minus_inf_rows():
+    from refimpl.ops.sampling import check_greedy, check_sample
+
+    row = np.array([[0.0, 1.0], [-np.inf, -np.inf]])
+    assert check_greedy(row) is None  # greedy accepts a row with nothing finite
+    assert check_sample(row, temperature=0.0) is None
+    for t in (0.5, 1.0, 3.0):  # with temperature, a row needs a finite maximum
+        with pytest.raises(ArgumentError, match="^logits"):
+            check_sample(row, temperature=t, rng=np.random.default_rng(0))
