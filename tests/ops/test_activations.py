@@ -380,6 +380,13 @@ def test_swiglu_oss_bf16_step_by_step(alpha, limit):
                            _bf16_step_by_step(h[::-1].tolist(), alpha, limit)]
 
 
+def test_swiglu_oss_bf16_defaults_are_gpt_oss():
+    from refimpl.ops.activations import swiglu_oss_bf16
+
+    h = np.array([10.0, -9.0, 0.8125, 0.3], np.float32)
+    assert swiglu_oss_bf16(h).tolist() == _bf16_step_by_step(h.tolist(), 1.702, 7.0)
+
+
 @pytest.mark.parametrize("kwargs, name", [({"alpha": 0.0}, "alpha"), ({"limit": -1.0}, "limit"),
                                           ({"limit": float("inf")}, "limit")])
 def test_swiglu_oss_bf16_bad_arguments(kwargs, name):

@@ -236,7 +236,7 @@ def test_one_key_is_a_valid_size():
 def test_attention_refuses_empty_query_length():
     from refimpl.ops.attention import attention
 
-    with pytest.raises(ArgumentError, match="^q"):
+    with pytest.raises(ArgumentError, match=r"^q: expected \[\.\.\., Tq, Hq, D\] with Tq, Hq, D >= 1"):
         attention(np.ones((0, 2, 4)), np.ones((3, 1, 4)), np.ones((3, 1, 4)), q_offset=0)
 
 

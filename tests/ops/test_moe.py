@@ -511,3 +511,16 @@ def test_gpt_oss_experts_float32_and_batch_dims():
     got32 = gpt_oss_experts(x.astype(f), w.astype(f), idx, w1.astype(f), b1.astype(f), w2.astype(f), b2.astype(f))
     assert got32.dtype == np.float32
     np.testing.assert_allclose(got32, got, rtol=1e-4, atol=1e-4)
+
+
+def test_check_gpt_oss_experts_checks_alpha_and_limit():
+    from refimpl.ops.moe import check_gpt_oss_experts
+
+    e, d, inter = 3, 4, 2
+    args = (np.zeros((2, d)), np.ones((2, 1)), np.zeros((2, 1), np.int64), np.zeros((e, 2 * inter, d)),
+            np.zeros((e, 2 * inter)), np.zeros((e, d, inter)), np.zeros((e, d)))
+    assert check_gpt_oss_experts(*args) is None
+    assert check_gpt_oss_experts(*args, limit=None) is None
+    for kw, name in (({"limit": -1.0}, "limit"), ({"limit": float("nan")}, "limit"), ({"alpha": 0.0}, "alpha")):
+        with pytest.raises(ArgumentError, match=f"^{name}"):
+            check_gpt_oss_experts(*args, **kw)
