@@ -11,6 +11,7 @@ mechanical sort:
               (require(...), as_float_array(x, "x"), raise ..., warn(...))
     errstate  an np.errstate(...) argument changed: only which floating-point warnings are shown
     copy      astype/array copy=False changed to True, None or left out: same values
+    falsy     False replaced by None where only truthiness is read (require(None, ...) still raises)
     other     to be read by hand (spec/mutation.md records the verdicts)
 
 The sort only groups; every verdict in spec/mutation.md was read by hand.
@@ -84,7 +85,10 @@ def classify(rem, add, ctx):
         return "errstate"
     if len(rem) == len(add) == 1 and _COPY.sub("", rem[0]).replace(" ", "") == _COPY.sub("", add[0]).replace(" ", ""):
         return "copy"
-    if (len(rem) == len(add) == 1 and any(k in rem[0] for k in ("require(", "as_float_array(", "raise ", "Error("))
+    if len(rem) == len(add) == 1 and rem[0].replace("False", "None") == add[0]:
+        return "falsy"
+    if (len(rem) == len(add) == 1 and any(k in rem[0] for k in ("require(", "as_float_array(", "as_int_array(",
+                                                                  "raise ", "Error("))
             and _message_form(rem[0]) == _message_form(add[0])):
         return "message"
     if len(rem) == len(add) == 1:
@@ -161,14 +165,15 @@ def main(argv=None):
         rows = [r for r in rows if r["module"] in a.module]
         survivors = [s for s in survivors if s[0] in a.module]
     print("| module | generated | killed | survived | timeout | no tests | not checked | score | "
-          "survivors: message / errstate / copy / other | test s |")
+          "survivors: message / errstate / copy / falsy / other | test s |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     tot = {k: 0 for k in ("generated", "killed", "survived", "timeout", "no_tests", "not_checked")}
     for r in rows:
         c = r["cats"]
         print(f"| {r['module']} | {r['generated']} | {r['killed']} | {r['survived']} | {r['timeout']} | "
               f"{r['no_tests']} | {r['not_checked']} | {100 * r['score']:.1f}% | "
-              f"{c.get('message', 0)} / {c.get('errstate', 0)} / {c.get('copy', 0)} / {c.get('other', 0)} | "
+              f"{c.get('message', 0)} / {c.get('errstate', 0)} / {c.get('copy', 0)} / {c.get('falsy', 0)} / "
+              f"{c.get('other', 0)} | "
               f"{r['test_s']:.0f} |")
         for k in tot:
             tot[k] += r[k]
