@@ -24,6 +24,7 @@ import io
 import json
 import re
 import sys
+import time
 import tokenize
 from pathlib import Path
 
@@ -99,13 +100,23 @@ def classify(rem, add, ctx):
     return "other"
 
 
+def _read_meta(meta):
+    """mutmut's .meta JSON; a file being rewritten by a running mutmut is read again."""
+    for _ in range(20):
+        try:
+            return json.loads(meta.read_text())
+        except json.JSONDecodeError:
+            time.sleep(0.2)
+    return json.loads(meta.read_text())
+
+
 def module_rows(mutants_dir, only=None, want_diffs=True):
     rows, survivors = [], []
     for meta in sorted((mutants_dir / "refimpl" / "ops").glob("*.py.meta")):
         mod = meta.name[:-len(".py.meta")]
         if only and mod not in only:
             continue
-        d = json.loads(meta.read_text())
+        d = _read_meta(meta)
         codes = d["exit_code_by_key"]
         if not codes:
             continue
@@ -153,7 +164,7 @@ def main(argv=None):
         for mod in a.module or []:
             meta = Path(a.mutants) / "refimpl" / "ops" / (mod + ".py.meta")
             if meta.exists():
-                names += sorted(k for k, v in json.loads(meta.read_text())["exit_code_by_key"].items() if v in want)
+                names += sorted(k for k, v in _read_meta(meta)["exit_code_by_key"].items() if v in want)
         if a.sample and len(names) > a.sample:
             import random
 
