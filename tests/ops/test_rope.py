@@ -666,3 +666,53 @@ def test_rope_frequencies_default_base_and_explicit_default_scaling():
     rel_close(inv, math_default(8, 10000.0), 1e-15)
     _, s = rope_frequencies(8, rope_scaling={"rope_type": "default"})
     assert s == 1.0
+
+
+def test_yarn_defaults_are_the_documented_ones():
+    # beta_fast 32, beta_slow 1, original_max_position_embeddings 4096, truncate False
+    lo = 32 * math.log(4096 / (2 * math.pi * 32)) / math.log(150000.0)
+    hi = 32 * math.log(4096 / (2 * math.pi * 1)) / math.log(150000.0)
+    low, high = yarn_correction_range(64, base=150000.0)
+    assert low == pytest.approx(lo, rel=1e-14) and high == pytest.approx(hi, rel=1e-14)
+    inv, _ = inv_freq_yarn(64, base=150000.0, factor=32.0)
+    rel_close(inv, math_yarn(64, 150000.0, 32.0, 32.0, 1.0, 4096, False), 1e-13)
+
+
+def test_yarn_truncate_clamps_high_to_head_dim_minus_one_and_widens_a_point_range():
+    # L0 = 10^8, d = 8: high = 4 ln(10^8 / 2 pi) / ln(10^4) = 7.2 -> ceil 8 -> clamped to d - 1 = 7
+    lo = 4 * math.log(1e8 / (2 * math.pi * 32)) / math.log(1e4)
+    assert yarn_correction_range(8, base=1e4, original_max_position_embeddings=10**8, truncate=True) == (
+        float(max(math.floor(lo), 0)), 7.0)
+    # L0 = 2: low = floor(-2.0) -> 0, high = ceil(-0.497) = 0: equal, so high = 0 + 0.001
+    assert yarn_correction_range(8, base=1e4, original_max_position_embeddings=2, truncate=True) == (0.0, 0.001)
+
+
+def test_yarn_gpt_oss_range_check_accepts_low_below_one():
+    # d = 8, base 150000, L0 = 1000: low = 4 ln(1000 / 64 pi) / ln(150000) = 0.54, high = 1.70 < 3
+    inv, _ = inv_freq_yarn(8, base=150000.0, factor=32.0, original_max_position_embeddings=1000)
+    rel_close(inv, math_yarn(8, 150000.0, 32.0, 32.0, 1.0, 1000, False), 1e-13)
+
+
+@pytest.mark.parametrize("fn", ["apply_rope", "rope_terms"])
+def test_rope_partial_rotary_when_heads_equal_rotary_dim(fn):
+    # H == rotary_dim < D: the pass-through dimensions must still be there (shape [T, H, D])
+    from refimpl.ops import rope as rope_mod
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 4, 8))
+    ang = rng.uniform(-3, 3, (2, 2))
+    out = getattr(rope_mod, fn)(x, np.cos(ang), np.sin(ang), rotary_dim=4)
+    y = out if fn == "apply_rope" else out[0] + out[1]
+    assert y.shape == (2, 4, 8)
+    assert np.array_equal(y[..., 4:], x[..., 4:])
+    ea, eb = _terms_by_hand(x, np.cos(ang), np.sin(ang), "half", 4)
+    np.testing.assert_allclose(y, ea + eb, rtol=1e-15, atol=1e-15)
+
+
+def test_rope_rotary_dim_equal_to_head_dim_is_accepted():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3, 2, 6))
+    ang = rng.uniform(-3, 3, (3, 3))
+    assert np.array_equal(apply_rope(x, np.cos(ang), np.sin(ang), rotary_dim=6), apply_rope(x, np.cos(ang), np.sin(ang)))
+    ea, eb = _terms_by_hand(x, np.cos(ang), np.sin(ang), "half", 6)
+    np.testing.assert_allclose(apply_rope(x, np.cos(ang), np.sin(ang), rotary_dim=6), ea + eb, rtol=1e-15, atol=1e-15)
