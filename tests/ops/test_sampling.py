@@ -497,3 +497,46 @@ def test_check_functions_agree_with_their_ops_on_minus_inf_rows():
     for t in (0.5, 1.0, 3.0):  # with temperature, a row needs a finite maximum
         with pytest.raises(ArgumentError, match="^logits"):
             check_sample(row, temperature=t, rng=np.random.default_rng(0))
+
+
+def test_sampling_draw_shifts_each_row_by_its_own_max():
+    # row 0's logits are 995 below row 1's: shifted by row 1's max, row 0 would weigh nothing and
+    # its draw would land on the -inf token
+    x = np.array([[5.0, -np.inf], [1000.0, -np.inf]])
+    for seed in range(3):
+        assert sample(x, temperature=1.0, rng=np.random.default_rng(seed)).tolist() == [0, 0]
+
+
+def test_sample_returns_a_python_int_for_one_row():
+    t = sample(np.array([0.0, 3.0, 1.0]), temperature=0.7, rng=np.random.default_rng(1))
+    assert type(t) is int and 0 <= t < 3
+    assert type(sample(np.array([0.0, 3.0]))) is int
+
+
+def test_top_p_one_keeps_every_token_even_when_the_sum_rounds_to_one_early():
+    # float32 probabilities 1, 9e-14, 9e-14: the running sum is 1.0 after the first token, yet
+    # p == 1 means no filtering at all
+    x = np.array([0.0, -30.0, -30.0], np.float32)
+    assert top_p_filter(x, 1.0).tolist() == x.tolist()
+
+
+def test_softmax_of_an_all_minus_inf_row_is_zeros():
+    assert softmax(np.array([[-np.inf, -np.inf], [0.0, 0.0]])).tolist() == [[0.0, 0.0], [0.5, 0.5]]
+
+
+def test_log_softmax_one_dimensional():
+    from refimpl.ops.sampling import log_softmax
+
+    np.testing.assert_allclose(log_softmax(np.array([0.0, 1.0])), _py_log_softmax([0.0, 1.0]), rtol=1e-15)
+
+
+def test_check_sample_and_check_greedy_on_plus_inf_and_defaults():
+    from refimpl.ops.sampling import check_greedy, check_sample
+
+    pos = np.array([np.inf, 0.0])
+    assert check_greedy(pos) is None  # +inf is an ordinary value for greedy
+    assert check_sample(pos) is None  # default temperature 0: greedy, no rng needed
+    assert check_sample(pos, temperature=0.0) is None
+    with pytest.raises(ArgumentError, match="^logits"):
+        check_sample(pos, temperature=1.0, rng=np.random.default_rng(0))
+    assert check_sample(np.zeros(3), temperature=1.0, top_p=1.0, rng=np.random.default_rng(0)) is None
