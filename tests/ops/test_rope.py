@@ -685,6 +685,9 @@ def test_yarn_truncate_clamps_high_to_head_dim_minus_one_and_widens_a_point_rang
         float(max(math.floor(lo), 0)), 7.0)
     # L0 = 2: low = floor(-2.0) -> 0, high = ceil(-0.497) = 0: equal, so high = 0 + 0.001
     assert yarn_correction_range(8, base=1e4, original_max_position_embeddings=2, truncate=True) == (0.0, 0.001)
+    # L0 = 4856594800: low = floor(7.38) = 7, high = min(ceil(8.89), 7) = 7: equal above 0 -> (7, 7.001)
+    assert yarn_correction_range(8, base=1e4, original_max_position_embeddings=4856594800, truncate=True) == (
+        7.0, 7.001)
 
 
 def test_yarn_gpt_oss_range_check_accepts_low_below_one():
