@@ -719,3 +719,32 @@ def test_rope_rotary_dim_equal_to_head_dim_is_accepted():
     assert np.array_equal(apply_rope(x, np.cos(ang), np.sin(ang), rotary_dim=6), apply_rope(x, np.cos(ang), np.sin(ang)))
     ea, eb = _terms_by_hand(x, np.cos(ang), np.sin(ang), "half", 6)
     np.testing.assert_allclose(apply_rope(x, np.cos(ang), np.sin(ang), rotary_dim=6), ea + eb, rtol=1e-15, atol=1e-15)
+
+
+def test_rope_cos_sin_float32_angles_and_scaling_checks():
+    # angle_dtype float32: the product position * inv_freq is formed in float32 (rounded), not float64
+    inv = np.array([1.0, 0.1])
+    pos = np.array([100003, 7])
+    cos, sin = rope_cos_sin(inv, pos, angle_dtype=np.float32)
+    ang = [[np.float32(p) * np.float32(f) for f in inv] for p in pos]  # one float32 product each
+    assert cos.dtype == np.float64
+    np.testing.assert_array_equal(cos, [[np.cos(a) for a in row] for row in ang])
+    np.testing.assert_array_equal(sin, [[np.sin(a) for a in row] for row in ang])
+    for bad in (0.0, -1.0):
+        with pytest.raises(ArgumentError, match="^attention_scaling"):
+            rope_cos_sin(inv, pos, attention_scaling=bad)
+
+
+def test_inv_freq_default_base_is_10000():
+    rel_close(inv_freq_default(6), math_default(6, 10000.0), 1e-15)
+
+
+def test_apply_rope_dtype_follows_x_cos_and_sin():
+    x = np.array([[[1.0, 2.0]]])  # [T=1, H=1, D=2]
+    c, s = np.array([[0.5]]), np.array([[0.25]])
+    f = np.float32
+    for args in ((x.astype(f), c, s.astype(f)), (x.astype(f), c.astype(f), s), (x, c.astype(f), s.astype(f))):
+        y = apply_rope(*args)
+        assert y.dtype == np.float64
+        assert y.tolist() == [[[1.0 * 0.5 - 2.0 * 0.25, 2.0 * 0.5 + 1.0 * 0.25]]]
+    assert apply_rope(x.astype(f), c.astype(f), s.astype(f)).dtype == np.float32
