@@ -14,7 +14,7 @@
 #
 #   refimpl/ops/norms.py        -> tests/ops/test_norms.py (+ any other tests/ops test that calls it)
 #   refimpl/ops/activations.py  -> tests/ops/test_activations.py, test_moe.py (swiglu experts)
-#   refimpl/ops/attention.py    -> tests/ops/test_attention.py
+#   refimpl/ops/attention.py    -> tests/ops/test_attention.py, test_attention_pieces.py
 #   refimpl/ops/sampling.py     -> tests/ops/test_sampling.py (softmax, log_softmax, filters)
 #   refimpl/ops/moe.py          -> tests/ops/test_moe.py
 #   refimpl/ops/mxfp4.py        -> tests/ops/test_mxfp4.py, test_moe.py (gpt-oss experts)
