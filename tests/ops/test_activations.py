@@ -344,3 +344,86 @@ def test_swiglu_mlp_bad_arguments(change, name):
     args.update(change)
     with pytest.raises(ArgumentError, match=f"^{name}"):
         swiglu_mlp(**args)
+
+
+# ------------------------------------------- found by mutation testing (spec/mutation.md)
+
+
+def _bf16_step_by_step(h, alpha, limit):
+    """swiglu_oss_bf16's rule on float32 scalars, each step rounded through ml_dtypes.bfloat16."""
+    f, R = np.float32, lambda v: f(np.float32(v).astype(ml_dtypes.bfloat16))  # noqa: E731
+    out = []
+    for i in range(len(h) // 2):
+        g, lin = f(h[2 * i]), f(h[2 * i + 1])
+        if limit is not None:
+            g, lin = min(g, f(limit)), min(max(lin, f(-limit)), f(limit))
+        z = R(f(alpha) * g)
+        s = R(f(1) / (f(1) + f(math.exp(-float(z))) if -float(z) < 88 else f(np.inf)))
+        glu = R(g * s)
+        out.append(float(R(glu * R(lin + f(1)))))
+    return out
+
+
+@pytest.mark.parametrize("alpha, limit", [(1.702, 7.0), (1.0, None), (2.5, 3.0)])
+def test_swiglu_oss_bf16_step_by_step(alpha, limit):
+    from refimpl.ops.activations import swiglu_oss_bf16
+
+    # gate above the limit (clamped from above only), lin beyond both limits, a negative gate
+    # large enough that exp(-z) overflows float32 (sigmoid -> 0), ordinary values
+    h = np.array([10.0, -9.0, -3.0, 8.0, 0.8125, 0.3, -60.0, 2.0, 1.5, -0.7], np.float32)
+    y = swiglu_oss_bf16(h, alpha=alpha, limit=limit)
+    assert y.dtype == np.float32 and y.shape == (5,)
+    assert y.tolist() == _bf16_step_by_step(h.tolist(), alpha, limit)
+    # [..., 2I] with leading axes: row by row the same
+    y2 = swiglu_oss_bf16(np.stack([h, h[::-1].copy()]), alpha=alpha, limit=limit)
+    assert y2.tolist() == [_bf16_step_by_step(h.tolist(), alpha, limit),
+                           _bf16_step_by_step(h[::-1].tolist(), alpha, limit)]
+
+
+def test_swiglu_oss_bf16_defaults_are_gpt_oss():
+    from refimpl.ops.activations import swiglu_oss_bf16
+
+    h = np.array([10.0, -9.0, 0.8125, 0.3], np.float32)
+    assert swiglu_oss_bf16(h).tolist() == _bf16_step_by_step(h.tolist(), 1.702, 7.0)
+
+
+@pytest.mark.parametrize("kwargs, name", [({"alpha": 0.0}, "alpha"), ({"limit": -1.0}, "limit"),
+                                          ({"limit": float("inf")}, "limit")])
+def test_swiglu_oss_bf16_bad_arguments(kwargs, name):
+    from refimpl.ops.activations import swiglu_oss_bf16
+
+    with pytest.raises(ArgumentError, match=f"^{name}"):
+        swiglu_oss_bf16(np.ones(4, np.float32), **kwargs)
+    with pytest.raises(ArgumentError, match="^h"):
+        swiglu_oss_bf16(np.ones(3, np.float32))
+
+
+def test_swiglu_float64_in_either_operand_computes_in_float64():
+    from refimpl.ops.activations import swiglu
+
+    g32 = np.array([0.5, -1.25], np.float32)
+    u64 = np.array([1.0 + 2.0**-40, 3.0])
+    # silu(g) u by hand in float64: g / (1 + exp(-g)) * u (1 + 2^-40 is not a float32)
+    for g, u in ((g32, u64), (g32.astype(np.float64), u64.astype(np.float32))):
+        y = swiglu(g, u)
+        assert y.dtype == np.float64
+        np.testing.assert_allclose(y, [float(a) / (1 + math.exp(-float(a))) * float(b) for a, b in zip(g, u)],
+                                   rtol=1e-15, atol=0)
+
+
+def test_swiglu_mlp_one_and_three_dimensional_x():
+    from refimpl.ops.activations import swiglu_mlp
+
+    rng = np.random.default_rng(8)
+    gw, uw, dw = rng.standard_normal((3, 4)), rng.standard_normal((3, 4)), rng.standard_normal((2, 3))
+
+    def by_hand(row):
+        g, u = gw @ row, uw @ row
+        return dw @ np.array([a / (1 + math.exp(-a)) * b for a, b in zip(g, u)])
+
+    x1 = rng.standard_normal(4)
+    np.testing.assert_allclose(swiglu_mlp(x1, gw, uw, dw), by_hand(x1), rtol=1e-12, atol=1e-12)
+    x3 = rng.standard_normal((2, 5, 4))  # x.shape[1] = 5 differs from d = 4
+    y = swiglu_mlp(x3, gw, uw, dw)
+    assert y.shape == (2, 5, 2)
+    np.testing.assert_allclose(y, [[by_hand(r) for r in b] for b in x3], rtol=1e-12, atol=1e-12)

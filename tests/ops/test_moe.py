@@ -455,3 +455,72 @@ def test_gpt_oss_experts_bad_arguments():
         gpt_oss_experts(x, w, idx, **args, alpha=-1.0)
     with pytest.raises(ArgumentError, match="^limit"):
         gpt_oss_experts(x, w, idx, **args, limit=float("nan"))
+
+
+# ------------------------------------------- found by mutation testing (spec/mutation.md)
+
+
+def test_ties_among_many_experts_keep_index_order():
+    # 65 experts, values 3 at 1, 2, 3, 6, 7, 8, ...: the six largest in the spec's order (lower
+    # index first among equals) are 1, 2, 3, 6, 7, 8 (an unstable sort of 65 entries reorders them)
+    logits = np.array([1.0, 3, 3, 3, 0] * 13)
+    for fn in (router_topk_softmax, router_softmax_topk):
+        _, idx = fn(logits, 6)
+        assert idx.tolist() == [1, 2, 3, 6, 7, 8]
+
+
+def test_check_expert_choice_refuses_what_expert_choice_refuses():
+    from refimpl.ops.moe import check_expert_choice
+
+    x = np.zeros((4, 3))
+    assert check_expert_choice(x, 2) is None
+    bad = x.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ArgumentError, match="^logits"):
+        check_expert_choice(bad, 1)
+    with pytest.raises(ArgumentError, match="^logits"):
+        check_expert_choice(np.zeros(3), 1)
+    with pytest.raises(ArgumentError, match="^capacity"):
+        check_expert_choice(x, 5)
+
+
+def test_moe_combine_one_token_and_no_tokens():
+    x = np.array([1.0, -2.0], np.float32)  # one token [d]
+    out = moe_combine(x, np.array([0.75, 0.25], np.float32), np.array([2, 0]),
+                      lambda e, r: r * (e + 1))  # expert e scales by e + 1
+    assert out.shape == (2,) and out.dtype == np.float32
+    assert out.tolist() == [0.75 * 3 * 1.0 + 0.25 * 1.0, 0.75 * 3 * -2.0 + 0.25 * -2.0]
+    # no tokens: zeros [0, d] in the compute dtype, no expert called
+    out = moe_combine(np.zeros((0, 3), np.float32), np.zeros((0, 2), np.float32), np.zeros((0, 2), np.int64),
+                      lambda e, r: 1 / 0)
+    assert out.shape == (0, 3) and out.dtype == np.float32
+
+
+def test_gpt_oss_experts_float32_and_batch_dims():
+    rng = np.random.default_rng(12)
+    e, k, d, inter = 4, 2, 6, 3
+    x = rng.normal(size=(2, 3, d))  # [B, T, d]
+    w1, b1 = rng.normal(size=(e, 2 * inter, d)), rng.normal(size=(e, 2 * inter))
+    w2, b2 = rng.normal(size=(e, d, inter)), rng.normal(size=(e, d))
+    w, idx = router_topk_softmax(margin_logits(rng, (2, 3, e)), k)
+    got = gpt_oss_experts(x, w, idx, w1, b1, w2, b2)
+    assert got.shape == (2, 3, d) and got.dtype == np.float64
+    for b in range(2):
+        np.testing.assert_allclose(got[b], oss_reference(x[b], w[b], idx[b], w1, b1, w2, b2), rtol=1e-10, atol=1e-12)
+    f = np.float32
+    got32 = gpt_oss_experts(x.astype(f), w.astype(f), idx, w1.astype(f), b1.astype(f), w2.astype(f), b2.astype(f))
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, got, rtol=1e-4, atol=1e-4)
+
+
+def test_check_gpt_oss_experts_checks_alpha_and_limit():
+    from refimpl.ops.moe import check_gpt_oss_experts
+
+    e, d, inter = 3, 4, 2
+    args = (np.zeros((2, d)), np.ones((2, 1)), np.zeros((2, 1), np.int64), np.zeros((e, 2 * inter, d)),
+            np.zeros((e, 2 * inter)), np.zeros((e, d, inter)), np.zeros((e, d)))
+    assert check_gpt_oss_experts(*args) is None
+    assert check_gpt_oss_experts(*args, limit=None) is None
+    for kw, name in (({"limit": -1.0}, "limit"), ({"limit": float("nan")}, "limit"), ({"alpha": 0.0}, "alpha")):
+        with pytest.raises(ArgumentError, match=f"^{name}"):
+            check_gpt_oss_experts(*args, **kw)

@@ -410,3 +410,69 @@ def test_mxfp4_linear_errors():
         mxfp4_linear(np.ones(64), b, s[:3])
     with pytest.raises(ArgumentError, match="^x"):
         mxfp4_linear(np.float64(1.0), b, s)
+
+
+# ------------------------------------------- found by mutation testing (spec/mutation.md)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, BF16])
+@pytest.mark.parametrize("order", ["low_first", "high_first"])
+def test_every_byte_decodes_with_a_freshly_built_table(dtype, order):
+    # decode_mxfp4 builds its byte -> (element, element) table once per process and keeps it; a test
+    # that only ever sees the kept table cannot tell whether building it is right, so empty it first
+    from refimpl.ops import mxfp4
+
+    mxfp4._PAIRS.clear()
+    blocks = np.arange(256, dtype=np.uint8).reshape(16, 16)[:, None, :]  # [16 rows, G=1, 16 bytes]
+    scales = np.full((16, 1), 128, np.uint8)  # 2^1
+    got = decode_mxfp4(blocks, scales, dtype=dtype, nibble_order=order)
+    codes = unpack_loop(blocks)  # element order, low nibble first
+    if order == "high_first":
+        codes = codes.reshape(16, 16, 2)[..., ::-1].reshape(16, 32)
+    assert got.shape == (16, 32)
+    np.testing.assert_array_equal(np.asarray(got, np.float64), ML_TABLE[codes] * 2.0)
+
+
+def test_check_encode_mxfp4_defaults_are_valid():
+    from refimpl.ops.mxfp4 import check_encode_mxfp4
+
+    assert check_encode_mxfp4(np.ones((2, 32))) is None
+    with pytest.raises(ArgumentError, match="^ties"):
+        check_encode_mxfp4(np.ones((2, 32)), ties="odd")
+    with pytest.raises(ArgumentError, match="^w"):
+        check_encode_mxfp4(np.ones((2, 31)))
+
+
+def _weight_by_hand(blocks, scales, order, bias):
+    """[out, in] from ml_dtypes' E2M1 table and 2^(scale - bias), float64."""
+    codes = unpack_loop(blocks)  # [out, in], low nibble first
+    if order == "high_first":
+        codes = codes.reshape(codes.shape[0], -1, 2)[..., ::-1].reshape(codes.shape)
+    return ML_TABLE[codes] * np.exp2(np.repeat(scales.astype(np.float64) - bias, 32, axis=-1))
+
+
+@pytest.mark.parametrize("order, scale_bias", [("low_first", 127), ("high_first", 127), ("low_first", 120)])
+def test_mxfp4_linear_passes_nibble_order_and_scale_bias_to_the_decode(order, scale_bias):
+    rng = np.random.default_rng(13)
+    blocks = rng.integers(0, 256, (3, 2, 16), dtype=np.uint8)
+    scales = rng.integers(120, 134, (3, 2), dtype=np.uint8)
+    x = rng.standard_normal((2, 64))
+    y = mxfp4_linear(x, blocks, scales, nibble_order=order, scale_bias=scale_bias)
+    np.testing.assert_allclose(y, x @ _weight_by_hand(blocks, scales, order, scale_bias).T, rtol=1e-12, atol=1e-12)
+
+
+def test_mxfp4_linear_float64_from_x_or_bias_and_scales_beyond_float32():
+    blocks = np.full((2, 1, 16), 0x77, np.uint8)  # every element code 7: +6.0
+    scales = np.array([[253], [127]], np.uint8)  # 2^126 (6 * 2^126 overflows float32) and 2^0
+    w = _weight_by_hand(blocks, scales, "low_first", 127)  # [2, 32], finite in float64
+    x64 = np.full(32, 2.0**-100)
+    y = mxfp4_linear(x64, blocks, scales)
+    assert y.dtype == np.float64 and np.isfinite(y).all()
+    np.testing.assert_allclose(y, w @ x64, rtol=1e-15)
+    # float32 x with a float64 bias: float64 too
+    y = mxfp4_linear(x64.astype(np.float32), blocks, scales, np.array([0.0, 2.0**-40]))
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, w @ x64 + [0.0, 2.0**-40], rtol=1e-15)
+    # all float32: the first row overflows float32
+    y32 = mxfp4_linear(x64.astype(np.float32), blocks, scales)
+    assert y32.dtype == np.float32 and y32[0] == np.inf and y32[1] == np.float32(32 * 6.0 * 2.0**-100)

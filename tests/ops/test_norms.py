@@ -372,3 +372,91 @@ def test_residual_bad_arguments(fn, norm, sub, name):
 def test_residual_bad_x():
     with pytest.raises(ArgumentError, match="^x"):
         pre_norm_residual(np.float64(2.0), lambda t: t, lambda t: t)
+
+
+# ------------------------------------------- found by mutation testing (spec/mutation.md)
+
+
+def _overflow_rows():
+    """float32 rows whose mean of squares overflows (rows 0, 1), and an ordinary row (2).
+
+    Row 0: every x^2 (1e38) is finite but their sum is not; row 1: x^2 itself overflows. [3, 4]:
+    rows != width, so a reduction over the wrong axis changes the shape or the values.
+    """
+    return np.array(
+        [[1e19, -1e19, 1e19, 1e19], [3e25, -1e20, 5e24, 0.0], [0.5, -1.0, 2.0, 0.25]], np.float32
+    )
+
+
+def test_rms_norm_rows_whose_sum_of_squares_overflows_float32():
+    # expected: the float64 loop (1e25^2 = 1e50 is finite there), rounded once to float32
+    x, w = _overflow_rows(), np.array([1.0, 2.0, -0.5, 3.0], np.float32)
+    y = rms_norm(x, w, eps=0.5)  # eps large enough that eps / max|x|^2 replaced by eps would show
+    assert y.dtype == np.float32 and y.shape == x.shape
+    np.testing.assert_allclose(y, _rms_norm_loop(x, w, 0.5), rtol=2e-6, atol=0)
+    # the ordinary row is bit for bit what it is alone
+    assert np.array_equal(y[2], rms_norm(x[2:], w, eps=0.5)[0])
+
+
+def test_layer_norm_rows_whose_variance_overflows_float32():
+    x = _overflow_rows()
+    w = np.array([1.0, 2.0, -0.5, 3.0], np.float32)
+    b = np.array([0.25, 0.0, -1.0, 0.5], np.float32)
+    y = layer_norm(x, w, b, eps=0.5)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    np.testing.assert_allclose(y, _layer_norm_loop(x, w, b, 0.5), rtol=2e-6, atol=1e-6)
+    assert np.array_equal(y[2], layer_norm(x[2:], w, b, eps=0.5)[0])
+
+
+def test_norm_overflow_rows_in_a_batch():
+    # [2, 3, 4]: the rescaling must work row by row under leading axes too
+    x = np.stack([_overflow_rows(), _overflow_rows()[::-1]])
+    w = np.ones(4, np.float32)
+    np.testing.assert_allclose(rms_norm(x, w), _rms_norm_loop(x, w, 1e-5), rtol=2e-6, atol=0)
+    np.testing.assert_allclose(layer_norm(x, w, None), _layer_norm_loop(x, w, None, 1e-5), rtol=2e-6, atol=1e-6)
+
+
+def test_layer_norm_float64_in_any_argument_computes_in_float64():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 8))
+    w, b = rng.standard_normal(8), rng.standard_normal(8)
+    ref = _layer_norm_loop(x.astype(np.float32), w.astype(np.float32), b, 1e-5)
+    # only the bias is float64: still a float64 computation (float32 would be ~1e-7 off)
+    y = layer_norm(x.astype(np.float32), w.astype(np.float32), b, eps=1e-5)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-12)
+    # only x is float64
+    y = layer_norm(x, w.astype(np.float32), b.astype(np.float32))
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, _layer_norm_loop(x, w.astype(np.float32), b.astype(np.float32), 1e-5),
+                               rtol=0, atol=1e-12)
+
+
+def test_residual_sum_dtype_follows_both_operands():
+    x32 = np.array([[1.0, 2.0, 3.0]], np.float32)
+    x64 = np.array([[1.0, 2.0**-40, 3.0]])
+    ident = lambda t: t  # noqa: E731
+    ones32 = lambda t: np.ones_like(t, np.float32)  # noqa: E731
+    # float64 x with a float32 sublayer output: the sum is float64 (1 + 2^-40 is 1.0 in float32)
+    for fn in (pre_norm_residual, post_norm_residual):
+        y = fn(x64, ident, ones32)
+        assert y.dtype == np.float64 and y.tolist() == [[2.0, 1.0 + 2.0**-40, 4.0]]
+        # float32 with float32: float32, not float64
+        assert fn(x32, ident, ident).dtype == np.float32
+        # float32 x with a float64 sublayer output: float64 too
+        y = fn(x32, ident, lambda t: np.full(t.shape, 2.0**-40))
+        assert y.dtype == np.float64 and y.tolist() == [[1.0 + 2.0**-40, 2.0 + 2.0**-40, 3.0 + 2.0**-40]]
+
+
+def test_norm_overflow_row_beside_a_row_with_inf():
+    # a row holding inf elsewhere in the batch must not stop the overflow row's rescaling
+    x = np.array([[3e25, -1e20, 5e24, 0.0], [np.inf, 1.0, 2.0, 3.0]], np.float32)
+    w = np.ones(4, np.float32)
+    for fn, ref in ((rms_norm, _rms_norm_loop(x[:1], w, 1e-5)),
+                    (layer_norm, _layer_norm_loop(x[:1], w, None, 1e-5))):
+        args = (x, w) if fn is rms_norm else (x, w, None)
+        with np.errstate(invalid="ignore"):
+            y = fn(*args)
+            alone = fn(*((x[1:], w) if fn is rms_norm else (x[1:], w, None)))
+        np.testing.assert_allclose(y[:1], ref, rtol=2e-6, atol=1e-6)
+        np.testing.assert_array_equal(y[1], alone[0])  # the inf row as it is alone (NaN where IEEE says)

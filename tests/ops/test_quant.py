@@ -86,3 +86,78 @@ def test_packed_weight_holds_the_bytes():
     assert p.blocks is b and p.nbytes == 2 * 210 and "Q6_K" in repr(p)
     with pytest.raises(ArgumentError):
         PackedGGUF(b, "Q6_K", (3, 256))
+
+
+# ------------------------------------------- found by mutation testing (spec/mutation.md)
+
+
+@pytest.mark.parametrize("shape", [(0, 32), (3, 32, 1), (3,), (True, 32), ("3", 32), (3, 32.0), 3, (3, -32)])
+def test_bad_shapes_are_named(shape):
+    b = np.zeros((3, 18), np.uint8)  # one Q4_0 block per row: 2 + 16 bytes
+    with pytest.raises(ArgumentError, match=r"^shape: expected \(out, in\), two integers >= 1"):
+        ops.dequantize_gguf(b, "Q4_0", shape)
+
+
+def test_smallest_shapes_and_list_shapes_are_accepted():
+    # shape (1, 32): one row of one Q4_0 block; d = 1.0 (float16 0x3C00), quants all 0x88 -> (8 - 8) * d = 0
+    b = np.zeros((1, 18), np.uint8)
+    b[0, :2] = np.array([1.0], np.float16).view(np.uint8)
+    b[0, 2:] = 0x88
+    w = ops.dequantize_gguf(b, "Q4_0", [1, 32])
+    assert w.dtype == np.float32 and w.shape == (1, 32) and not w.any()
+    assert PackedGGUF(np.zeros((2, 36), np.uint8), "Q4_0", (2, 64)).shape == (2, 64)
+
+
+@pytest.mark.parametrize("qtype", [5, None, b"Q4_0"])
+def test_non_string_qtype_is_named(qtype):
+    with pytest.raises(ArgumentError, match="^qtype"):
+        ops.dequantize_gguf(np.zeros((3, 18), np.uint8), qtype, (3, 32))
+
+
+def test_blocks_that_are_not_an_array_are_named():
+    with pytest.raises(ArgumentError, match="^blocks: expected a uint8 array .*found list"):
+        ops.dequantize_gguf([[0] * 18] * 3, "Q4_0", (3, 32))
+
+
+def _q8_0_table(rows, n_in):
+    """Q8_0 rows with d = 0.5 and quants q[i] = (r * 7 + i) % 256 as int8: weight = 0.5 * q."""
+    nb = n_in // 32
+    b = np.zeros((rows, nb, 34), np.uint8)
+    b[:, :, :2] = np.array([0.5], np.float16).view(np.uint8)
+    q = ((np.arange(rows)[:, None] * 7 + np.arange(n_in)[None, :]) % 256).astype(np.uint8)
+    b[:, :, 2:] = q.reshape(rows, nb, 32)
+    w = 0.5 * q.view(np.int8).astype(np.float64)  # the Q8_0 rule worked by hand: d * int8
+    return b.reshape(rows, nb * 34), w
+
+
+def test_gguf_linear_one_dimensional_x_without_bias():
+    b, w = _q8_0_table(3, 64)
+    x = np.linspace(-1, 1, 64)
+    y = ops.gguf_linear(x, b, "Q8_0", (3, 64))
+    assert y.shape == (3,) and y.dtype == np.float64
+    np.testing.assert_allclose(y, w @ x, rtol=1e-12, atol=1e-12)
+    # with a bias given as a float64 row
+    y = ops.gguf_linear(x, b, "Q8_0", (3, 64), np.array([1.0, -2.0, 0.5]))
+    np.testing.assert_allclose(y, w @ x + [1.0, -2.0, 0.5], rtol=1e-12, atol=1e-12)
+
+
+def test_gguf_linear_x_and_bias_without_shape_are_named():
+    b, _ = _q8_0_table(3, 64)
+    with pytest.raises(ArgumentError, match=r"^x: expected shape \[\.\.\., 64\].*found shape list"):
+        ops.gguf_linear([0.0] * 64, b, "Q8_0", (3, 64))
+    with pytest.raises(ArgumentError, match=r"^x: expected shape \[\.\.\., 64\]"):
+        ops.gguf_linear(np.float64(1.0), b, "Q8_0", (3, 64))
+    with pytest.raises(ArgumentError, match=r"^bias: expected shape \(3,\) \(out = shape\[0\]\).*found shape list"):
+        ops.gguf_linear(np.ones(64), b, "Q8_0", (3, 64), [1.0, 2.0, 3.0])
+
+
+def test_gguf_embedding_empty_and_nested_ids():
+    b, w = _q8_0_table(4, 32)
+    e = ops.gguf_embedding(np.zeros((0,), np.int64), b, "Q8_0", (4, 32))
+    assert e.shape == (0, 32) and e.dtype == np.float32
+    e = ops.gguf_embedding(np.zeros((2, 0), np.int64), b, "Q8_0", (4, 32))
+    assert e.shape == (2, 0, 32) and e.dtype == np.float32
+    ids = np.array([[[3], [0]], [[1], [3]]])
+    e = ops.gguf_embedding(ids, b, "Q8_0", (4, 32))
+    assert e.shape == (2, 2, 1, 32) and e.dtype == np.float32
+    np.testing.assert_array_equal(e, w[ids].astype(np.float32))

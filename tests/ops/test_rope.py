@@ -589,3 +589,162 @@ def test_bad_apply_arguments():
     for r in (0, 3, 10, -2, 4.0):
         with pytest.raises(ArgumentError, match="^rotary_dim"):
             apply_rope(x, cos, sin, rotary_dim=r)
+
+
+# ------------------------------------------- found by mutation testing (spec/mutation.md)
+
+
+def _terms_by_hand(x, cos, sin, pairing, r):
+    """(a, b) of rope_terms by loops over the docstring's rule, float64."""
+    x = np.asarray(x, np.float64)
+    T, H, D = x.shape
+    a, b = x.copy(), np.zeros_like(x)
+    for t in range(T):
+        for h in range(H):
+            for j in range(r // 2):
+                ia, ib = (j, j + r // 2) if pairing == "half" else (2 * j, 2 * j + 1)
+                c, s = float(cos[t, j]), float(sin[t, j])
+                a[t, h, ia], b[t, h, ia] = x[t, h, ia] * c, -(x[t, h, ib] * s)
+                a[t, h, ib], b[t, h, ib] = x[t, h, ib] * c, x[t, h, ia] * s
+    return a, b
+
+
+@pytest.mark.parametrize("pairing", ["half", "interleaved"])
+@pytest.mark.parametrize("rotary_dim", [None, 4])
+def test_rope_terms_are_the_two_products(pairing, rotary_dim):
+    from refimpl.ops.rope import rope_terms
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 2, 8))  # [T, H, D]
+    r = 8 if rotary_dim is None else rotary_dim
+    ang = rng.uniform(-3, 3, (3, r // 2))
+    cos, sin = np.cos(ang), np.sin(ang)
+    a, b = rope_terms(x, cos, sin, pairing=pairing, rotary_dim=rotary_dim)
+    ea, eb = _terms_by_hand(x, cos, sin, pairing, r)
+    assert a.shape == b.shape == x.shape and a.dtype == b.dtype == np.float64
+    assert np.array_equal(a, ea) and np.array_equal(b, eb)  # one product each: exact
+    # float32: the same products rounded once to float32
+    a32, b32 = rope_terms(x.astype(np.float32), cos.astype(np.float32), sin.astype(np.float32),
+                          pairing=pairing, rotary_dim=rotary_dim)
+    assert a32.dtype == np.float32
+    ea32, eb32 = _terms_by_hand(x.astype(np.float32), cos.astype(np.float32), sin.astype(np.float32), pairing, r)
+    assert np.array_equal(a32, ea32.astype(np.float32)) and np.array_equal(b32, eb32.astype(np.float32))
+
+
+def test_rope_terms_bad_arguments():
+    from refimpl.ops.rope import rope_terms
+
+    x, c = np.ones((2, 1, 4)), np.ones((2, 2))
+    with pytest.raises(ArgumentError, match="^pairing"):
+        rope_terms(x, c, c, pairing="neox")
+    with pytest.raises(ArgumentError, match="^rotary_dim"):
+        rope_terms(x, c, c, rotary_dim=3)
+    with pytest.raises(ArgumentError, match="^cos"):
+        rope_terms(x, np.ones((2, 3)), np.ones((2, 3)))  # R/2 = 3 for D = 4
+    with pytest.raises(ArgumentError, match="^sin"):
+        rope_terms(x, c, np.ones((2, 3)))
+
+
+def test_rope_frequencies_forwards_every_yarn_key():
+    # beta_fast/beta_slow other than the defaults, and each attention-scaling key, through the dict
+    r = {"rope_type": "yarn", "factor": 16.0, "beta_fast": 16.0, "beta_slow": 2.0,
+         "original_max_position_embeddings": 2048, "truncate": True}
+    inv, s = rope_frequencies(64, base=10000.0, rope_scaling=r)
+    rel_close(inv, math_yarn(64, 10000.0, 16.0, 16.0, 2.0, 2048, True), 1e-13)
+    assert s == pytest.approx(0.1 * math.log(16.0) + 1.0, rel=1e-15)
+    # mscale / mscale_all_dim: (0.1 * 1.0 * ln 16 + 1) / (0.1 * 0.5 * ln 16 + 1)
+    _, s = rope_frequencies(64, base=10000.0, rope_scaling={**r, "mscale": 1.0, "mscale_all_dim": 0.5})
+    assert s == pytest.approx((0.1 * math.log(16.0) + 1) / (0.05 * math.log(16.0) + 1), rel=1e-15)
+    _, s = rope_frequencies(64, base=10000.0, rope_scaling={**r, "mscale": 0.5, "mscale_all_dim": 1.0})
+    assert s == pytest.approx((0.05 * math.log(16.0) + 1) / (0.1 * math.log(16.0) + 1), rel=1e-15)
+    _, s = rope_frequencies(64, base=10000.0, rope_scaling={**r, "attention_factor": 0.625})
+    assert s == 0.625
+
+
+def test_rope_frequencies_default_base_and_explicit_default_scaling():
+    inv, s = rope_frequencies(8)
+    rel_close(inv, math_default(8, 10000.0), 1e-15)
+    _, s = rope_frequencies(8, rope_scaling={"rope_type": "default"})
+    assert s == 1.0
+
+
+def test_yarn_defaults_are_the_documented_ones():
+    # beta_fast 32, beta_slow 1, original_max_position_embeddings 4096, truncate False
+    lo = 32 * math.log(4096 / (2 * math.pi * 32)) / math.log(150000.0)
+    hi = 32 * math.log(4096 / (2 * math.pi * 1)) / math.log(150000.0)
+    low, high = yarn_correction_range(64, base=150000.0)
+    assert low == pytest.approx(lo, rel=1e-14) and high == pytest.approx(hi, rel=1e-14)
+    inv, _ = inv_freq_yarn(64, base=150000.0, factor=32.0)
+    rel_close(inv, math_yarn(64, 150000.0, 32.0, 32.0, 1.0, 4096, False), 1e-13)
+
+
+def test_yarn_truncate_clamps_high_to_head_dim_minus_one_and_widens_a_point_range():
+    # L0 = 10^8, d = 8: high = 4 ln(10^8 / 2 pi) / ln(10^4) = 7.2 -> ceil 8 -> clamped to d - 1 = 7
+    lo = 4 * math.log(1e8 / (2 * math.pi * 32)) / math.log(1e4)
+    assert yarn_correction_range(8, base=1e4, original_max_position_embeddings=10**8, truncate=True) == (
+        float(max(math.floor(lo), 0)), 7.0)
+    # L0 = 2: low = floor(-2.0) -> 0, high = ceil(-0.497) = 0: equal, so high = 0 + 0.001
+    assert yarn_correction_range(8, base=1e4, original_max_position_embeddings=2, truncate=True) == (0.0, 0.001)
+    # L0 = 4856594800: low = floor(7.38) = 7, high = min(ceil(8.89), 7) = 7: equal above 0 -> (7, 7.001)
+    assert yarn_correction_range(8, base=1e4, original_max_position_embeddings=4856594800, truncate=True) == (
+        7.0, 7.001)
+
+
+def test_yarn_gpt_oss_range_check_accepts_low_below_one():
+    # d = 8, base 150000, L0 = 1000: low = 4 ln(1000 / 64 pi) / ln(150000) = 0.54, high = 1.70 < 3
+    inv, _ = inv_freq_yarn(8, base=150000.0, factor=32.0, original_max_position_embeddings=1000)
+    rel_close(inv, math_yarn(8, 150000.0, 32.0, 32.0, 1.0, 1000, False), 1e-13)
+
+
+@pytest.mark.parametrize("fn", ["apply_rope", "rope_terms"])
+def test_rope_partial_rotary_when_heads_equal_rotary_dim(fn):
+    # H == rotary_dim < D: the pass-through dimensions must still be there (shape [T, H, D])
+    from refimpl.ops import rope as rope_mod
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 4, 8))
+    ang = rng.uniform(-3, 3, (2, 2))
+    out = getattr(rope_mod, fn)(x, np.cos(ang), np.sin(ang), rotary_dim=4)
+    y = out if fn == "apply_rope" else out[0] + out[1]
+    assert y.shape == (2, 4, 8)
+    assert np.array_equal(y[..., 4:], x[..., 4:])
+    ea, eb = _terms_by_hand(x, np.cos(ang), np.sin(ang), "half", 4)
+    np.testing.assert_allclose(y, ea + eb, rtol=1e-15, atol=1e-15)
+
+
+def test_rope_rotary_dim_equal_to_head_dim_is_accepted():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3, 2, 6))
+    ang = rng.uniform(-3, 3, (3, 3))
+    assert np.array_equal(apply_rope(x, np.cos(ang), np.sin(ang), rotary_dim=6), apply_rope(x, np.cos(ang), np.sin(ang)))
+    ea, eb = _terms_by_hand(x, np.cos(ang), np.sin(ang), "half", 6)
+    np.testing.assert_allclose(apply_rope(x, np.cos(ang), np.sin(ang), rotary_dim=6), ea + eb, rtol=1e-15, atol=1e-15)
+
+
+def test_rope_cos_sin_float32_angles_and_scaling_checks():
+    # angle_dtype float32: the product position * inv_freq is formed in float32 (rounded), not float64
+    inv = np.array([1.0, 0.1])
+    pos = np.array([100003, 7])
+    cos, sin = rope_cos_sin(inv, pos, angle_dtype=np.float32)
+    ang = [[np.float32(p) * np.float32(f) for f in inv] for p in pos]  # one float32 product each
+    assert cos.dtype == np.float64
+    np.testing.assert_array_equal(cos, [[np.cos(a) for a in row] for row in ang])
+    np.testing.assert_array_equal(sin, [[np.sin(a) for a in row] for row in ang])
+    for bad in (0.0, -1.0):
+        with pytest.raises(ArgumentError, match="^attention_scaling"):
+            rope_cos_sin(inv, pos, attention_scaling=bad)
+
+
+def test_inv_freq_default_base_is_10000():
+    rel_close(inv_freq_default(6), math_default(6, 10000.0), 1e-15)
+
+
+def test_apply_rope_dtype_follows_x_cos_and_sin():
+    x = np.array([[[1.0, 2.0]]])  # [T=1, H=1, D=2]
+    c, s = np.array([[0.5]]), np.array([[0.25]])
+    f = np.float32
+    for args in ((x.astype(f), c, s.astype(f)), (x.astype(f), c.astype(f), s), (x, c.astype(f), s.astype(f))):
+        y = apply_rope(*args)
+        assert y.dtype == np.float64
+        assert y.tolist() == [[[1.0 * 0.5 - 2.0 * 0.25, 2.0 * 0.5 + 1.0 * 0.25]]]
+    assert apply_rope(x.astype(f), c.astype(f), s.astype(f)).dtype == np.float32

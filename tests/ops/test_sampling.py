@@ -428,3 +428,115 @@ def test_top_p_ties_by_index_at_large_vocab():
     x[100] = 1.0
     got = kept(top_p_filter(x, 0.3))
     assert got[-1] == 100 and got[:-1] == list(range(len(got) - 1))
+
+
+# ------------------------------------------- found by mutation testing (spec/mutation.md)
+
+
+def test_softmax_shifts_each_row_by_its_own_max():
+    # rows of very different scale: shifting by one max for the whole array would underflow row 0
+    x = np.array([[0.0, -1.0], [1000.0, 999.0]])
+    e = 1.0 / (1.0 + math.exp(-1.0))  # exp(0) / (exp(0) + exp(-1))
+    np.testing.assert_allclose(softmax(x), [[e, 1 - e], [e, 1 - e]], rtol=1e-15, atol=0)
+    np.testing.assert_allclose(softmax(x.T, axis=0), [[e, e], [1 - e, 1 - e]], rtol=1e-15, atol=0)
+
+
+def test_greedy_on_all_minus_inf_is_the_first_index():
+    # -inf is an ordinary value for greedy: every entry ties, the lowest index wins
+    assert greedy(np.array([-np.inf, -np.inf, -np.inf])) == 0
+    assert sample(np.array([-np.inf, -np.inf]), temperature=0.0) == 0
+
+
+@pytest.mark.parametrize("t", [0.5, 1.0, 2.0])
+def test_sample_with_temperature_refuses_rows_with_nothing_finite(t):
+    with pytest.raises(ArgumentError, match="^logits"):
+        sample(np.array([[0.0, 1.0], [-np.inf, -np.inf]]), temperature=t, rng=np.random.default_rng(0))
+
+
+def _py_log_softmax(row):
+    m = max(row)
+    if m == -math.inf:
+        return [-math.inf] * len(row)
+    lse = m + math.log(math.fsum(math.exp(v - m) for v in row))
+    return [v - lse for v in row]
+
+
+def test_log_softmax_values_masked_entries_and_all_masked_rows():
+    from refimpl.ops.sampling import log_softmax
+
+    x = np.array([[1.0, -2.0, 0.5, -np.inf], [-np.inf] * 4, [1000.0, -1000.0, 999.0, 0.0]])
+    y = log_softmax(x)
+    assert y.dtype == np.float64
+    for r in range(3):
+        np.testing.assert_allclose(y[r], _py_log_softmax(x[r].tolist()), rtol=1e-14, atol=1e-12)
+    assert y[0, 3] == -np.inf and (y[1] == -np.inf).all()
+    # far below the max: no underflow to log 0 (exp(-2000) is 0 in float64, its log is not -inf)
+    assert y[2, 1] == pytest.approx(-2000.0 - math.log1p(math.exp(-1.0)), rel=1e-15)
+    # another axis; float32 in, float32 out
+    np.testing.assert_allclose(log_softmax(x[[0, 2]].T, axis=0).T, y[[0, 2]], rtol=1e-14, atol=1e-12)
+    y32 = log_softmax(x[[0, 2]].astype(np.float32))
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, y[[0, 2]], rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("x, axis", [(np.ones(3), 1), (np.ones((2, 3)), -3), (np.ones(3), 0.0), (np.ones(3), True),
+                                     (np.float64(1.0), -1)])
+def test_log_softmax_bad_arguments(x, axis):
+    from refimpl.ops.sampling import log_softmax
+
+    with pytest.raises(ArgumentError):
+        log_softmax(x, axis)
+
+
+def test_check_functions_agree_with_their_ops_on_minus_inf_rows():
+    from refimpl.ops.sampling import check_greedy, check_sample
+
+    row = np.array([[0.0, 1.0], [-np.inf, -np.inf]])
+    assert check_greedy(row) is None  # greedy accepts a row with nothing finite
+    assert check_sample(row, temperature=0.0) is None
+    for t in (0.5, 1.0, 3.0):  # with temperature, a row needs a finite maximum
+        with pytest.raises(ArgumentError, match="^logits"):
+            check_sample(row, temperature=t, rng=np.random.default_rng(0))
+
+
+def test_sampling_draw_shifts_each_row_by_its_own_max():
+    # row 0's logits are 995 below row 1's: shifted by row 1's max, row 0 would weigh nothing and
+    # its draw would land on the -inf token
+    x = np.array([[5.0, -np.inf], [1000.0, -np.inf]])
+    for seed in range(3):
+        assert sample(x, temperature=1.0, rng=np.random.default_rng(seed)).tolist() == [0, 0]
+
+
+def test_sample_returns_a_python_int_for_one_row():
+    t = sample(np.array([0.0, 3.0, 1.0]), temperature=0.7, rng=np.random.default_rng(1))
+    assert type(t) is int and 0 <= t < 3
+    assert type(sample(np.array([0.0, 3.0]))) is int
+
+
+def test_top_p_one_keeps_every_token_even_when_the_sum_rounds_to_one_early():
+    # float32 probabilities 1, 9e-14, 9e-14: the running sum is 1.0 after the first token, yet
+    # p == 1 means no filtering at all
+    x = np.array([0.0, -30.0, -30.0], np.float32)
+    assert top_p_filter(x, 1.0).tolist() == x.tolist()
+
+
+def test_softmax_of_an_all_minus_inf_row_is_zeros():
+    assert softmax(np.array([[-np.inf, -np.inf], [0.0, 0.0]])).tolist() == [[0.0, 0.0], [0.5, 0.5]]
+
+
+def test_log_softmax_one_dimensional():
+    from refimpl.ops.sampling import log_softmax
+
+    np.testing.assert_allclose(log_softmax(np.array([0.0, 1.0])), _py_log_softmax([0.0, 1.0]), rtol=1e-15)
+
+
+def test_check_sample_and_check_greedy_on_plus_inf_and_defaults():
+    from refimpl.ops.sampling import check_greedy, check_sample
+
+    pos = np.array([np.inf, 0.0])
+    assert check_greedy(pos) is None  # +inf is an ordinary value for greedy
+    assert check_sample(pos) is None  # default temperature 0: greedy, no rng needed
+    assert check_sample(pos, temperature=0.0) is None
+    with pytest.raises(ArgumentError, match="^logits"):
+        check_sample(pos, temperature=1.0, rng=np.random.default_rng(0))
+    assert check_sample(np.zeros(3), temperature=1.0, top_p=1.0, rng=np.random.default_rng(0)) is None
