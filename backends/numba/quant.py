@@ -25,12 +25,15 @@ from numba.extending import intrinsic
 
 from refimpl.ops.quant import QTYPES
 
-from ._common import JIT, enter, launch, leave
+from ._common import JIT, enter, launch, leave, serial_twin
 
 QCODE = {"Q4_0": 0, "Q4_1": 1, "Q8_0": 2, "Q4_K": 3, "Q6_K": 4}
 ROWS = 16  # output rows per parallel work item
-GEMM_MIN_TOKENS = 8  # from this many tokens on, decode a tile and let BLAS multiply
-VEC_SPEEDUP = 1  # work units per weight of the vector kernels relative to the scalar ones (launch threshold)
+GEMM_MIN_TOKENS = 16  # from this many tokens on, decode a tile (serially) and let BLAS multiply
+# (below: the gemv kernel, all in Numba). Measured on 1 thread, [1536, 576] Q4_1: the kernel beats
+# NumPy's float32 BLAS on already-dequantized weights up to T = 8-12 and BLAS wins from T = 32 on.
+# The tile is decoded serially because a Numba parallel region next to BLAS's own threads on 2 cores
+# measured 8 ms for a 1 ms job (both thread pools spin-wait; spec/backends-numba.md).
 CHUNK = 2048  # rows per decoded tile in the BLAS path (2048 x 576 float32 = 4.7 MB)
 
 _SUM = dict(JIT, fastmath={"reassoc"})  # reassociation of the dot product only (no contraction, no NaN rules changed)
@@ -313,21 +316,41 @@ def dequantize_rows(nt, qt, blocks, nb, r0, out, h):
 @njit(parallel=True, **_SUM)
 def gemv(nt, qt, blocks, nb, x, bias, has_bias, zero, y, h):
     """y[t, n] = sum_k x[t, k] w[n, k] (+ bias[n]); x [T, in], y [T, out] in the compute dtype.
-    Each row is decoded once into a float32 buffer, then summed against every token."""
+    A work item decodes its ROWS rows once into a float32 tile [ROWS, in] (L1/L2-resident), then
+    takes the tokens four at a time: one pass over a row's weights feeds four sums (each weight
+    loaded once for four tokens), the leftover tokens one at a time."""
     old = enter(nt)
     N = blocks.shape[0]
     T, K = x.shape
     for c in prange((N + ROWS - 1) // ROWS):
-        buf = np.empty(K, np.float32)
-        for n in range(c * ROWS, min(N, (c + 1) * ROWS)):
-            _row(qt, blocks[n], buf, nb, h)
-            for t in range(T):
-                acc = zero  # 0 in the compute dtype
+        n0 = c * ROWS
+        r = min(N, n0 + ROWS) - n0
+        buf = np.empty((ROWS, K), np.float32)
+        for i in range(r):
+            _row(qt, blocks[n0 + i], buf[i], nb, h)
+        t = 0
+        while t + 4 <= T:
+            x0, x1, x2, x3 = x[t], x[t + 1], x[t + 2], x[t + 3]
+            for i in range(r):
+                w = buf[i]
+                a0, a1, a2, a3 = zero, zero, zero, zero  # 0 in the compute dtype
                 for k in range(K):
-                    acc += x[t, k] * buf[k]
+                    wk = w[k]
+                    a0 += x0[k] * wk
+                    a1 += x1[k] * wk
+                    a2 += x2[k] * wk
+                    a3 += x3[k] * wk
                 if has_bias:
-                    acc = acc + bias[n]
-                y[t, n] = acc
+                    a0, a1, a2, a3 = a0 + bias[n0 + i], a1 + bias[n0 + i], a2 + bias[n0 + i], a3 + bias[n0 + i]
+                y[t, n0 + i], y[t + 1, n0 + i], y[t + 2, n0 + i], y[t + 3, n0 + i] = a0, a1, a2, a3
+            t += 4
+        while t < T:
+            for i in range(r):
+                acc = zero
+                for k in range(K):
+                    acc += x[t, k] * buf[i, k]
+                y[t, n0 + i] = acc + bias[n0 + i] if has_bias else acc
+            t += 1
     leave(old)
 
 
@@ -485,9 +508,10 @@ def gguf_linear(x, blocks, qtype, shape, bias=None):
     if T >= GEMM_MIN_TOKENS:
         y = np.empty((T, out_n), dt)
         tile = np.empty((min(CHUNK, out_n), n_in), np.float32)
+        deq = serial_twin(dequantize_rows)  # serial: see GEMM_MIN_TOKENS
         for r0 in range(0, out_n, CHUNK):
             r = min(CHUNK, out_n - r0)
-            launch(dequantize_rows, r * n_in * 4, qt, bl, nb, r0, tile[:r], 16)
+            deq(1, qt, bl, nb, r0, tile[:r], 16)
             w = tile[:r] if dt == np.float32 else tile[:r].astype(dt)
             np.matmul(x2, w.T, out=y[:, r0:r0 + r])
         if b is not None:
@@ -497,7 +521,7 @@ def gguf_linear(x, blocks, qtype, shape, bias=None):
     bz = b if b is not None else np.zeros(1, dt)
     work = T * out_n * n_in * 2
     if T == 1 and qt in _GEMV1 and dt == np.float32:
-        launch(gemv1_vec, work // VEC_SPEEDUP, qt, bl, x2[0], nb, F16, bz, b is not None, y[0])
+        launch(gemv1_vec, work, qt, bl, x2[0], nb, F16, bz, b is not None, y[0])
     elif T == 1 and qt in _GEMV1:
         bs, ts = QTYPES[qtype]
         launch(_GEMV1[qt], work, bl.reshape(out_n, nb, ts), x2.reshape(nb, bs), bz, b is not None, dt.type(0), y[0], 16)
