@@ -104,9 +104,9 @@ def kernels(args):
     import numba
     import numpy as np
 
-    from backends.numba import linear as L
-    from backends.numba import quant as Q
-    from backends.numba._common import serial_twin
+    from refimpl.backends.numba import linear as L
+    from refimpl.backends.numba import quant as Q
+    from refimpl.backends.numba._common import serial_twin
     from refimpl.bench import stream_read_gbs
     from refimpl.ops.quant import QTYPES, random_packed
 
@@ -264,7 +264,7 @@ def main(argv=None):
                  "load_average_1_5_15_at_end": list(os.getloadavg())},
         versions=dict(numba=numba.__version__, numpy=np.__version__, llvmlite=__import__("llvmlite").__version__),
         threads=dict(requested=args.threads, numba_timed_at=numba_threads, numba_num_threads=numba.config.NUMBA_NUM_THREADS,
-                     serial_below_work=__import__("backends.numba._common", fromlist=["x"]).SERIAL_BELOW,
+                     serial_below_work=__import__("refimpl.backends.numba._common", fromlist=["x"]).SERIAL_BELOW,
                      numba_threading_layer=_layer(numba), env={v: os.environ.get(v) for v in THREAD_VARS}),
         dtype="float32", min_time_s=args.min_time, total_s=time.perf_counter() - t_start,
         compile_s_total=sum(r["first_call_s"] for r in rows),

@@ -69,7 +69,7 @@ def _where(rep, case):
 def threads(request, monkeypatch):
     """1: every kernel's serial twin. 2: the parallel kernels, even on small shapes (launch's
     serial threshold set to 0), so both compiled forms are checked."""
-    from backends.numba import _common
+    from refimpl.backends.numba import _common
 
     if request.param > numba.config.NUMBA_NUM_THREADS:
         pytest.skip(f"numba has {numba.config.NUMBA_NUM_THREADS} thread(s) here; 2 are needed")
@@ -84,7 +84,7 @@ def threads(request, monkeypatch):
 def test_vector_decoders_equal_scalar_decoders_and_gguf(qtype):
     """The LLVM vector decoders (dequantize_gguf, the fused kernels) against the scalar definition and
     gguf, over random bytes (every half pattern, NaN and inf included), odd row and block counts."""
-    from backends.numba import quant
+    from refimpl.backends.numba import quant
 
     rng = np.random.default_rng(20)
     bs, ts = QTYPES[qtype]
@@ -129,7 +129,7 @@ def test_linear_bfloat16_weights_many_shapes(threads):
     the exactly widened weight, within linear's budget; float32 weights at T = 1 too."""
     from refimpl.precision import bfloat16
 
-    from backends.numba import linear as numba_linear
+    from refimpl.backends.numba import linear as numba_linear
 
     rng = np.random.default_rng(22)
     for out, k in ((1, 1), (3, 7), (17, 64), (33, 129)):
