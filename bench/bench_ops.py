@@ -136,28 +136,21 @@ def kernels(args):
         raw = random_packed(rng, qtype, (N, K))
         x = rng.standard_normal(K).astype(np.float32)
         y = np.empty(N, np.float32)
+        f1 = lambda k, nt: k(nt, qt, raw, x, nb, Q.F16, z32, False, y)
+        row(f"gguf_linear T=1 {qtype} vector (gemv1_vec)", (N, K), raw.nbytes,
+            _best(lambda: f1(serial_twin(Q.gemv1_vec), 1), R), _best(lambda: f1(Q.gemv1_vec, 0), R))
         if qt in Q._GEMV1:
-            vec, old = Q.gemv1_vec, Q._GEMV1[qt]
-            f1 = lambda k, nt: k(nt, qt, raw, x, nb, Q.F16, z32, False, y)
+            old = Q._GEMV1[qt]
             f0 = lambda k, nt: k(nt, raw.reshape(N, nb, ts), x.reshape(nb, 32), z32, False, np.float32(0), y, 16)
-            row(f"gguf_linear T=1 {qtype} vector (gemv1_vec)", (N, K), raw.nbytes,
-                _best(lambda: f1(serial_twin(vec), 1), R), _best(lambda: f1(vec, 0), R))
             row(f"gguf_linear T=1 {qtype} scalar lanes (before)", (N, K), raw.nbytes,
                 _best(lambda: f0(serial_twin(old), 1), R), _best(lambda: f0(old, 0), R))
-        else:
-            xt = x.reshape(1, K)
-            yt = y.reshape(1, N)
-            g = lambda k, nt: k(nt, qt, raw, nb, xt, z32, False, np.float32(0), yt, 16)
-            row(f"gguf_linear T=1 {qtype} row tile (gemv)", (N, K), raw.nbytes,
-                _best(lambda: g(serial_twin(Q.gemv), 1), R), _best(lambda: g(Q.gemv, 0), R))
         out = np.empty((N, K), np.float32)
         row(f"dequantize_rows {qtype}", (N, K), raw.nbytes,
             _best(lambda: serial_twin(Q.dequantize_rows)(1, qt, raw, nb, 0, out, 16), R),
             _best(lambda: Q.dequantize_rows(0, qt, raw, nb, 0, out, 16), R),
-            "vector decoder" if qt in Q._GEMV1 else "scalar decoder")
-        if qt in Q._GEMV1:
-            row(f"dequantize_rows {qtype} scalar (before)", (N, K), raw.nbytes,
-                _best(lambda: Q.scalar_rows(qt, raw, nb, out), R), None)
+            "vector decoder")
+        row(f"dequantize_rows {qtype} scalar (before)", (N, K), raw.nbytes,
+            _best(lambda: Q.scalar_rows(qt, raw, nb, out), R), None)
     # few-token and prefill products on [1536, 576] Q4_1 vs NumPy on float32 weights (dequantized at load)
     N, K = 1536, 576
     raw = random_packed(rng, "Q4_1", (N, K))

@@ -9,12 +9,18 @@ dequantized values equal `gguf.quants.dequantize` bit for bit (tested over rando
 (every product and sum rounded to float32 as written, no fused multiply-add: `contract` is off.)
 The half-precision fields are decoded exactly (`_f16`).
 
-gguf_linear: each parallel work item owns ROWS output rows; per row it decodes the packed row
-into a float32 buffer (L1-resident, in = up to a few thousand weights) and then, for every token,
-sums x[t, k] * w[k] in the compute dtype with the `reassoc` fast-math flag only, so LLVM vectorises
-the sum (several partial sums; a summation-order difference, inside linear's budget). Many tokens
-(prefill, T >= GEMM_MIN_TOKENS): the rows are decoded chunk by chunk into a float32 tile
-[CHUNK, in] and multiplied by BLAS (np.matmul), which is faster there.
+Decoders: LLVM vector code (numba intrinsics, below) turns a block into <16 x float> vectors with
+separate IEEE multiplies and adds in that order; the scalar decoders (_row_*) are the readable
+definition, and both are tested equal to gguf over random bytes.
+
+gguf_linear, by token count T (spec/backends-numba.md has the measurements):
+  T = 1, float32: gemv1_vec, fused decode-and-dot, two rows per pass sharing each load of x, 16
+      partial sums per row with FMA (a summation-order / contraction difference inside linear's
+      budget; the weights themselves stay exact). float64: gemv1_q* (lanes) or gemv.
+  T < GEMM_MIN_TOKENS: gemv, ROWS rows decoded into a float32 tile, then four tokens per pass over
+      each row (`reassoc` sums).
+  T >= GEMM_MIN_TOKENS: the rows decoded (serially) CHUNK at a time into a reused float32 tile and
+      multiplied by BLAS (np.matmul).
 """
 
 import threading
@@ -52,7 +58,7 @@ def _f16(lo, hi):
 
 
 # ----------------------------------------------------------------------------- vector block decoders
-# Q4_0, Q4_1 and Q8_0 blocks are decoded by LLVM vector code written here (numba intrinsics), because
+# Blocks of every format are decoded by LLVM vector code written here (numba intrinsics), because
 # numba's loop vectoriser gives up on the 16-iteration loops of a block (measured 0.25 ns/weight, ~2.4
 # GB/s of Q4_1 blocks). A block of 32 weights is two <16 x float> vectors: lo = weights 0..15, hi =
 # 16..31, from one unaligned 16-byte load of the quants (both nibbles of byte j: weights j and 16 + j;
@@ -64,7 +70,7 @@ def _f16(lo, hi):
 
 _F32, _I8, _I16, _I32, _I64 = ir.FloatType(), ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 _V16F, _V16B, _V16I = ir.VectorType(_F32, 16), ir.VectorType(_I8, 16), ir.VectorType(_I32, 16)
-_BLOCK_BYTES = {0: 18, 1: 20, 2: 34}  # QCODE -> bytes per 32-weight block
+_BLOCK = {0: (32, 18), 1: (32, 20), 2: (32, 34), 3: (256, 144), 4: (256, 210)}  # QCODE -> (weights, bytes) per block
 
 
 def _c64(v):
@@ -90,25 +96,77 @@ def _ir_load16(b, p):
     return b.load(b.bitcast(p, _V16B.as_pointer()), align=1)
 
 
+def _ir_byte(b, p, k):
+    """The byte at p + k as int32 (zero-extended)."""
+    return b.zext(b.load(b.gep(p, [_c64(k)])), _I32)
+
+
+def _ir_nibbles(b, p, shift):
+    """<16 x i32>: (byte >> shift) & 15 for the 16 bytes at p."""
+    q = _ir_load16(b, p)
+    if shift:
+        q = b.lshr(q, _vconst(_V16B, shift))
+    return b.zext(b.and_(q, _vconst(_V16B, 15)), _V16I)
+
+
 def _ir_block(b, qt, p, tab):
-    """(lo, hi) <16 x float>: the 32 weights of the block at byte pointer p, gguf's operations in order."""
+    """The block at byte pointer p as a list of (lo, hi) <16 x float> pairs, 32 consecutive weights
+    each (weights 32 g + 0..15 and 32 g + 16..31), formed with gguf's operations in its order."""
     if qt == 0:  # Q4_0: d * (q - 8)
         d = _splat(b, _ir_half(b, p, tab), _V16F)
         q = _ir_load16(b, b.gep(p, [_c64(2)]))
         lo = b.sub(b.zext(b.and_(q, _vconst(_V16B, 15)), _V16I), _vconst(_V16I, 8))
         hi = b.sub(b.zext(b.lshr(q, _vconst(_V16B, 4)), _V16I), _vconst(_V16I, 8))
-        return b.fmul(d, b.sitofp(lo, _V16F)), b.fmul(d, b.sitofp(hi, _V16F))
+        return [(b.fmul(d, b.sitofp(lo, _V16F)), b.fmul(d, b.sitofp(hi, _V16F)))]
     if qt == 1:  # Q4_1: d * q + m
         d = _splat(b, _ir_half(b, p, tab), _V16F)
         m = _splat(b, _ir_half(b, b.gep(p, [_c64(2)]), tab), _V16F)
         q = _ir_load16(b, b.gep(p, [_c64(4)]))
         lo = b.sitofp(b.zext(b.and_(q, _vconst(_V16B, 15)), _V16I), _V16F)
         hi = b.sitofp(b.zext(b.lshr(q, _vconst(_V16B, 4)), _V16I), _V16F)
-        return b.fadd(b.fmul(d, lo), m), b.fadd(b.fmul(d, hi), m)
-    d = _splat(b, _ir_half(b, p, tab), _V16F)  # Q8_0: q * d, q the byte as two's complement
-    lo = b.sitofp(b.sext(_ir_load16(b, b.gep(p, [_c64(2)])), _V16I), _V16F)
-    hi = b.sitofp(b.sext(_ir_load16(b, b.gep(p, [_c64(18)])), _V16I), _V16F)
-    return b.fmul(lo, d), b.fmul(hi, d)
+        return [(b.fadd(b.fmul(d, lo), m), b.fadd(b.fmul(d, hi), m))]
+    if qt == 2:  # Q8_0: q * d, q the byte as two's complement
+        d = _splat(b, _ir_half(b, p, tab), _V16F)
+        lo = b.sitofp(b.sext(_ir_load16(b, b.gep(p, [_c64(2)])), _V16I), _V16F)
+        hi = b.sitofp(b.sext(_ir_load16(b, b.gep(p, [_c64(18)])), _V16I), _V16F)
+        return [(b.fmul(lo, d), b.fmul(hi, d))]
+    out = []
+    if qt == 3:  # Q4_K: (d * sc) * q - (dmin * m), six-bit sc, m per 32 weights (as _row_q4_k)
+        d, dmin = _ir_half(b, p, tab), _ir_half(b, b.gep(p, [_c64(2)]), tab)
+        sb = [_ir_byte(b, p, 4 + k) for k in range(12)]
+        c63, c15, c6, c4 = (ir.Constant(_I32, v) for v in (63, 15, 6, 4))
+        for sub in range(8):
+            if sub < 4:
+                sc, mn = b.and_(sb[sub], c63), b.and_(sb[sub + 4], c63)
+            else:
+                sc = b.or_(b.and_(sb[sub + 4], c15), b.shl(b.lshr(sb[sub - 4], c6), c4))
+                mn = b.or_(b.lshr(sb[sub + 4], c4), b.shl(b.lshr(sb[sub], c6), c4))
+            ds = _splat(b, b.fmul(d, b.sitofp(sc, _F32)), _V16F)
+            dm = _splat(b, b.fmul(dmin, b.sitofp(mn, _F32)), _V16F)
+            q = b.gep(p, [_c64(16 + 32 * (sub // 2))])
+            shift = 4 * (sub % 2)
+            lo = b.sitofp(_ir_nibbles(b, q, shift), _V16F)
+            hi = b.sitofp(_ir_nibbles(b, b.gep(q, [_c64(16)]), shift), _V16F)
+            out.append((b.fsub(b.fmul(ds, lo), dm), b.fsub(b.fmul(ds, hi), dm)))
+        return out
+    d = _ir_half(b, b.gep(p, [_c64(208)]), tab)  # Q6_K: (d * sc) * (q - 32), signed 8-bit sc per 16 weights
+    for half in range(2):
+        for quarter in range(4):
+            pair = []
+            for part in range(2):  # weights l = 16 part + 0..15 of this group of 32
+                s8 = b.load(b.gep(p, [_c64(192 + 8 * half + 2 * quarter + part)]))
+                dsc = _splat(b, b.fmul(d, b.sitofp(b.sext(s8, _I32), _F32)), _V16F)
+                ql = _ir_load16(b, b.gep(p, [_c64(64 * half + 32 * (quarter % 2) + 16 * part)]))
+                qh = _ir_load16(b, b.gep(p, [_c64(128 + 32 * half + 16 * part)]))
+                if quarter >= 2:
+                    ql = b.lshr(ql, _vconst(_V16B, 4))
+                if quarter:
+                    qh = b.lshr(qh, _vconst(_V16B, 2 * quarter))
+                q8 = b.or_(b.and_(ql, _vconst(_V16B, 15)), b.shl(b.and_(qh, _vconst(_V16B, 3)), _vconst(_V16B, 4)))
+                q = b.sub(b.zext(q8, _V16I), _vconst(_V16I, 32))
+                pair.append(b.fmul(dsc, b.sitofp(q, _V16F)))
+            out.append(tuple(pair))
+    return out
 
 
 def _ir_ptr(context, b, ty, val, elem):
@@ -116,8 +174,8 @@ def _ir_ptr(context, b, ty, val, elem):
 
 
 def _make_decode(qt):
-    """Intrinsic decode(row uint8[nb * bytes], out float32[32 nb], nb, tab): out = the row's weights."""
-    ts = _BLOCK_BYTES[qt]
+    """Intrinsic decode(row uint8[nb * bytes], out float32[bs nb], nb, tab): out = the row's weights."""
+    bs, ts = _BLOCK[qt]
 
     @intrinsic
     def decode(typingctx, row, out, nb, tab):
@@ -127,10 +185,11 @@ def _make_decode(qt):
             tp = _ir_ptr(context, b, sig.args[3], args[3], _F32)
             with cgutils.for_range(b, args[2]) as loop:
                 i = loop.index
-                lo, hi = _ir_block(b, qt, b.gep(rp, [b.mul(i, _c64(ts))]), tp)
-                o = b.gep(op, [b.mul(i, _c64(32))])
-                b.store(lo, b.bitcast(o, _V16F.as_pointer()), align=4)
-                b.store(hi, b.bitcast(b.gep(o, [_c64(16)]), _V16F.as_pointer()), align=4)
+                groups = _ir_block(b, qt, b.gep(rp, [b.mul(i, _c64(ts))]), tp)
+                for g, (lo, hi) in enumerate(groups):
+                    o = b.gep(op, [b.add(b.mul(i, _c64(bs)), _c64(32 * g))])
+                    b.store(lo, b.bitcast(o, _V16F.as_pointer()), align=4)
+                    b.store(hi, b.bitcast(b.gep(o, [_c64(16)]), _V16F.as_pointer()), align=4)
             return context.get_dummy_value()
 
         return types.void(row, out, nb, tab), codegen
@@ -146,9 +205,9 @@ def _hsum(b, v):
 
 
 def _make_dot(qt, R):
-    """Intrinsic dot(blocks uint8[N, row bytes], n0, x float32[32 nb], nb, tab) -> R float32:
+    """Intrinsic dot(blocks uint8[N, row bytes], n0, x float32[bs nb], nb, tab) -> R float32:
     sum_k x[k] w[n0 + r, k] for r < R (R rows share each load of x)."""
-    ts = _BLOCK_BYTES[qt]
+    bs, ts = _BLOCK[qt]
 
     @intrinsic
     def dot(typingctx, blocks, n0, x, nb, tab):
@@ -163,14 +222,18 @@ def _make_dot(qt, R):
             accs = [cgutils.alloca_once_value(b, _vconst(_V16F, 0.0)) for _ in range(R)]
             with cgutils.for_range(b, args[3]) as loop:
                 i = loop.index
-                xb = b.gep(xp, [b.mul(i, _c64(32))])
-                xlo = b.load(b.bitcast(xb, _V16F.as_pointer()), align=4)
-                xhi = b.load(b.bitcast(b.gep(xb, [_c64(16)]), _V16F.as_pointer()), align=4)
                 off = b.mul(i, _c64(ts))
+                blocks_r = [_ir_block(b, qt, b.gep(rows[r], [off]), tp) for r in range(R)]
+                acc = [b.load(a) for a in accs]
+                for g in range(bs // 32):
+                    xb = b.gep(xp, [b.add(b.mul(i, _c64(bs)), _c64(32 * g))])
+                    xlo = b.load(b.bitcast(xb, _V16F.as_pointer()), align=4)
+                    xhi = b.load(b.bitcast(b.gep(xb, [_c64(16)]), _V16F.as_pointer()), align=4)
+                    for r in range(R):
+                        lo, hi = blocks_r[r][g]
+                        acc[r] = b.call(fma, [hi, xhi, b.call(fma, [lo, xlo, acc[r]])])
                 for r in range(R):
-                    lo, hi = _ir_block(b, qt, b.gep(rows[r], [off]), tp)
-                    a = b.call(fma, [lo, xlo, b.load(accs[r])])
-                    b.store(b.call(fma, [hi, xhi, a]), accs[r])
+                    b.store(acc[r], accs[r])
             outs = [_hsum(b, b.load(a)) for a in accs]
             return context.make_tuple(b, sig.return_type, outs)
 
@@ -179,14 +242,13 @@ def _make_dot(qt, R):
     return dot
 
 
-_decode_q4_0, _decode_q4_1, _decode_q8_0 = _make_decode(0), _make_decode(1), _make_decode(2)
-_dot2_q4_0, _dot2_q4_1, _dot2_q8_0 = _make_dot(0, 2), _make_dot(1, 2), _make_dot(2, 2)
-_dot1_q4_0, _dot1_q4_1, _dot1_q8_0 = _make_dot(0, 1), _make_dot(1, 1), _make_dot(2, 1)
+_decode_q4_0, _decode_q4_1, _decode_q8_0, _decode_q4_k, _decode_q6_k = (_make_decode(q) for q in range(5))
+_dot2_q4_0, _dot2_q4_1, _dot2_q8_0, _dot2_q4_k, _dot2_q6_k = (_make_dot(q, 2) for q in range(5))
+_dot1_q4_0, _dot1_q4_1, _dot1_q8_0, _dot1_q4_k, _dot1_q6_k = (_make_dot(q, 1) for q in range(5))
 
 
-# Scalar row decoders: out[32 b + j] (or [256 b + ...]) for every block b of one packed row (Q4_K and
-# Q6_K run these; the Q4_0, Q4_1, Q8_0 ones are the readable definition the vector decoders reproduce,
-# run by `scalar_rows` in the tests). The inner
+# Scalar row decoders: out[32 b + j] (or [256 b + ...]) for every block b of one packed row: the
+# readable definition the vector decoders reproduce (run by `scalar_rows` in the tests). The inner
 # loops run to a trip count `h` passed at run time (16 or 32), so that LLVM vectorises them rather
 # than unrolling them (numba runs no SLP vectoriser).
 
@@ -279,7 +341,7 @@ def _row_q6_k(row, out, nb, h):
 
 @njit(inline="always", **JIT)
 def _row(qt, row, out, nb, h):
-    """out[:] = the weights of one packed row (vector decoders for Q4_0, Q4_1, Q8_0)."""
+    """out[:] = the weights of one packed row (the vector decoders)."""
     if qt == 0:
         _decode_q4_0(row, out, nb, F16)
     elif qt == 1:
@@ -287,9 +349,9 @@ def _row(qt, row, out, nb, h):
     elif qt == 2:
         _decode_q8_0(row, out, nb, F16)
     elif qt == 3:
-        _row_q4_k(row, out, nb, h)
+        _decode_q4_k(row, out, nb, F16)
     else:
-        _row_q6_k(row, out, nb, h)
+        _decode_q6_k(row, out, nb, F16)
 
 
 @njit(**JIT)
@@ -302,8 +364,10 @@ def scalar_rows(qt, blocks, nb, out):
             _row_q4_1(blocks[i], out[i], nb, 16)
         elif qt == 2:
             _row_q8_0(blocks[i], out[i], nb, 16)
+        elif qt == 3:
+            _row_q4_k(blocks[i], out[i], nb, 16)
         else:
-            _row(qt, blocks[i], out[i], nb, 16)
+            _row_q6_k(blocks[i], out[i], nb, 16)
 
 
 @njit(parallel=True, **JIT)
@@ -358,8 +422,8 @@ def gemv(nt, qt, blocks, nb, x, bias, has_bias, zero, y, h):
 
 @njit(parallel=True, **JIT)
 def gemv1_vec(nt, qt, blocks, x, nb, tab, bias, has_bias, y):
-    """y[n] = sum_k x[k] w[n, k] (+ bias[n]) for one float32 token: blocks [N, row bytes] (Q4_0,
-    Q4_1 or Q8_0), x float32 [32 nb], y float32 [N]. Work items of ROWS rows, two rows per pass."""
+    """y[n] = sum_k x[k] w[n, k] (+ bias[n]) for one float32 token: blocks [N, row bytes] (any
+    QCODE format), x float32 [32 nb], y float32 [N]. Work items of ROWS rows, two rows per pass."""
     old = enter(nt)
     N = blocks.shape[0]
     for c in prange((N + ROWS - 1) // ROWS):
@@ -370,8 +434,12 @@ def gemv1_vec(nt, qt, blocks, x, nb, tab, bias, has_bias, y):
                     r = _dot2_q4_0(blocks, n, x, nb, tab)
                 elif qt == 1:
                     r = _dot2_q4_1(blocks, n, x, nb, tab)
-                else:
+                elif qt == 2:
                     r = _dot2_q8_0(blocks, n, x, nb, tab)
+                elif qt == 3:
+                    r = _dot2_q4_k(blocks, n, x, nb, tab)
+                else:
+                    r = _dot2_q6_k(blocks, n, x, nb, tab)
                 y[n] = r[0] + bias[n] if has_bias else r[0]
                 y[n + 1] = r[1] + bias[n + 1] if has_bias else r[1]
                 n += 2
@@ -380,8 +448,12 @@ def gemv1_vec(nt, qt, blocks, x, nb, tab, bias, has_bias, y):
                     r1 = _dot1_q4_0(blocks, n, x, nb, tab)
                 elif qt == 1:
                     r1 = _dot1_q4_1(blocks, n, x, nb, tab)
-                else:
+                elif qt == 2:
                     r1 = _dot1_q8_0(blocks, n, x, nb, tab)
+                elif qt == 3:
+                    r1 = _dot1_q4_k(blocks, n, x, nb, tab)
+                else:
+                    r1 = _dot1_q6_k(blocks, n, x, nb, tab)
                 y[n] = r1[0] + bias[n] if has_bias else r1[0]
                 n += 1
     leave(old)
@@ -534,7 +606,7 @@ def gguf_linear(x, blocks, qtype, shape, bias=None):
     y = np.empty((T, out_n), dt)
     bz = b if b is not None else np.zeros(1, dt)
     work = T * out_n * n_in * 2
-    if T == 1 and qt in _GEMV1 and dt == np.float32:
+    if T == 1 and dt == np.float32:
         launch(gemv1_vec, work, qt, bl, x2[0], nb, F16, bz, b is not None, y[0])
     elif T == 1 and qt in _GEMV1:
         bs, ts = QTYPES[qtype]

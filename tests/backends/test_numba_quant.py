@@ -80,7 +80,7 @@ def threads(request, monkeypatch):
     numba.set_num_threads(old)
 
 
-@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q8_0"])
+@pytest.mark.parametrize("qtype", sorted(QTYPES))
 def test_vector_decoders_equal_scalar_decoders_and_gguf(qtype):
     """The LLVM vector decoders (dequantize_gguf, the fused kernels) against the scalar definition and
     gguf, over random bytes (every half pattern, NaN and inf included), odd row and block counts."""
@@ -88,7 +88,7 @@ def test_vector_decoders_equal_scalar_decoders_and_gguf(qtype):
 
     rng = np.random.default_rng(20)
     bs, ts = QTYPES[qtype]
-    for rows, blocks in ((1, 1), (3, 5), (33, 7)):
+    for rows, blocks in ((1, 1), (3, 5), (33, 7)) if bs == 32 else ((1, 1), (5, 3)):
         raw = rng.integers(0, 256, size=(rows, blocks * ts), dtype=np.uint8)
         with np.errstate(all="ignore"):
             expect = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[qtype]).reshape(rows, blocks * bs)
