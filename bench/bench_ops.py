@@ -155,13 +155,24 @@ def kernels(args):
     N, K = 1536, 576
     raw = random_packed(rng, "Q4_1", (N, K))
     W = Q.dequantize_gguf(raw, "Q4_1", (N, K))
-    for T in (4, 8, 12, 16, 32, 128):
+    try:  # one thread for both sides here (BLAS through threadpoolctl when it is installed)
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    nt = numba.get_num_threads()
+    numba.set_num_threads(1)
+    limit = threadpool_limits(1, user_api="blas") if threadpool_limits else None
+    blas = "1 thread" if limit is not None else f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}"
+    for T in (2, 4, 8, 12, 16, 32, 128):
         x = rng.standard_normal((T, K)).astype(np.float32)
         t_nb = _best(lambda: Q.gguf_linear(x, raw, "Q4_1", (N, K)), R)
         t_np = _best(lambda: x @ W.T, R)
         path = "gemv (Numba)" if T < Q.GEMM_MIN_TOKENS else "tile + BLAS"
         row(f"gguf_linear T={T} Q4_1 {path}", (N, K), raw.nbytes, t_nb, None,
-            f"NumPy float32 matmul {t_np * 1e6:.1f} us (x{t_np / t_nb:.2f})")
+            f"NumPy float32 matmul ({blas}) {t_np * 1e6:.1f} us (x{t_np / t_nb:.2f})")
+    if limit is not None:
+        limit.restore_original_limits()
+    numba.set_num_threads(nt)
     # dense linear: float32 at T=1, bfloat16 weights at T=1 and 4
     for (N, K), wdt in (((576, 576), np.float32), ((1536, 576), np.float32), ((8192, 2880), np.float32),
                         ((8192, 2880), ml_dtypes.bfloat16)):

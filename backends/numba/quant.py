@@ -37,9 +37,10 @@ from ._common import JIT, enter, launch, leave, serial_twin
 
 QCODE = {"Q4_0": 0, "Q4_1": 1, "Q8_0": 2, "Q4_K": 3, "Q6_K": 4}
 ROWS = 16  # output rows per parallel work item
-GEMM_MIN_TOKENS = 16  # from this many tokens on, decode a tile (serially) and let BLAS multiply
+GEMM_MIN_TOKENS = 32  # from this many tokens on, decode a tile (serially) and let BLAS multiply
 # (below: the gemv kernel, all in Numba). Measured on 1 thread, [1536, 576] Q4_1: the kernel beats
-# NumPy's float32 BLAS on already-dequantized weights up to T = 8-12 and BLAS wins from T = 32 on.
+# NumPy's float32 BLAS on already-dequantized weights up to T = 12, ties it at 16-32 (where decode +
+# BLAS is ~20% slower), and BLAS wins from T = 64 on (bench/bench_ops.py --kernels).
 # The tile is decoded serially because a Numba parallel region next to BLAS's own threads on 2 cores
 # measured 8 ms for a 1 ms job (both thread pools spin-wait; spec/backends-numba.md).
 CHUNK = 2048  # rows per decoded tile in the BLAS path (2048 x 576 float32 = 4.7 MB)

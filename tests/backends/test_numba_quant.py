@@ -43,8 +43,8 @@ def test_dequantize_bit_for_bit_over_random_bytes(qtype):
 
 
 @pytest.mark.parametrize("qtype", sorted(QTYPES))
-@pytest.mark.parametrize("t", [1, 3, 9])  # 1: fused decode kernel; 3: row-buffer kernel; 9: tiles + BLAS
-# (the thresholds are backends/numba/quant.py's GEMM_MIN_TOKENS = 8 and the fused kernels at T = 1)
+@pytest.mark.parametrize("t", [1, 3, 33])  # 1: fused decode kernel; 3: few-token kernel; 33: tiles + BLAS
+# (the thresholds are backends/numba/quant.py's GEMM_MIN_TOKENS = 32 and the fused kernels at T = 1)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gguf_linear_within_budget(qtype, t, dtype):
     rng = np.random.default_rng(11)
@@ -104,14 +104,17 @@ def test_vector_decoders_equal_scalar_decoders_and_gguf(qtype):
 @pytest.mark.parametrize("qtype", sorted(QTYPES))
 def test_gguf_linear_many_shapes(qtype, threads):
     """Every path of gguf_linear (fused T=1, few-token kernel, tile + BLAS from GEMM_MIN_TOKENS on)
-    against the reference, odd row counts, T = 1..20, with and without bias, float32 and float64."""
+    against the reference, odd row counts, T = 1..20 and around GEMM_MIN_TOKENS, with and without
+    bias, float32 and float64."""
+    from refimpl.backends.numba import quant
+
     rng = np.random.default_rng(21)
     bs = QTYPES[qtype][0]
     for out in (1, 2, 3, 17, 34):
         for blocks in ((1, 3) if bs == 32 else (1, 2)):
             shape = (out, blocks * bs)
             packed = random_packed(rng, qtype, shape)
-            for t in range(1, 21):
+            for t in (*range(1, 21), quant.GEMM_MIN_TOKENS - 1, quant.GEMM_MIN_TOKENS, quant.GEMM_MIN_TOKENS + 1):
                 for dtype in (np.float32, np.float64):
                     with_bias = (t + out) % 2 == 0
                     inputs = dict(x=rng.standard_normal((t, shape[1])).astype(dtype), blocks=packed, qtype=qtype,
