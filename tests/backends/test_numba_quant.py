@@ -110,11 +110,13 @@ def test_gguf_linear_many_shapes(qtype, threads):
 
     rng = np.random.default_rng(21)
     bs = QTYPES[qtype][0]
-    for out in (1, 2, 3, 17, 34):
+    edges = (quant.GEMM_MIN_TOKENS - 1, quant.GEMM_MIN_TOKENS, quant.GEMM_MIN_TOKENS + 1)
+    tokens = (*range(1, 21), *edges) if threads == 1 else (1, 2, 5, *edges)  # 2 threads: the same code, parallel
+    for out in (1, 2, 3, 17, 34) if threads == 1 else (1, 3, 34):
         for blocks in ((1, 3) if bs == 32 else (1, 2)):
             shape = (out, blocks * bs)
             packed = random_packed(rng, qtype, shape)
-            for t in (*range(1, 21), quant.GEMM_MIN_TOKENS - 1, quant.GEMM_MIN_TOKENS, quant.GEMM_MIN_TOKENS + 1):
+            for t in tokens:
                 for dtype in (np.float32, np.float64):
                     with_bias = (t + out) % 2 == 0
                     inputs = dict(x=rng.standard_normal((t, shape[1])).astype(dtype), blocks=packed, qtype=qtype,
