@@ -13,6 +13,16 @@ NumPy and Numba start; Numba is timed at each of --numba-threads (numba.set_num_
 --threads and 1: on a loaded machine a parallel region can wait a scheduler time slice for its
 second thread, and the single-thread figure shows the kernel itself). The machine's load average
 is recorded at the start and the end. float32 inputs throughout (the reference's float32 mode).
+
+    python bench/bench_ops.py --kernels [--out bench/results/kernels_numba.json]
+
+Kernels alone (--kernels): the packed-GGUF and dense linear kernels of backends/numba/{quant,linear}.py
+called directly, at SmolLM2-135M's shapes (q/o [576, 576], k/v [192, 576], gate/up [1536, 576],
+down [576, 1536], Q8_0 lm_head [49152, 576]) and a gpt-oss-sized bfloat16 matrix. For each: the
+minimum over repeats of one call, as ns per weight and GB/s of the bytes the kernel reads (packed
+blocks, or the weight array), serially (1 thread) and with 2 threads (numba's parallel region), next to
+the previous (scalar) kernel and NumPy on float32 weights in the same process; the machine's read
+bandwidth (refimpl.bench.stream_read_gbs) is measured beside them.
 """
 
 import argparse
@@ -76,14 +86,141 @@ def cases(np, rng):
     return out
 
 
+def _best(fn, repeats):
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def kernels(args):
+    """The --kernels table (see the module docstring)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+    sys.path.insert(0, ROOT)
+    import ml_dtypes
+    import numba
+    import numpy as np
+
+    from refimpl.backends.numba import linear as L
+    from refimpl.backends.numba import quant as Q
+    from refimpl.backends.numba._common import serial_twin
+    from refimpl.bench import stream_read_gbs
+    from refimpl.ops.quant import QTYPES, random_packed
+
+    load_start = list(os.getloadavg())
+    gbs = stream_read_gbs(mib=256)
+    rng = np.random.default_rng(0)
+    rows, R = [], args.repeats
+
+    def row(kernel, shape, nbytes, t1, t2, note=""):
+        w = shape[0] * shape[1]
+        r = dict(kernel=kernel, shape=list(shape), bytes=nbytes, note=note,
+                 threads_1=dict(us=t1 * 1e6, ns_per_weight=t1 / w * 1e9, gbs=nbytes / t1 / 1e9))
+        text = f"{kernel:44s} {str(list(shape)):14s} x1 {t1 * 1e6:9.1f} us {t1 / w * 1e9:6.3f} ns/w {nbytes / t1 / 1e9:6.2f} GB/s"
+        if t2 is not None:
+            r["threads_2"] = dict(us=t2 * 1e6, ns_per_weight=t2 / w * 1e9, gbs=nbytes / t2 / 1e9)
+            text += f" | x2 {t2 * 1e6:9.1f} us {t2 / w * 1e9:6.3f} ns/w {nbytes / t2 / 1e9:6.2f} GB/s"
+        rows.append(r)
+        print(text + (f"  {note}" if note else ""), flush=True)
+
+    z32 = np.zeros(1, np.float32)
+    shapes = [("Q4_1", (576, 576)), ("Q4_1", (192, 576)), ("Q4_1", (1536, 576)), ("Q4_1", (576, 1536)),
+              ("Q4_0", (1536, 576)), ("Q8_0", (1536, 576)), ("Q8_0", (49152, 576)),
+              ("Q4_K", (1536, 768)), ("Q6_K", (1536, 768))]
+    for qtype, (N, K) in shapes:
+        qt, (bs, ts) = Q.QCODE[qtype], QTYPES[qtype]
+        nb = K // bs
+        raw = random_packed(rng, qtype, (N, K))
+        x = rng.standard_normal(K).astype(np.float32)
+        y = np.empty(N, np.float32)
+        f1 = lambda k, nt: k(nt, qt, raw, x, nb, Q.F16, z32, False, y)
+        row(f"gguf_linear T=1 {qtype} vector (gemv1_vec)", (N, K), raw.nbytes,
+            _best(lambda: f1(serial_twin(Q.gemv1_vec), 1), R), _best(lambda: f1(Q.gemv1_vec, 0), R))
+        if qt in Q._GEMV1:
+            old = Q._GEMV1[qt]
+            f0 = lambda k, nt: k(nt, raw.reshape(N, nb, ts), x.reshape(nb, 32), z32, False, np.float32(0), y, 16)
+            row(f"gguf_linear T=1 {qtype} scalar lanes (before)", (N, K), raw.nbytes,
+                _best(lambda: f0(serial_twin(old), 1), R), _best(lambda: f0(old, 0), R))
+        out = np.empty((N, K), np.float32)
+        row(f"dequantize_rows {qtype}", (N, K), raw.nbytes,
+            _best(lambda: serial_twin(Q.dequantize_rows)(1, qt, raw, nb, 0, out, 16), R),
+            _best(lambda: Q.dequantize_rows(0, qt, raw, nb, 0, out, 16), R),
+            "vector decoder")
+        row(f"dequantize_rows {qtype} scalar (before)", (N, K), raw.nbytes,
+            _best(lambda: Q.scalar_rows(qt, raw, nb, out), R), None)
+    # few-token and prefill products on [1536, 576] Q4_1 vs NumPy on float32 weights (dequantized at load)
+    N, K = 1536, 576
+    raw = random_packed(rng, "Q4_1", (N, K))
+    W = Q.dequantize_gguf(raw, "Q4_1", (N, K))
+    try:  # one thread for both sides here (BLAS through threadpoolctl when it is installed)
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    nt = numba.get_num_threads()
+    numba.set_num_threads(1)
+    limit = threadpool_limits(1, user_api="blas") if threadpool_limits else None
+    blas = "1 thread" if limit is not None else f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}"
+    for T in (2, 4, 8, 12, 16, 32, 128):
+        x = rng.standard_normal((T, K)).astype(np.float32)
+        t_nb = _best(lambda: Q.gguf_linear(x, raw, "Q4_1", (N, K)), R)
+        t_np = _best(lambda: x @ W.T, R)
+        path = "gemv (Numba)" if T < Q.GEMM_MIN_TOKENS else "tile + BLAS"
+        row(f"gguf_linear T={T} Q4_1 {path}", (N, K), raw.nbytes, t_nb, None,
+            f"NumPy float32 matmul ({blas}) {t_np * 1e6:.1f} us (x{t_np / t_nb:.2f})")
+    if limit is not None:
+        limit.restore_original_limits()
+    numba.set_num_threads(nt)
+    # dense linear: float32 at T=1, bfloat16 weights at T=1 and 4
+    for (N, K), wdt in (((576, 576), np.float32), ((1536, 576), np.float32), ((8192, 2880), np.float32),
+                        ((8192, 2880), ml_dtypes.bfloat16)):
+        w = rng.standard_normal((N, K)).astype(np.float32)
+        for T in ((1,) if wdt == np.float32 else (1, 4)):
+            x = rng.standard_normal((T, K)).astype(np.float32)
+            y = np.empty((T, N), np.float32)
+            if wdt == np.float32:
+                k, wa, name = L.gemv, w, "float32"
+            else:
+                k, wa, name = L.gemv_bf16, w.astype(wdt).view(np.uint16), "bfloat16"
+            t_np = _best(lambda: x @ w.T, R)
+            row(f"linear T={T} {name} weights (gemv{'_bf16' if name == 'bfloat16' else ''})", (N, K), wa.nbytes,
+                _best(lambda: serial_twin(k)(1, x, wa, z32, False, np.float32(0), y), R),
+                _best(lambda: k(0, x, wa, z32, False, np.float32(0), y), R),
+                f"NumPy float32 matmul {t_np * 1e6:.1f} us")
+    result = dict(
+        benchmark="bench/bench_ops.py --kernels: Numba GGUF and linear kernels alone, min of repeats",
+        when=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        machine={**machine(), "read_gbs": gbs, "load_average_1_5_15_at_start": load_start,
+                 "load_average_1_5_15_at_end": list(os.getloadavg())},
+        versions=dict(numba=numba.__version__, numpy=np.__version__),
+        repeats=R, numba_threads=numba.get_num_threads(), results=rows)
+    out = args.out if args.out != DEFAULT_OUT else os.path.join(HERE, "results", "kernels_numba.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"machine read bandwidth {gbs} GB/s; load average {load_start} -> {list(os.getloadavg())}; wrote {out}")
+    return 0
+
+
+DEFAULT_OUT = os.path.join(HERE, "results", "ops_numba.json")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--numba-threads", default=None,
                     help="comma-separated Numba thread counts to time (default: --threads, then 1)")
     ap.add_argument("--min-time", type=float, default=0.3)
-    ap.add_argument("--out", default=os.path.join(HERE, "results", "ops_numba.json"))
+    ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--kernels", action="store_true", help="time the GGUF and linear kernels alone (see above)")
+    ap.add_argument("--repeats", type=int, default=20, help="--kernels: calls per measurement (the minimum is kept)")
     args = ap.parse_args(argv)
+    if args.kernels:
+        for v in THREAD_VARS:
+            os.environ.setdefault(v, str(args.threads))
+        return kernels(args)
     load_start = list(os.getloadavg())
     for v in THREAD_VARS:
         os.environ[v] = str(args.threads)
@@ -131,7 +268,7 @@ def main(argv=None):
                  "load_average_1_5_15_at_end": list(os.getloadavg())},
         versions=dict(numba=numba.__version__, numpy=np.__version__, llvmlite=__import__("llvmlite").__version__),
         threads=dict(requested=args.threads, numba_timed_at=numba_threads, numba_num_threads=numba.config.NUMBA_NUM_THREADS,
-                     serial_below_work=__import__("backends.numba._common", fromlist=["x"]).SERIAL_BELOW,
+                     serial_below_work=__import__("refimpl.backends.numba._common", fromlist=["x"]).SERIAL_BELOW,
                      numba_threading_layer=_layer(numba), env={v: os.environ.get(v) for v in THREAD_VARS}),
         dtype="float32", min_time_s=args.min_time, total_s=time.perf_counter() - t_start,
         compile_s_total=sum(r["first_call_s"] for r in rows),

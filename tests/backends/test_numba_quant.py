@@ -43,8 +43,8 @@ def test_dequantize_bit_for_bit_over_random_bytes(qtype):
 
 
 @pytest.mark.parametrize("qtype", sorted(QTYPES))
-@pytest.mark.parametrize("t", [1, 3, 9])  # 1: fused decode kernel; 3: row-buffer kernel; 9: tiles + BLAS
-# (the thresholds are backends/numba/quant.py's GEMM_MIN_TOKENS = 8 and the fused kernels at T = 1)
+@pytest.mark.parametrize("t", [1, 3, 33])  # 1: fused decode kernel; 3: few-token kernel; 33: tiles + BLAS
+# (the thresholds are backends/numba/quant.py's GEMM_MIN_TOKENS = 32 and the fused kernels at T = 1)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gguf_linear_within_budget(qtype, t, dtype):
     rng = np.random.default_rng(11)
@@ -57,6 +57,102 @@ def test_gguf_linear_within_budget(qtype, t, dtype):
     rep = compare(expected, actual, op="gguf_linear", inputs=inputs, context=dict(backend="numba", t=t))
     assert rep.ok, str(rep)
     assert actual.dtype == dtype
+
+
+def _where(rep, case):
+    """One line naming the case and the worst element's coordinates (llm.c dev/cuda style)."""
+    return (f"{case}: {rep.n_over} of {rep.n_elements} over budget; worst at {rep.worst_index}: expected "
+            f"{rep.worst_expected!r}, actual {rep.worst_actual!r}, bound {rep.worst_bound!r}")
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request, monkeypatch):
+    """1: every kernel's serial twin. 2: the parallel kernels, even on small shapes (launch's
+    serial threshold set to 0), so both compiled forms are checked."""
+    from refimpl.backends.numba import _common
+
+    if request.param > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip(f"numba has {numba.config.NUMBA_NUM_THREADS} thread(s) here; 2 are needed")
+    old = numba.get_num_threads()
+    numba.set_num_threads(request.param)
+    monkeypatch.setattr(_common, "SERIAL_BELOW", 0)
+    yield request.param
+    numba.set_num_threads(old)
+
+
+@pytest.mark.parametrize("qtype", sorted(QTYPES))
+def test_vector_decoders_equal_scalar_decoders_and_gguf(qtype):
+    """The LLVM vector decoders (dequantize_gguf, the fused kernels) against the scalar definition and
+    gguf, over random bytes (every half pattern, NaN and inf included), odd row and block counts."""
+    from refimpl.backends.numba import quant
+
+    rng = np.random.default_rng(20)
+    bs, ts = QTYPES[qtype]
+    for rows, blocks in ((1, 1), (3, 5), (33, 7)) if bs == 32 else ((1, 1), (5, 3)):
+        raw = rng.integers(0, 256, size=(rows, blocks * ts), dtype=np.uint8)
+        with np.errstate(all="ignore"):
+            expect = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[qtype]).reshape(rows, blocks * bs)
+        scalar = np.empty_like(expect)
+        quant.scalar_rows(quant.QCODE[qtype], raw, blocks, scalar)
+        vector = NBO.dequantize_gguf(raw, qtype, (rows, blocks * bs))
+        for name, got in (("scalar", scalar), ("vector", vector)):
+            bad = ~((got.view(np.uint32) == expect.view(np.uint32)) | (np.isnan(got) & np.isnan(expect)))
+            assert not bad.any(), (f"{qtype} {name} decoder, rows {rows} blocks {blocks}: first difference at "
+                                   f"{tuple(int(v) for v in np.argwhere(bad)[0])}: {got[bad][0]!r} != gguf {expect[bad][0]!r}")
+
+
+@pytest.mark.parametrize("qtype", sorted(QTYPES))
+def test_gguf_linear_many_shapes(qtype, threads):
+    """Every path of gguf_linear (fused T=1, few-token kernel, tile + BLAS from GEMM_MIN_TOKENS on)
+    against the reference, odd row counts, T = 1..20 and around GEMM_MIN_TOKENS, with and without
+    bias, float32 and float64."""
+    from refimpl.backends.numba import quant
+
+    rng = np.random.default_rng(21)
+    bs = QTYPES[qtype][0]
+    edges = (quant.GEMM_MIN_TOKENS - 1, quant.GEMM_MIN_TOKENS, quant.GEMM_MIN_TOKENS + 1)
+    tokens = (*range(1, 21), *edges) if threads == 1 else (1, 2, 5, *edges)  # 2 threads: the same code, parallel
+    for out in (1, 2, 3, 17, 34) if threads == 1 else (1, 3, 34):
+        for blocks in ((1, 3) if bs == 32 else (1, 2)):
+            shape = (out, blocks * bs)
+            packed = random_packed(rng, qtype, shape)
+            for t in tokens:
+                for dtype in (np.float32, np.float64):
+                    with_bias = (t + out) % 2 == 0
+                    inputs = dict(x=rng.standard_normal((t, shape[1])).astype(dtype), blocks=packed, qtype=qtype,
+                                  shape=shape, bias=rng.standard_normal(out).astype(dtype) if with_bias else None)
+                    actual = NBO.gguf_linear(**inputs)
+                    expected = ops.gguf_linear(**{k: (v.astype(np.float64) if k in ("x", "bias") and v is not None else v)
+                                                  for k, v in inputs.items()})
+                    rep = compare(expected, actual, op="gguf_linear", inputs=inputs)
+                    case = f"{qtype} shape {shape} T={t} {np.dtype(dtype).name} bias={with_bias} threads={threads}"
+                    assert rep.ok and actual.dtype == dtype, _where(rep, case)
+
+
+def test_linear_bfloat16_weights_many_shapes(threads):
+    """A bfloat16 weight stays bfloat16 (gemv_bf16, or chunks widened for BLAS): the reference linear on
+    the exactly widened weight, within linear's budget; float32 weights at T = 1 too."""
+    from refimpl.precision import bfloat16
+
+    from refimpl.backends.numba import linear as numba_linear
+
+    rng = np.random.default_rng(22)
+    for out, k in ((1, 1), (3, 7), (17, 64), (33, 129)):
+        w16 = rng.standard_normal((out, k)).astype(bfloat16)
+        w32 = rng.standard_normal((out, k)).astype(np.float32)
+        for t in range(1, 21):
+            for dtype in (np.float32, np.float64):
+                for w in (w16, w32) if t == 1 else (w16,):
+                    with_bias = (t + out) % 2 == 0
+                    inputs = dict(x=rng.standard_normal((t, k)).astype(dtype), weight=w,
+                                  bias=rng.standard_normal(out).astype(dtype) if with_bias else None)
+                    actual = numba_linear.linear(**inputs)
+                    expected = ops.linear(inputs["x"].astype(np.float64), w.astype(np.float64),
+                                          None if inputs["bias"] is None else inputs["bias"].astype(np.float64))
+                    rep = compare(expected, actual, op="linear", inputs=inputs)
+                    case = f"weight {w.dtype.name} [{out}, {k}] T={t} x {np.dtype(dtype).name} bias={with_bias} threads={threads}"
+                    assert rep.ok and actual.dtype == dtype, _where(rep, case)
+    assert NBO.linear(np.ones((1, 3), np.float32), np.ones((2, 3), bfloat16)).dtype == np.float32  # through the backend
 
 
 @pytest.mark.parametrize("t", [1, 2, 5])
