@@ -107,6 +107,7 @@ def kernels(args):
     from refimpl.backends.numba import linear as L
     from refimpl.backends.numba import quant as Q
     from refimpl.backends.numba._common import serial_twin
+    from refimpl.backends.numba.threads import set_threads
     from refimpl.bench import stream_read_gbs
     from refimpl.ops.quant import QTYPES, random_packed
 
@@ -180,15 +181,19 @@ def kernels(args):
         for T in ((1,) if wdt == np.float32 else (1, 4)):
             x = rng.standard_normal((T, K)).astype(np.float32)
             y = np.empty((T, N), np.float32)
-            if wdt == np.float32:
-                k, wa, name = L.gemv, w, "float32"
-            else:
-                k, wa, name = L.gemv_bf16, w.astype(wdt).view(np.uint16), "bfloat16"
             t_np = _best(lambda: x @ w.T, R)
-            row(f"linear T={T} {name} weights (gemv{'_bf16' if name == 'bfloat16' else ''})", (N, K), wa.nbytes,
-                _best(lambda: serial_twin(k)(1, x, wa, z32, False, np.float32(0), y), R),
-                _best(lambda: k(0, x, wa, z32, False, np.float32(0), y), R),
-                f"NumPy float32 matmul {t_np * 1e6:.1f} us")
+            if wdt == np.float32:
+                row(f"linear T={T} float32 weights (gemv)", (N, K), w.nbytes,
+                    _best(lambda: serial_twin(L.gemv)(1, x, w, z32, False, np.float32(0), y), R),
+                    _best(lambda: L.gemv(0, x, w, z32, False, np.float32(0), y), R),
+                    f"NumPy float32 matmul {t_np * 1e6:.1f} us")
+            else:  # bf16.py's kernel through linear (threads as set: 1, then all)
+                wb = w.astype(wdt)
+                set_threads(1)
+                one = _best(lambda: L.linear(x, wb), R)
+                set_threads(nt)
+                row(f"linear T={T} bfloat16 weights (bf16.py)", (N, K), wb.nbytes, one,
+                    _best(lambda: L.linear(x, wb), R), f"NumPy float32 matmul {t_np * 1e6:.1f} us")
     result = dict(
         benchmark="bench/bench_ops.py --kernels: Numba GGUF and linear kernels alone, min of repeats",
         when=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
