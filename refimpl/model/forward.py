@@ -169,10 +169,14 @@ def _attention_block(f, h, L, cos, sin):
     p = f"layers.{L}.attn"
     Hq, Hkv, D = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     lead = tuple(h.shape[:-1])
+    rope_done = False
     if p + ".qkv.weight" in W:  # q, k, v stacked at load (prepare_weights(fuse=True)): one product, then views
         qkv = R(_linear(ops, h, W[p + ".qkv.weight"], W.get(p + ".qkv.bias")))  # [.., T, (Hq + 2 Hkv) D]
-        q = qkv[..., :Hq * D].reshape(*lead, Hq, D)  # [.., T, Hq, D]
-        k = qkv[..., Hq * D:(Hq + Hkv) * D].reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
+        qk = qkv[..., :(Hq + Hkv) * D].reshape(*lead, Hq + Hkv, D)  # [.., T, Hq + Hkv, D]
+        if cfg.position == "rope" and not cfg.qk_norm and not f.precision.rounds_each_step:
+            qk = R(ops.apply_rope(qk, cos, sin, pairing=cfg.rope_pairing))  # per head: one call for q and k
+            rope_done = True
+        q, k = qk[..., :Hq, :], qk[..., Hq:, :]  # [.., T, Hq, D], [.., T, Hkv, D]
         v = qkv[..., (Hq + Hkv) * D:].reshape(*lead, Hkv, D)  # [.., T, Hkv, D]
     else:
         q = R(_linear(ops, h, W[p + ".q.weight"], W.get(p + ".q.bias"))).reshape(*lead, Hq, D)  # [.., T, Hq, D]
@@ -186,7 +190,7 @@ def _attention_block(f, h, L, cos, sin):
         q = R(ops.add(R(qa), R(qb)))  # [.., T, Hq, D]
         ka, kb = ops.rope_terms(k, cos, sin, pairing=cfg.rope_pairing)
         k = R(ops.add(R(ka), R(kb)))  # [.., T, Hkv, D]
-    elif cfg.position == "rope":
+    elif cfg.position == "rope" and not rope_done:
         q = R(ops.apply_rope(q, cos, sin, pairing=cfg.rope_pairing))
         k = R(ops.apply_rope(k, cos, sin, pairing=cfg.rope_pairing))
     f.record(p + ".q", q)
