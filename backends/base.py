@@ -68,6 +68,7 @@ class Backend:
     limits = MappingProxyType({})
     kernels = MappingProxyType({})
     fuse_projections = False  # True: load stacks q/k/v and gate/up matrices (refimpl.model.fuse_projections)
+    keeps_bf16 = False  # True: load keeps bfloat16 matrices bfloat16 (exact widening is the backend's linear's job)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
