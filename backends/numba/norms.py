@@ -12,20 +12,22 @@ from refimpl.precision import compute_dtype
 from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 
 
+@njit(inline="always", **JIT)
+def _row_scale(x, r, n, zero):
+    """max |x[r]| when the row is finite, else zero: the scale of the rescue of a finite row whose
+    statistic overflowed (both norms; spec/norms.md)."""
+    s = zero
+    for i in range(n):
+        a = abs(x[r, i])
+        if not np.isfinite(a):
+            return zero
+        if a > s:
+            s = a
+    return s
+
+
 def _make_rms(dt):
     F = dt.type
-
-    @njit(inline="always", **JIT)
-    def row_scale(x, r, n):
-        """max |x[r]| when the row is finite (else 0): the rescue of a row whose sum of squares overflows."""
-        s = F(0)
-        for i in range(n):
-            a = abs(x[r, i])
-            if not np.isfinite(a):
-                return F(0)
-            if a > s:
-                s = a
-        return s
 
     @njit(parallel=True, **JIT)
     def kernel(nt, x, w, eps, out):  # x, out [N, n]; w [n]
@@ -36,7 +38,7 @@ def _make_rms(dt):
             acc = F(0)
             for i in range(n):
                 acc += x[r, i] * x[r, i]
-            s = row_scale(x, r, n) if not np.isfinite(acc) else F(0)
+            s = _row_scale(x, r, n, F(0)) if not np.isfinite(acc) else F(0)
             if s > F(0):  # a finite row whose mean(x^2) overflowed: the same quantity on u = x / max|x|
                 acc = F(0)
                 for i in range(n):
@@ -56,17 +58,6 @@ def _make_rms(dt):
 
 def _make_layer(dt):
     F = dt.type
-
-    @njit(inline="always", **JIT)
-    def row_scale(x, r, n):
-        s = F(0)
-        for i in range(n):
-            a = abs(x[r, i])
-            if not np.isfinite(a):
-                return F(0)
-            if a > s:
-                s = a
-        return s
 
     @njit(inline="always", **JIT)
     def centred(x, r, n, s, nf):
@@ -91,7 +82,7 @@ def _make_layer(dt):
             mean, acc = centred(x, r, n, s, nf)
             e = eps
             if not np.isfinite(acc):
-                m = row_scale(x, r, n)
+                m = _row_scale(x, r, n, F(0))
                 if m > F(0):  # a finite row whose variance overflowed: the same quantity on u = x / max|x|
                     s = m
                     mean, acc = centred(x, r, n, s, nf)
