@@ -12,8 +12,7 @@ import types
 import numba
 import numpy as np
 
-from .threads import configure_cache
-from .threads import threads as _set_threads
+from .threads import configure_cache, threads as configured_threads
 
 CACHE_DIR = configure_cache()  # before any kernel is decorated: numba reads its cache dir then
 JIT = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")  # IEEE: x/0 is inf or NaN
@@ -80,7 +79,7 @@ def launch(kernel, work, *args):
 
 def _threads():
     """The thread count of set_threads (numba.get_num_threads costs a lock per call), else numba's."""
-    n = _set_threads()
+    n = configured_threads()
     return numba.get_num_threads() if n is None else n
 
 
