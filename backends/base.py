@@ -134,6 +134,14 @@ class Backend:
         """This backend's array as a NumPy array (a copy to the host where the memory is elsewhere)."""
         return np.asarray(array)
 
+    def decode_layer(self, config, weights, precision, x, cache):
+        """None (the default: the forward runs each layer's ops), or a function step(L, x, cache, cos, sin)
+        -> x that runs decoder layer L of this one-token decode step in one call, on the backend's arrays:
+        its norms, products, RoPE, the cache write, attention and residuals, each value as the same
+        backend's op-by-op run computes it (spec/backend-interface.md). Asked once per forward call
+        that continues a cache with one token of one sequence and records no trace."""
+        return None
+
     # --- running ops
     def kernel(self, op):
         """The selected kernel of `op` as a function of the op's arguments; OpNotSupported if none."""
@@ -199,6 +207,12 @@ class BackendOps(SimpleNamespace):
         super().__init__(**fns)
         self.backend = backend
         self.fallbacks = tuple(missing)
+        # a whole-layer kernel sees the backend's arrays: not offered where ops convert to NumPy
+        self.decode_layer = _no_decode_layer if convert else backend.decode_layer
+
+
+def _no_decode_layer(config, weights, precision, x, cache):
+    return None
 
 
 def _unsupported(backend, name):

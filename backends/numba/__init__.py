@@ -17,7 +17,7 @@ from refimpl._version import __version__
 from refimpl.ops.attention import resolve_q_offset
 
 from ..base import DTYPES, Backend, OpNotSupported
-from . import activations, attention, embed, host, linear, moe, mxfp4, norms, quant, rope
+from . import activations, attention, embed, host, layer, linear, moe, mxfp4, norms, quant, rope
 from .threads import default_threads, set_threads
 
 __all__ = ["NumbaBackend"]
@@ -100,6 +100,13 @@ class NumbaBackend(Backend):
         this process may use); see backends/numba/threads.py."""
         super().__init__()
         self.threads = set_threads(default_threads() if threads is None else threads)
+
+    def decode_layer(self, config, weights, precision, x, cache):
+        """backends/numba/layer.py's one-call layer for the models it covers (bit for bit the op-by-op
+        run), while the selected kernels are the ones it fuses; else None."""
+        if self._selected:  # another kernel chosen for some op: run the ops
+            return None
+        return layer.plan(config, weights, precision, x, cache)
 
     def unsupported_reason(self, op, *, dtype=None, mask=None, **sizes):
         if op in ("attention", "attention_online") and mask is not None and mask is not False:

@@ -81,7 +81,7 @@ def _make_kernel(dt):
         return m
 
     @njit(inline="always", **JIT)
-    def online(qi, kt, v, b, hk, vbad, snk, lo, hi, scale, block, o):  # kt [Tk, D]; v [B, Tk, Hkv, Dv]; o [Dv]
+    def online(qi, kt, vt, vbad, snk, lo, hi, scale, block, o):  # kt [Tk, D], vt [Tk, Dv]: one kv head; o [Dv]
         zero, one, ninf = F(0), F(1), F(-np.inf)
         Dv = o.shape[0]
         m = snk
@@ -94,7 +94,7 @@ def _make_kernel(dt):
             if mt == ninf:
                 if vbad:
                     for j in range(j0, j1):
-                        vj = v[b, j, hk]
+                        vj = vt[j]
                         for d in range(Dv):
                             o[d] += zero * vj[d]
                 continue
@@ -105,7 +105,7 @@ def _make_kernel(dt):
             for j in range(j0, j1):
                 pj = np.exp(buf[j - j0] - mt)
                 lsum += pj
-                vj = v[b, j, hk]  # [Dv]
+                vj = vt[j]  # [Dv]
                 for d in range(Dv):
                     o[d] += pj * vj[d]
             l = a * l + lsum
@@ -116,7 +116,7 @@ def _make_kernel(dt):
             o[d] = o[d] / l
 
     @njit(inline="always", **JIT)
-    def naive(qi, kt, v, b, hk, snk, lo, hi, scale, o):  # as online
+    def naive(qi, kt, vt, snk, lo, hi, scale, o):  # as online
         zero, one, ninf = F(0), F(1), F(-np.inf)
         Dv = o.shape[0]
         n = max(hi - lo + 1, 0)
@@ -133,7 +133,7 @@ def _make_kernel(dt):
             den = one
         for j in range(lo, hi + 1):
             pj = e[j - lo] / den
-            vj = v[b, j, hk]
+            vj = vt[j]
             for d in range(Dv):
                 o[d] += pj * vj[d]
 
@@ -152,11 +152,12 @@ def _make_kernel(dt):
             o = out[b, i, h]  # [Dv]
             o[:] = F(0)
             if is_naive:
-                naive(q[b, i, h], kt[b, :, hk], v, b, hk, sinks[h], lo, hi, scale, o)
+                naive(q[b, i, h], kt[b, :, hk], v[b, :, hk], sinks[h], lo, hi, scale, o)
             else:
-                online(q[b, i, h], kt[b, :, hk], v, b, hk, vbad[b, hk], sinks[h], lo, hi, scale, block, o)
+                online(q[b, i, h], kt[b, :, hk], v[b, :, hk], vbad[b, hk], sinks[h], lo, hi, scale, block, o)
         leave(old)
 
+    kernel.online = online  # one query and head, for kernels that fuse it (backends/numba/layer.py)
     return kernel
 
 

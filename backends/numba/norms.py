@@ -29,30 +29,36 @@ def _row_scale(x, r, n, zero):
 def _make_rms(dt):
     F = dt.type
 
+    @njit(inline="always", **JIT)
+    def row(x, r, w, eps, out):
+        """out[r] = rms_norm of x[r] (x, out [N, n]; w [n]), summed sequentially, with the rescue."""
+        n = x.shape[1]
+        nf = F(n)
+        acc = F(0)
+        for i in range(n):
+            acc += x[r, i] * x[r, i]
+        s = _row_scale(x, r, n, F(0)) if not np.isfinite(acc) else F(0)
+        if s > F(0):  # a finite row whose mean(x^2) overflowed: the same quantity on u = x / max|x|
+            acc = F(0)
+            for i in range(n):
+                u = x[r, i] / s
+                acc += u * u
+            den = np.sqrt(acc / nf + eps / (s * s))
+            for i in range(n):
+                out[r, i] = x[r, i] / s / den * w[i]
+        else:
+            den = np.sqrt(acc / nf + eps)
+            for i in range(n):
+                out[r, i] = x[r, i] / den * w[i]
+
     @njit(parallel=True, **JIT)
     def kernel(nt, x, w, eps, out):  # x, out [N, n]; w [n]
         old = enter(nt)
-        N, n = x.shape
-        nf = F(n)
-        for r in prange(N):
-            acc = F(0)
-            for i in range(n):
-                acc += x[r, i] * x[r, i]
-            s = _row_scale(x, r, n, F(0)) if not np.isfinite(acc) else F(0)
-            if s > F(0):  # a finite row whose mean(x^2) overflowed: the same quantity on u = x / max|x|
-                acc = F(0)
-                for i in range(n):
-                    u = x[r, i] / s
-                    acc += u * u
-                den = np.sqrt(acc / nf + eps / (s * s))
-                for i in range(n):
-                    out[r, i] = x[r, i] / s / den * w[i]
-            else:
-                den = np.sqrt(acc / nf + eps)
-                for i in range(n):
-                    out[r, i] = x[r, i] / den * w[i]
+        for r in prange(x.shape[0]):
+            row(x, r, w, eps, out)
         leave(old)
 
+    kernel.row = row  # one row, for kernels that fuse it (backends/numba/layer.py)
     return kernel
 
 

@@ -421,42 +421,47 @@ def gemv(nt, qt, blocks, nb, x, bias, has_bias, zero, y, h):
     leave(old)
 
 
+@njit(inline="always", **JIT)
+def gemv1_rows(qt, blocks, x, nb, tab, bias, has_bias, y, n, end):
+    """y[n:end] of gemv1_vec (one work item): two rows per pass sharing each load of x, then the odd row."""
+    while n < end:
+        if n + 1 < end:
+            if qt == 0:
+                r = _dot2_q4_0(blocks, n, x, nb, tab)
+            elif qt == 1:
+                r = _dot2_q4_1(blocks, n, x, nb, tab)
+            elif qt == 2:
+                r = _dot2_q8_0(blocks, n, x, nb, tab)
+            elif qt == 3:
+                r = _dot2_q4_k(blocks, n, x, nb, tab)
+            else:
+                r = _dot2_q6_k(blocks, n, x, nb, tab)
+            y[n] = r[0] + bias[n] if has_bias else r[0]
+            y[n + 1] = r[1] + bias[n + 1] if has_bias else r[1]
+            n += 2
+        else:
+            if qt == 0:
+                r1 = _dot1_q4_0(blocks, n, x, nb, tab)
+            elif qt == 1:
+                r1 = _dot1_q4_1(blocks, n, x, nb, tab)
+            elif qt == 2:
+                r1 = _dot1_q8_0(blocks, n, x, nb, tab)
+            elif qt == 3:
+                r1 = _dot1_q4_k(blocks, n, x, nb, tab)
+            else:
+                r1 = _dot1_q6_k(blocks, n, x, nb, tab)
+            y[n] = r1[0] + bias[n] if has_bias else r1[0]
+            n += 1
+
+
 @njit(parallel=True, **JIT)
 def gemv1_vec(nt, qt, blocks, x, nb, tab, bias, has_bias, y):
     """y[n] = sum_k x[k] w[n, k] (+ bias[n]) for one float32 token: blocks [N, row bytes] (any
-    QCODE format), x float32 [32 nb], y float32 [N]. Work items of ROWS rows, two rows per pass."""
+    QCODE format), x float32 [32 nb], y float32 [N]. Work items of ROWS rows (gemv1_rows)."""
     old = enter(nt)
     N = blocks.shape[0]
     for c in prange((N + ROWS - 1) // ROWS):
-        n, end = c * ROWS, min(N, (c + 1) * ROWS)
-        while n < end:
-            if n + 1 < end:
-                if qt == 0:
-                    r = _dot2_q4_0(blocks, n, x, nb, tab)
-                elif qt == 1:
-                    r = _dot2_q4_1(blocks, n, x, nb, tab)
-                elif qt == 2:
-                    r = _dot2_q8_0(blocks, n, x, nb, tab)
-                elif qt == 3:
-                    r = _dot2_q4_k(blocks, n, x, nb, tab)
-                else:
-                    r = _dot2_q6_k(blocks, n, x, nb, tab)
-                y[n] = r[0] + bias[n] if has_bias else r[0]
-                y[n + 1] = r[1] + bias[n + 1] if has_bias else r[1]
-                n += 2
-            else:
-                if qt == 0:
-                    r1 = _dot1_q4_0(blocks, n, x, nb, tab)
-                elif qt == 1:
-                    r1 = _dot1_q4_1(blocks, n, x, nb, tab)
-                elif qt == 2:
-                    r1 = _dot1_q8_0(blocks, n, x, nb, tab)
-                elif qt == 3:
-                    r1 = _dot1_q4_k(blocks, n, x, nb, tab)
-                else:
-                    r1 = _dot1_q6_k(blocks, n, x, nb, tab)
-                y[n] = r1[0] + bias[n] if has_bias else r1[0]
-                n += 1
+        gemv1_rows(qt, blocks, x, nb, tab, bias, has_bias, y, c * ROWS, min(N, (c + 1) * ROWS))
     leave(old)
 
 

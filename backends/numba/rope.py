@@ -12,6 +12,12 @@ from refimpl.precision import compute_dtype
 from ._common import JIT, enter, launch, leave, contiguous, count, per_dtype
 
 
+@njit(inline="always", **JIT)
+def rope_pair(xa, xb, c, s):
+    """The rotated pair (xa c - xb s, xb c + xa s): two rounded products and one rounded sum each."""
+    return xa * c - xb * s, xb * c + xa * s
+
+
 def _make_rope(dt):
     @njit(parallel=True, **JIT)
     def kernel(nt, x, c, s, interleaved, out):  # x, out [L, T, H, D]; c, s [L or 1, T, R/2]
@@ -30,8 +36,7 @@ def _make_rope(dt):
                         a, b = j, j + half
                     xa, xb = x[l, t, h, a], x[l, t, h, b]
                     cj, sj = c[lc, t, j], s[lc, t, j]
-                    out[l, t, h, a] = xa * cj - xb * sj
-                    out[l, t, h, b] = xb * cj + xa * sj
+                    out[l, t, h, a], out[l, t, h, b] = rope_pair(xa, xb, cj, sj)
                 for d in range(2 * half, D):
                     out[l, t, h, d] = x[l, t, h, d]
         leave(old)

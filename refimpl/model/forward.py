@@ -126,7 +126,11 @@ def forward(cfg, weights, ids, *, cache=None, dtype="float32", trace=None, ops=r
         if prec.rounds_each_step:  # float32 angles, tables rounded (spec/precision.md rows 4-5)
             cos, sin = f.round(cos), f.round(sin)
 
+    step = _decode_layer(f, x)  # a backend's whole-layer kernel for this one-token step, or None
     for L in range(cfg.num_layers):
+        if step is not None:
+            x = step(L, x, cache, cos, sin)  # the layer's ops below, in one call of the backend
+            continue
         p = f"layers.{L}"
 
         def attn_norm(h, p=p):
@@ -162,6 +166,15 @@ def forward(cfg, weights, ids, *, cache=None, dtype="float32", trace=None, ops=r
         logits = f.round(logits)
     f.record("logits", logits)
     return logits
+
+
+def _decode_layer(f, x):
+    """ops.decode_layer(...) (spec/backend-interface.md) for one token of one sequence continuing a cache
+    without a trace; None for the reference, other calls and what the backend does not cover."""
+    get = getattr(f.ops, "decode_layer", None)
+    if get is None or f.cache is None or f.trace is not None or tuple(x.shape[:-1]) != (1,):
+        return None
+    return get(f.config, f.weights, f.precision, x, f.cache)
 
 
 def _attention_block(f, h, L, cos, sin):

@@ -112,10 +112,19 @@ class KVCache:
             require(False, "v", f"T_new = {t_new} tokens (as k)", f"shape {v.shape}")
         old = self._len[layer]
         total = old + t_new
+        self._reserve(layer, old, total)
+        if t_new:
+            self._k[layer][..., old:total, :] = k.swapaxes(-3, -2).astype(self.dtype)  # [*batch, Hkv, T_new, D]
+            self._v[layer][..., old:total, :] = v.swapaxes(-3, -2).astype(self.dtype)
+        self._len[layer] = total
+        return self.get(layer)
+
+    def _reserve(self, layer, old, total):
+        """Room for `total` entries in `layer`'s buffers (grown by doubling; the first `old` kept)."""
         if self.max_length is not None:
             if total > self.max_length:
                 require(False, "k", f"at most max_length={self.max_length} cached tokens in layer {layer}",
-                        f"{old} cached + {t_new} new = {total}")
+                        f"{old} cached + {total - old} new = {total}")
         buf_k = self._k[layer]
         cap = 0 if buf_k is None else buf_k.shape[-2]
         if total > cap:
@@ -129,11 +138,16 @@ class KVCache:
                 nk[..., :old, :] = buf_k[..., :old, :]
                 nv[..., :old, :] = self._v[layer][..., :old, :]
             self._k[layer], self._v[layer] = nk, nv
-        if t_new:
-            self._k[layer][..., old:total, :] = k.swapaxes(-3, -2).astype(self.dtype)  # [*batch, Hkv, T_new, D]
-            self._v[layer][..., old:total, :] = v.swapaxes(-3, -2).astype(self.dtype)
-        self._len[layer] = total
-        return self.get(layer)
+
+    def extend(self, layer, t_new):
+        """Make room for t_new more entries of `layer` that the caller writes itself (a backend's fused
+        decode layer); returns (k_buf, v_buf, old): the buffers [*batch, Hkv, capacity, D] and the index
+        of the first new entry. The layer's length becomes old + t_new."""
+        layer = _layer_index(layer, self.num_layers)
+        old = self._len[layer]
+        self._reserve(layer, old, old + t_new)
+        self._len[layer] = old + t_new
+        return self._k[layer], self._v[layer], old
 
     def get(self, layer):
         """(k_all, v_all) [*batch, T, Hkv, D] of `layer`: strided views of the buffer in the storage dtype."""

@@ -1,0 +1,206 @@
+"""One decoder layer of a one-token decode step in one Numba call: the backend's `decode_layer`
+(spec/backend-interface.md, spec/backends-numba.md).
+
+A decode step of a small model is short of arithmetic, not of bandwidth: SmolLM2-135M runs ~13 ops per
+layer, each a Python call costing 10-50 us around a few us of work. `layer_kernel` runs the same
+kernels in the same order inside one call, so every value is bit for bit the op-by-op run's on this
+backend (tests/backends/test_numba_layer.py):
+
+    h = rms_norm(x); qkv = gguf_linear(h); q, k = apply_rope(q, k) (float64 tables, rounded to float32)
+    cache[pos] = k, v; o = attention(q, cache) ("online" kernel); x1 = x + gguf_linear(o)
+    h = rms_norm(x1); g, u = gguf_linear(h); x2 = x1 + gguf_linear(swiglu(g, u))
+
+Covered: float32 runs ("float32" precision) of pre-norm RMSNorm/RoPE/SwiGLU models (LLaMA, Mistral,
+Qwen2, SmolLM2) whose q/k/v and gate/up matrices were stacked at load and whose four matrices per
+layer are packed GGUF (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K), with optional q/k/v and output biases, sliding
+windows and sinks; one sequence. Anything else (MoE, q/k norms, dense weights, bfloat16, a trace, a
+prompt of several tokens, another attention kernel selected) runs op by op: `plan` returns None.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from numba import njit, prange
+
+from refimpl.ops.quant import PackedGGUF
+
+from . import activations, attention, norms, quant
+from ._common import JIT, _threads, enter, leave, serial_twin
+from .rope import rope_pair
+
+_F32 = np.dtype(np.float32)
+_rms_row = norms.rms_kernel(_F32).row
+_online = attention.attention_kernel(_F32).online
+_sigmoid = activations.silu_kernel(_F32)[1]
+_gemv_rows = quant.gemv1_rows
+_visible, _BLOCK = attention._visible, attention.BLOCK
+ROWS = quant.ROWS
+_NO_BIAS = np.zeros(1, np.float32)
+
+
+@njit(inline="always", **JIT)
+def _gemv(qt, blocks, x, nb, tab, bias, has_bias, y):
+    """quant.gemv1_vec's body: y = x @ W.T (+ bias), work items of ROWS rows over the threads."""
+    N = blocks.shape[0]
+    for c in prange((N + ROWS - 1) // ROWS):
+        _gemv_rows(qt, blocks, x, nb, tab, bias, has_bias, y, c * ROWS, min(N, (c + 1) * ROWS))
+
+
+@njit(parallel=True, **JIT)
+def layer_kernel(nt, x, attn_norm, mlp_norm, eps,
+                 qkv, qkv_qt, qkv_nb, qkv_b, qkv_has_b, o, o_qt, o_nb, o_b, o_has_b,
+                 gu, gu_qt, gu_nb, dn, dn_qt, dn_nb, nob,
+                 tab, cos, sin, interleaved, hq, kbuf, vbuf, pos, window, sinks, scale, out):
+    """out [1, d] = layer(x [1, d]) for the token at position pos, whose k and v it writes to
+    kbuf, vbuf [Hkv, capacity, D] at pos (the KVCache's buffers); cos, sin [D/2] float64."""
+    old = enter(nt)
+    d = x.shape[1]
+    hkv, D = kbuf.shape[0], kbuf.shape[2]
+    half = cos.shape[0]
+    # attention: norm, q/k/v product, RoPE (float64 tables, each result rounded to float32)
+    h = np.empty((1, d), np.float32)
+    _rms_row(x, 0, attn_norm, eps, h)
+    y = np.empty(qkv.shape[0], np.float32)
+    _gemv(qkv_qt, qkv, h[0], qkv_nb, tab, qkv_b, qkv_has_b, y)
+    q = np.empty((hq, D), np.float32)
+    for hh in range(hq + hkv):
+        src = y[hh * D:(hh + 1) * D]
+        dst = q[hh] if hh < hq else kbuf[hh - hq, pos]
+        for j in range(half):
+            a, b = (2 * j, 2 * j + 1) if interleaved else (j, j + half)
+            ra, rb = rope_pair(np.float64(src[a]), np.float64(src[b]), cos[j], sin[j])
+            dst[a], dst[b] = np.float32(ra), np.float32(rb)
+        for j in range(2 * half, D):
+            dst[j] = src[j]
+    v0 = (hq + hkv) * D
+    for hk in range(hkv):
+        for j in range(D):
+            vbuf[hk, pos, j] = y[v0 + hk * D + j]
+    # attention over the cached keys (attention's "online" kernel, one query, GQA by index)
+    tk = pos + 1
+    vbad = np.zeros(hkv, np.bool_)
+    for hk in range(hkv):  # attention._nonfinite's rule: a NaN/inf value anywhere in the kv head
+        bad = False
+        for j in range(tk):
+            for e in range(D):
+                z = vbuf[hk, j, e] - vbuf[hk, j, e]
+                bad |= z != z
+        vbad[hk] = bad
+    lo, hi = _visible(pos, tk, window, True)
+    att = np.empty((hq, D), np.float32)
+    G = hq // hkv
+    for hh in prange(hq):
+        hk = hh // G
+        oh = att[hh]
+        for e in range(D):
+            oh[e] = np.float32(0)
+        _online(q[hh], kbuf[hk, :tk], vbuf[hk, :tk], vbad[hk], sinks[hh], lo, hi, scale, _BLOCK, oh)
+    # output product and residual
+    y2 = np.empty(d, np.float32)
+    _gemv(o_qt, o, att.reshape(hq * D), o_nb, tab, o_b, o_has_b, y2)
+    x1 = np.empty((1, d), np.float32)
+    for i in range(d):
+        x1[0, i] = x[0, i] + y2[i]
+    # MLP: norm, gate/up product, SwiGLU, down product, residual
+    _rms_row(x1, 0, mlp_norm, eps, h)
+    g = np.empty(gu.shape[0], np.float32)
+    _gemv(gu_qt, gu, h[0], gu_nb, tab, nob, False, g)  # nob: no bias
+    m = gu.shape[0] // 2
+    act = np.empty(m, np.float32)
+    for i in range(m):
+        act[i] = (g[i] * _sigmoid(g[i])) * g[m + i]
+    _gemv(dn_qt, dn, act, dn_nb, tab, nob, False, y2)
+    for i in range(d):
+        out[0, i] = x1[0, i] + y2[i]
+    leave(old)
+
+
+def _packed(w):
+    return isinstance(w, PackedGGUF) and w.qtype in quant.QCODE
+
+
+def _vector(a, n):
+    return isinstance(a, np.ndarray) and a.dtype == _F32 and a.shape == (n,) and a.flags.c_contiguous
+
+
+def plan(cfg, weights, precision, x, cache):
+    """A function step(L, x, cache, cos, sin) -> x running layer L for one token in one call, or None
+    when this model, its weights, the precision or this call's x [1, d] and cache are not covered
+    (module docstring)."""
+    if precision.dtype != "float32" or precision.rounds_each_step or not _accepts(x, cache):
+        return None
+    c = cfg
+    if (c.norm, c.norm_placement, c.position, c.activation) != ("rms", "pre", "rope", "swiglu") or c.qk_norm \
+            or c.num_experts or c.head_dim % 2:
+        return None
+    d, hq, hkv, D = c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim
+    W = weights
+    layers = []
+    for L in range(c.num_layers):
+        p = f"layers.{L}."
+        qkv, o = W.get(p + "attn.qkv.weight"), W.get(p + "attn.o.weight")
+        gu, dn = W.get(p + "mlp.gate_up.weight"), W.get(p + "mlp.down.weight")
+        if not all(_packed(w) for w in (qkv, o, gu, dn)):
+            return None
+        if qkv.shape != ((hq + 2 * hkv) * D, d) or o.shape != (d, hq * D) or gu.shape[1] != d \
+                or dn.shape != (d, gu.shape[0] // 2):
+            return None
+        qkv_b, o_b = W.get(p + "attn.qkv.bias"), W.get(p + "attn.o.bias")
+        an, mn = W.get(p + "attn_norm.weight"), W.get(p + "mlp_norm.weight")
+        sinks = W.get(p + "attn.sinks") if c.attention_sinks else None
+        if (qkv_b is not None and not _vector(qkv_b, qkv.shape[0])) or (o_b is not None and not _vector(o_b, d)) \
+                or not _vector(an, d) or not _vector(mn, d) or (c.attention_sinks and not _vector(sinks, hq)):
+            return None
+        args = []
+        for w, b in ((qkv, qkv_b), (o, o_b)):
+            args += [np.asarray(w.blocks), quant.QCODE[w.qtype], w.shape[1] // quant.QTYPES[w.qtype][0],
+                     b if b is not None else _NO_BIAS, b is not None]
+        for w in (gu, dn):
+            args += [np.asarray(w.blocks), quant.QCODE[w.qtype], w.shape[1] // quant.QTYPES[w.qtype][0]]
+        args.append(_NO_BIAS)
+        window = c.layer_window(L)
+        sk = sinks if sinks is not None else np.full(hq, -np.inf, np.float32)
+        layers.append((an, mn, args, 0 if window is None else int(window), sk))
+    eps = np.float32(c.norm_eps)
+    scale = np.float32(1.0 / np.sqrt(D))
+    interleaved = c.rope_pairing == "interleaved"
+
+    def step(L, x, cache, cos, sin):
+        an, mn, args, window, sk = layers[L]
+        kbuf, vbuf, pos = cache.extend(L, 1)
+        out = np.empty((1, d), np.float32)
+        kernel = layer_kernel if _threads() > 1 else serial_twin(layer_kernel)
+        kernel(0, x, an, mn, eps, *args, quant.F16, cos[0], sin[0], interleaved, hq, kbuf, vbuf, pos, window, sk,
+               scale, out)
+        return out
+
+    return step
+
+
+
+def _accepts(x, cache):
+    """x float32 [1, d] (C order), a float32 KVCache of one sequence."""
+    return isinstance(x, np.ndarray) and x.dtype == _F32 and x.ndim == 2 and x.shape[0] == 1 \
+        and x.flags.c_contiguous and getattr(cache, "batch_shape", None) == () and cache.dtype == _F32
+
+
+def _drop_stale_cache(cache=None):
+    """Numba's disk cache checks the stamp of the kernel's own file only, and layer_kernel inlines code
+    from the modules below: when any of them changes, this module's cached entries are removed."""
+    here = Path(__file__).parent
+    names = ("layer.py", "quant.py", "norms.py", "attention.py", "rope.py", "activations.py", "_common.py")
+    digest = hashlib.sha256(b"".join((here / n).read_bytes() for n in names)).hexdigest()
+    try:
+        cache = Path(layer_kernel._cache._cache_path if cache is None else cache)
+        stamp = cache / "layer.sources.sha256"
+        if not stamp.exists() or stamp.read_text() != digest:
+            for f in cache.glob("layer.*.nb[ic]"):
+                f.unlink()
+            cache.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(digest)
+    except (AttributeError, OSError):
+        pass  # numba internals moved, or an unwritable cache: numba's own rules apply
+
+
+_drop_stale_cache()
