@@ -273,6 +273,7 @@ def run_bench(args):
     runs = {name: [] for name in workers}
     for rep in range(args.repeats):
         for name, w in workers.items():
+            time.sleep(args.settle)  # the previous worker's thread pools (OpenMP, OpenBLAS) stop spinning
             r = w.run()
             runs[name].append(r)
             print(f"refimpl bench: run {rep + 1}/{args.repeats} {name}: "
@@ -288,12 +289,15 @@ def run_bench(args):
         rs = sorted(runs[name], key=lambda r: _summary(r, pt)["decode_tok_s"])
         r = rs[len(rs) // 2]
         s = _summary(r, pt)
+        prefills = sorted(x["prefill_s"] for x in runs[name])
+        s["prefill_tok_s"] = pt / prefills[len(prefills) // 2]  # one prefill per run: their median
         bpt = w.info["bytes_per_token"]
         rows.append({"backend": name, **s, "peak_rss_mb": max(x["peak_rss_mb"] for x in runs[name]),
                      "weights_mb": w.info["weights_mb"], "bytes_per_token": bpt,
                      "achieved_gbs": bpt * s["decode_tok_s"] / 1e9,
                      "bandwidth_fraction": bpt * s["decode_tok_s"] / 1e9 / machine_gbs,
                      "tokens": r["tokens"], "all_decode_tok_s": [_summary(x, pt)["decode_tok_s"] for x in runs[name]],
+                     "all_prefill_tok_s": [_summary(x, pt)["prefill_tok_s"] for x in runs[name]],
                      "info": w.info})
     ref = rows[0]
     for row in rows:
@@ -346,6 +350,8 @@ def add_arguments(p):
     p.add_argument("--dtype", default="float32", choices=["float64", "float32", "bfloat16"])
     p.add_argument("--threads", type=int, default=None, help="threads for every worker (REFIMPL_THREADS)")
     p.add_argument("--prompt", default=DEFAULT_PROMPT)
+    p.add_argument("--settle", type=float, default=0.5,
+                   help="seconds of rest before each timed run, so the previous worker's spinning threads go idle")
     p.add_argument("--json", default=None, help="write the result here (bench/results/...)")
 
 

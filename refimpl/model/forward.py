@@ -13,6 +13,8 @@ backend's arrays stay its own from the weights to the logits: this module does n
 never converts an activation to NumPy. Token ids and positions are host integers. Rounding to the
 storage dtype is the op `round_to_storage`; in "bfloat16" the step-wise ops of spec/precision.md
 are called (rope_terms, attention_scores/scale/softmax_with_sinks/attention_values, swiglu_oss_bf16).
+A backend may run a whole layer of a one-token decode step in one call (`decode_layer`,
+spec/backend-interface.md): the same ops, fused, with the values of its op-by-op run.
 """
 
 from dataclasses import dataclass
