@@ -439,6 +439,27 @@ def model_trace(arch, *, dtype="float64", ops=reference_ops, ids=MODEL_IDS, seed
     return tr
 
 
+def decode_layer_logits(backend, arch, *, dtype="float32", ids=MODEL_IDS, prefill=PREFILL, seed=0):
+    """Decode logits [T - prefill, V] of the tiny model `arch` run device-resident on the backend
+    (`refimpl.Model(..., backend=backend)`: the path on which a backend's `decode_layer` runs each layer
+    of a one-token step in one call), or None when the backend does not define `decode_layer`."""
+    from refimpl.backends.base import Backend
+
+    if getattr(type(backend), "decode_layer", Backend.decode_layer) is Backend.decode_layer:
+        return None
+    from ..api import Model
+    from ..model import forward
+    from .tiny import tiny_model
+
+    cfg, w = tiny_model(arch, seed=seed)
+    m = Model(cfg, w, dtype=dtype, backend=backend)
+    cache = m.new_cache()
+    forward(cfg, m.weights, np.asarray(ids[:prefill]), cache=cache, dtype=m.precision, ops=m.ops)
+    steps = [np.asarray(backend.to_host(forward(cfg, m.weights, np.asarray(ids[i:i + 1]), cache=cache,
+                                                dtype=m.precision, ops=m.ops)))[-1] for i in range(prefill, len(ids))]
+    return np.stack(steps)
+
+
 def _kernel_choices(backend):
     """[(label, backend)]: the default kernels, then each non-default kernel of each op, one at a time."""
     out = [("default", backend)]
@@ -468,6 +489,9 @@ def run_model(backend, arch, *, dtype="float32", spec=None, kernel="default"):
         ops = FallbackOps(b)
         ref = model_trace(arch, dtype="float64", prefill=PREFILL)
         other = model_trace(arch, dtype=dtype, ops=ops, prefill=PREFILL)
+        layers = decode_layer_logits(b, arch, dtype=dtype)  # the backend's one-call layers, if it has them
+        if layers is not None:
+            ref["decode_layer.logits"], other["decode_layer.logits"] = ref["decode.logits"], layers
         rep = diff_traces(ref, other, dtype=dtype, backend=spec or backend_name(backend))
     except Exception as exc:
         res.status, res.reason = "error", _exc_text(exc)

@@ -295,3 +295,39 @@ def test_model_rows_decode_with_a_cache_and_fall_back_on_declined_cases():
     assert any("rms_norm" in n for n in r.notes)  # the declined op ran the reference, and says so
     row = run_op(DecliningRmsNorm(), "rms_norm", dtype="float32", max_examples=5)
     assert row.status == "pass" and row.declined_cases > 0  # declined cases are counted, not errors
+
+
+class _OneCallLayers(NumpyBackend):
+    """A backend whose decode_layer runs each layer in one call: `skip_mlp` leaves out the MLP's
+    residual branch in one layer (a fused kernel that forgot a term), else the reference's own ops."""
+
+    def __init__(self, skip_mlp):
+        super().__init__(name="one-call-layers")
+        self.skip_mlp = skip_mlp
+
+    def decode_layer(self, config, weights, precision, x, cache):
+        from refimpl.model.forward import Forward, _attention_block, _mlp_block
+
+        def step(L, h, cache, cos, sin):
+            f = Forward(config, weights, self.ops(), precision, cache, None, cache.length(L))
+            p = f"layers.{L}"
+            h = f.ops.pre_norm_residual(h, lambda t: f.norm(t, p + ".attn_norm"),
+                                        lambda t: _attention_block(f, t, L, cos, sin))
+            if self.skip_mlp and L == config.num_layers - 1:
+                return h
+            return f.ops.pre_norm_residual(h, lambda t: f.norm(t, p + ".mlp_norm"), lambda t: _mlp_block(f, t, L))
+
+        return step
+
+
+@pytest.mark.parametrize("skip_mlp", [False, True])
+def test_model_rows_judge_a_backends_one_call_decode_layers(skip_mlp):
+    from refimpl.conformance.suite import run_model
+
+    r = run_model(_OneCallLayers(skip_mlp), "llama", dtype="float32")
+    names = [e.name for e in r.report.entries]
+    assert "decode_layer.logits" in names  # the device-resident decode, where decode_layer runs
+    if skip_mlp:
+        assert r.status == "fail" and "decode_layer.logits" in r.reason, r.reason
+    else:
+        assert r.status == "pass", r.reason
