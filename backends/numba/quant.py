@@ -37,6 +37,7 @@ from ._common import JIT, enter, launch, leave, serial_twin
 
 QCODE = {"Q4_0": 0, "Q4_1": 1, "Q8_0": 2, "Q4_K": 3, "Q6_K": 4}
 ROWS = 16  # output rows per parallel work item
+PREFETCH = 1024  # bytes ahead of the blocks being read that the fused products ask the cache for (see _make_dot)
 GEMM_MIN_TOKENS = 32  # from this many tokens on, decode a tile (serially) and let BLAS multiply
 # (below: the gemv kernel, all in Numba). Measured on 1 thread, [1536, 576] Q4_1: the kernel beats
 # NumPy's float32 BLAS on already-dequantized weights up to T = 12, ties it at 16-32 (where decode +
@@ -221,9 +222,15 @@ def _make_dot(qt, R):
             tp = _ir_ptr(context, b, sig.args[4], args[4], _F32)
             fma = cgutils.get_or_insert_function(b.module, ir.FunctionType(_V16F, [_V16F] * 3), "llvm.fma.v16f32")
             accs = [cgutils.alloca_once_value(b, _vconst(_V16F, 0.0)) for _ in range(R)]
+            # llvm.prefetch (read, keep in all levels) of the last row's bytes PREFETCH ahead, one per block:
+            # the weights stream from memory once per token (a model > L3); it changes no value
+            prefetch = cgutils.get_or_insert_function(
+                b.module, ir.FunctionType(ir.VoidType(), [_I8.as_pointer(), _I32, _I32, _I32]), "llvm.prefetch.p0i8")
             with cgutils.for_range(b, args[3]) as loop:
                 i = loop.index
                 off = b.mul(i, _c64(ts))
+                b.call(prefetch, [b.gep(rows[R - 1], [b.add(off, _c64(PREFETCH))]), ir.Constant(_I32, 0),
+                                  ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
                 blocks_r = [_ir_block(b, qt, b.gep(rows[r], [off]), tp) for r in range(R)]
                 acc = [b.load(a) for a in accs]
                 for g in range(bs // 32):
