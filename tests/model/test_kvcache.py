@@ -182,3 +182,19 @@ def test_truncate_bad_arguments():
 def test_constructor_bad_arguments(kwargs, name):
     with pytest.raises(ArgumentError, match=f"^{name}"):
         KVCache(**kwargs)
+
+
+def test_extend_makes_room_for_entries_the_caller_writes():
+    c = KVCache(2, 3, 4, max_length=20, capacity=2)
+    k = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    c.append(0, k, k + 1)
+    kb, vb, old = c.extend(0, 1)  # past the first capacity: the buffers grow, the cached rows kept
+    assert old == 2 and c.length(0) == 3 and kb.shape == (3, 4, 4)
+    kb[:, old], vb[:, old] = 7.0, 8.0
+    ka, va = c.get(0)
+    np.testing.assert_array_equal(ka[:2], k)
+    np.testing.assert_array_equal(va[:2], k + 1)
+    assert (ka[2] == 7).all() and (va[2] == 8).all()
+    with pytest.raises(ArgumentError, match="at most max_length=20 cached tokens in layer 1"):
+        c.extend(1, 21)
+    assert c.length(1) == 0  # nothing changed by the refused call
