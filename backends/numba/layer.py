@@ -132,6 +132,8 @@ def layer_kernel(nt, x, attn_norm, mlp_norm, eps,
 
 
 def _readonly(a):
+    if not a.flags.writeable:
+        return a
     a = a.view()
     a.flags.writeable = False
     return a
