@@ -48,41 +48,47 @@ def _widen(typingctx, u):
     return sig, codegen
 
 
+@njit(**_SUM)  # not inlined: an inlined helper would take its caller's fast-math flags
+def gemv_rows(x, w, bias, has_bias, zero, y, n0, n1):  # x [T, K]; w [N, K] uint16 (bfloat16 bits); y [T, N]
+    """One work item of the GEMV: y[:, n0:n1], sums started at zero (the compute dtype's 0); layer.py's
+    one-call layer runs it too."""
+    T, K = x.shape[0], w.shape[1]
+    n = n0
+    while n + 4 <= n1:  # 4 rows at a time: 4 memory streams, each x[k] loaded once for 4 products
+        w0, w1, w2, w3 = w[n], w[n + 1], w[n + 2], w[n + 3]  # [K] each
+        for t in range(T):
+            xr = x[t]  # [K]
+            s0 = s1 = s2 = s3 = zero
+            for k in range(K):
+                xv = xr[k]
+                s0 += xv * _widen(w0[k])
+                s1 += xv * _widen(w1[k])
+                s2 += xv * _widen(w2[k])
+                s3 += xv * _widen(w3[k])
+            if has_bias:
+                s0, s1, s2, s3 = s0 + bias[n], s1 + bias[n + 1], s2 + bias[n + 2], s3 + bias[n + 3]
+            y[t, n], y[t, n + 1], y[t, n + 2], y[t, n + 3] = s0, s1, s2, s3
+        n += 4
+    while n < n1:
+        wr = w[n]  # [K]
+        for t in range(T):
+            xr = x[t]  # [K]
+            s = zero
+            for k in range(K):
+                s += xr[k] * _widen(wr[k])
+            y[t, n] = s + bias[n] if has_bias else s
+        n += 1
+
+
 def _make_gemv(dt):
     F = dt.type
 
     @njit(parallel=True, **_SUM)
     def kernel(nt, x, w, bias, has_bias, y):  # x [T, K]; w [N, K] uint16 (bfloat16 bits); bias [N]; y [T, N]
         old = enter(nt)
-        N, K = w.shape
-        T = x.shape[0]
+        N = w.shape[0]
         for c in prange((N + ROWS - 1) // ROWS):
-            hi = min(N, (c + 1) * ROWS)
-            n = c * ROWS
-            while n + 4 <= hi:  # 4 rows at a time: 4 memory streams, each x[k] loaded once for 4 products
-                w0, w1, w2, w3 = w[n], w[n + 1], w[n + 2], w[n + 3]  # [K] each
-                for t in range(T):
-                    xr = x[t]  # [K]
-                    s0 = s1 = s2 = s3 = F(0)
-                    for k in range(K):
-                        xv = xr[k]
-                        s0 += xv * _widen(w0[k])
-                        s1 += xv * _widen(w1[k])
-                        s2 += xv * _widen(w2[k])
-                        s3 += xv * _widen(w3[k])
-                    if has_bias:
-                        s0, s1, s2, s3 = s0 + bias[n], s1 + bias[n + 1], s2 + bias[n + 2], s3 + bias[n + 3]
-                    y[t, n], y[t, n + 1], y[t, n + 2], y[t, n + 3] = s0, s1, s2, s3
-                n += 4
-            while n < hi:
-                wr = w[n]  # [K]
-                for t in range(T):
-                    xr = x[t]  # [K]
-                    s = F(0)
-                    for k in range(K):
-                        s += xr[k] * _widen(wr[k])
-                    y[t, n] = s + bias[n] if has_bias else s
-                n += 1
+            gemv_rows(x, w, bias, has_bias, F(0), y, c * ROWS, min(N, (c + 1) * ROWS))
         leave(old)
 
     return kernel

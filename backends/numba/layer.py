@@ -6,15 +6,17 @@ layer, each a Python call costing 10-50 us around a few us of work. `layer_kerne
 kernels in the same order inside one call, so every value is bit for bit the op-by-op run's on this
 backend (tests/backends/test_numba_layer.py):
 
-    h = rms_norm(x); qkv = gguf_linear(h); q, k = apply_rope(q, k) (float64 tables, rounded to float32)
-    cache[pos] = k, v; o = attention(q, cache) ("online" kernel); x1 = x + gguf_linear(o)
-    h = rms_norm(x1); g, u = gguf_linear(h); x2 = x1 + gguf_linear(swiglu(g, u))
+    h = rms_norm(x); qkv = linear(h); q, k = apply_rope(q, k) (float64 tables, rounded to float32)
+    cache[pos] = k, v; o = attention(q, cache) ("online" kernel); x1 = x + linear(o)
+    h = rms_norm(x1); g, u = linear(h); x2 = x1 + linear(swiglu(g, u))
 
-Covered: float32 runs ("float32" precision) of pre-norm RMSNorm/RoPE/SwiGLU models (LLaMA, Mistral,
-Qwen2, SmolLM2) whose q/k/v and gate/up matrices were stacked at load and whose four matrices per
-layer are packed GGUF (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K), with optional q/k/v and output biases, sliding
-windows and sinks; one sequence. Anything else (MoE, q/k norms, dense weights, bfloat16, a trace, a
-prompt of several tokens, another attention kernel selected) runs op by op: `plan` returns None.
+(each `linear` runs the op path's GEMV work items: `_gemv`). Covered: float32 runs ("float32" precision)
+of pre-norm RMSNorm/RoPE/SwiGLU models (LLaMA, Mistral, Qwen2, SmolLM2) whose q/k/v and gate/up
+matrices were stacked at load, each of the four matrices per layer packed GGUF (Q4_0, Q4_1, Q8_0,
+Q4_K, Q6_K), float32 or bfloat16 kept as stored (C order; kinds may mix: one kernel specialization
+takes all three), with optional q/k/v and output biases, sliding windows and sinks; one sequence.
+Anything else (MoE, q/k norms, another weight dtype or order, "bfloat16" precision, a trace, a prompt
+of several tokens, another attention kernel selected) runs op by op: `plan` returns None.
 """
 
 import hashlib
@@ -24,8 +26,9 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl.ops.quant import PackedGGUF
+from refimpl.precision import bfloat16
 
-from . import activations, attention, norms, quant
+from . import activations, attention, bf16, linear, norms, quant
 from ._common import JIT, _threads, enter, leave, serial_twin
 from .rope import rope_pair
 
@@ -33,27 +36,39 @@ _F32 = np.dtype(np.float32)
 _rms_row = norms.rms_kernel(_F32).row
 _online = attention.attention_kernel(_F32).online
 _sigmoid = activations.silu_kernel(_F32)[1]
-_gemv_rows = quant.gemv1_rows
 _visible, _BLOCK = attention._visible, attention.BLOCK
+_packed_rows, _f32_rows, _bf16_rows = quant.gemv1_rows, linear.gemv_rows, bf16.gemv_rows
 ROWS = quant.ROWS
+assert ROWS == linear.ROWS == bf16.ROWS, "one work-item size for the three GEMV kernels"
 _NO_BIAS = np.zeros(1, np.float32)
 
 
 @njit(inline="always", **JIT)
-def _gemv(qt, blocks, x, nb, tab, bias, has_bias, y):
-    """quant.gemv1_vec's body: y = x @ W.T (+ bias), work items of ROWS rows over the threads."""
-    N = blocks.shape[0]
+def _gemv(blocks, wf, wb, qt, nb, tab, x, bias, has_bias, y):
+    """y [N] = x [K] @ W.T (+ bias), work items of ROWS rows over the threads, each by its op kernel's
+    own code for W's kind: qt >= 0: packed GGUF blocks uint8 [N, row bytes] (quant.gemv1_rows, inlined
+    as in gemv1_vec); qt == -1: float32 wf [N, K] (linear.gemv_rows); qt == -2: bfloat16 bits wb uint16
+    [N, K] (bf16.gemv_rows). Those two are calls, so that their fast-math flags stay theirs."""
+    N = y.shape[0]
+    x2, y2 = x.reshape(1, x.shape[0]), y.reshape(1, N)  # as the dense op path: x [1, K], y [1, N]
     for c in prange((N + ROWS - 1) // ROWS):
-        _gemv_rows(qt, blocks, x, nb, tab, bias, has_bias, y, c * ROWS, min(N, (c + 1) * ROWS))
+        n0, n1 = c * ROWS, min(N, (c + 1) * ROWS)
+        if qt >= 0:
+            _packed_rows(qt, blocks, x, nb, tab, bias, has_bias, y, n0, n1)
+        elif qt == -1:
+            _f32_rows(x2, wf, bias, has_bias, np.float32(0), y2, n0, n1)
+        else:
+            _bf16_rows(x2, wb, bias, has_bias, np.float32(0), y2, n0, n1)
 
 
 @njit(parallel=True, **JIT)
 def layer_kernel(nt, x, attn_norm, mlp_norm, eps,
-                 qkv, qkv_qt, qkv_nb, qkv_b, qkv_has_b, o, o_qt, o_nb, o_b, o_has_b,
-                 gu, gu_qt, gu_nb, dn, dn_qt, dn_nb, nob,
+                 qkv, qkv_f, qkv_h, qkv_qt, qkv_nb, qkv_b, qkv_has_b, o, o_f, o_h, o_qt, o_nb, o_b, o_has_b,
+                 gu, gu_f, gu_h, gu_qt, gu_nb, dn, dn_f, dn_h, dn_qt, dn_nb, nob,
                  tab, cos, sin, interleaved, hq, kbuf, vbuf, pos, window, sinks, scale, out):
     """out [1, d] = layer(x [1, d]) for the token at position pos, whose k and v it writes to
-    kbuf, vbuf [Hkv, capacity, D] at pos (the KVCache's buffers); cos, sin [D/2] float64."""
+    kbuf, vbuf [Hkv, capacity, D] at pos (the KVCache's buffers); cos, sin [D/2] float64. Each matrix
+    is (packed blocks, float32, bfloat16 bits, qt, nb), the two unused arrays empty (_gemv)."""
     old = enter(nt)
     d = x.shape[1]
     hkv, D = kbuf.shape[0], kbuf.shape[2]
@@ -61,8 +76,8 @@ def layer_kernel(nt, x, attn_norm, mlp_norm, eps,
     # attention: norm, q/k/v product, RoPE (float64 tables, each result rounded to float32)
     h = np.empty((1, d), np.float32)
     _rms_row(x, 0, attn_norm, eps, h)
-    y = np.empty(qkv.shape[0], np.float32)
-    _gemv(qkv_qt, qkv, h[0], qkv_nb, tab, qkv_b, qkv_has_b, y)
+    y = np.empty((hq + 2 * hkv) * D, np.float32)
+    _gemv(qkv, qkv_f, qkv_h, qkv_qt, qkv_nb, tab, h[0], qkv_b, qkv_has_b, y)
     q = np.empty((hq, D), np.float32)
     for hh in range(hq + hkv):
         src = y[hh * D:(hh + 1) * D]
@@ -98,26 +113,49 @@ def layer_kernel(nt, x, attn_norm, mlp_norm, eps,
         _online(q[hh], kbuf[hk, :tk], vbuf[hk, :tk], vbad[hk], sinks[hh], lo, hi, scale, _BLOCK, oh)
     # output product and residual
     y2 = np.empty(d, np.float32)
-    _gemv(o_qt, o, att.reshape(hq * D), o_nb, tab, o_b, o_has_b, y2)
+    _gemv(o, o_f, o_h, o_qt, o_nb, tab, att.reshape(hq * D), o_b, o_has_b, y2)
     x1 = np.empty((1, d), np.float32)
     for i in range(d):
         x1[0, i] = x[0, i] + y2[i]
     # MLP: norm, gate/up product, SwiGLU, down product, residual
     _rms_row(x1, 0, mlp_norm, eps, h)
-    g = np.empty(gu.shape[0], np.float32)
-    _gemv(gu_qt, gu, h[0], gu_nb, tab, nob, False, g)  # nob: no bias
-    m = gu.shape[0] // 2
+    m = max(gu.shape[0], gu_f.shape[0], gu_h.shape[0]) // 2  # the one in use
+    g = np.empty(2 * m, np.float32)
+    _gemv(gu, gu_f, gu_h, gu_qt, gu_nb, tab, h[0], nob, False, g)  # nob: no bias
     act = np.empty(m, np.float32)
     for i in range(m):
         act[i] = (g[i] * _sigmoid(g[i])) * g[m + i]
-    _gemv(dn_qt, dn, act, dn_nb, tab, nob, False, y2)
+    _gemv(dn, dn_f, dn_h, dn_qt, dn_nb, tab, act, nob, False, y2)
     for i in range(d):
         out[0, i] = x1[0, i] + y2[i]
     leave(old)
 
 
-def _packed(w):
-    return isinstance(w, PackedGGUF) and w.qtype in quant.QCODE
+def _readonly(a):
+    if not a.flags.writeable:
+        return a
+    a = a.view()
+    a.flags.writeable = False
+    return a
+
+
+_NONE = {dt: _readonly(np.zeros((0, 0), dt)) for dt in (np.uint8, np.float32, np.uint16)}  # unused slots
+
+
+def _matrix(w):
+    """layer_kernel's (packed blocks, float32, bfloat16 bits as uint16, qt, nb) for one matrix, the two
+    unused arrays empty, or None: C-order [N, K] dense matrices as the op kernels take them. Read-only
+    views: one kernel specialization, whatever the kind and whether the model's arrays are writable."""
+    if isinstance(w, PackedGGUF) and w.qtype in quant.QCODE:
+        qt, nb = quant.QCODE[w.qtype], w.shape[1] // quant.QTYPES[w.qtype][0]
+        return _readonly(np.asarray(w.blocks)), _NONE[np.float32], _NONE[np.uint16], qt, nb
+    if not (isinstance(w, np.ndarray) and w.ndim == 2 and w.flags.c_contiguous):
+        return None
+    if w.dtype == _F32:
+        return _NONE[np.uint8], _readonly(np.asarray(w)), _NONE[np.uint16], -1, 0
+    if w.dtype == bfloat16:
+        return _NONE[np.uint8], _NONE[np.float32], _readonly(np.asarray(w).view(np.uint16)), -2, 0
+    return None
 
 
 def _vector(a, n):
@@ -141,7 +179,8 @@ def plan(cfg, weights, precision, x, cache):
         p = f"layers.{L}."
         qkv, o = W.get(p + "attn.qkv.weight"), W.get(p + "attn.o.weight")
         gu, dn = W.get(p + "mlp.gate_up.weight"), W.get(p + "mlp.down.weight")
-        if not all(_packed(w) for w in (qkv, o, gu, dn)):
+        mats = [_matrix(w) for w in (qkv, o, gu, dn)]
+        if None in mats:
             return None
         if qkv.shape != ((hq + 2 * hkv) * D, d) or o.shape != (d, hq * D) or gu.shape[1] != d \
                 or dn.shape != (d, gu.shape[0] // 2):
@@ -152,13 +191,8 @@ def plan(cfg, weights, precision, x, cache):
         if (qkv_b is not None and not _vector(qkv_b, qkv.shape[0])) or (o_b is not None and not _vector(o_b, d)) \
                 or not _vector(an, d) or not _vector(mn, d) or (c.attention_sinks and not _vector(sinks, hq)):
             return None
-        args = []
-        for w, b in ((qkv, qkv_b), (o, o_b)):
-            args += [np.asarray(w.blocks), quant.QCODE[w.qtype], w.shape[1] // quant.QTYPES[w.qtype][0],
-                     b if b is not None else _NO_BIAS, b is not None]
-        for w in (gu, dn):
-            args += [np.asarray(w.blocks), quant.QCODE[w.qtype], w.shape[1] // quant.QTYPES[w.qtype][0]]
-        args.append(_NO_BIAS)
+        args = [*mats[0], qkv_b if qkv_b is not None else _NO_BIAS, qkv_b is not None,
+                *mats[1], o_b if o_b is not None else _NO_BIAS, o_b is not None, *mats[2], *mats[3], _NO_BIAS]
         window = c.layer_window(L)
         sk = sinks if sinks is not None else np.full(hq, -np.inf, np.float32)
         layers.append((an, mn, args, 0 if window is None else int(window), sk))
@@ -189,7 +223,8 @@ def _drop_stale_cache(cache=None):
     """Numba's disk cache checks the stamp of the kernel's own file only, and layer_kernel inlines code
     from the modules below: when any of them changes, this module's cached entries are removed."""
     here = Path(__file__).parent
-    names = ("layer.py", "quant.py", "norms.py", "attention.py", "rope.py", "activations.py", "_common.py")
+    names = ("layer.py", "quant.py", "linear.py", "bf16.py", "norms.py", "attention.py", "rope.py", "activations.py",
+             "_common.py")
     digest = hashlib.sha256(b"".join((here / n).read_bytes() for n in names)).hexdigest()
     try:
         cache = Path(layer_kernel._cache._cache_path if cache is None else cache)

@@ -26,18 +26,24 @@ GEMM_MIN_TOKENS = 4
 _SUM = dict(JIT, fastmath={"reassoc", "contract"})  # the dot only: any summation order, FMA (linear's budget)
 
 
+@njit(**_SUM)  # not inlined: an inlined helper would take its caller's fast-math flags
+def gemv_rows(x, w, bias, has_bias, zero, y, n0, n1):  # x [T, K]; w [N, K]; y [T, N]
+    """One work item of gemv: y[:, n0:n1] (layer.py's one-call layer runs it too)."""
+    T, K = x.shape[0], w.shape[1]
+    for n in range(n0, n1):
+        for t in range(T):
+            acc = zero
+            for k in range(K):
+                acc += x[t, k] * w[n, k]
+            y[t, n] = acc + bias[n] if has_bias else acc
+
+
 @njit(parallel=True, **_SUM)
 def gemv(nt, x, w, bias, has_bias, zero, y):  # x [T, K]; w [N, K]; y [T, N]
     old = enter(nt)
-    N, K = w.shape
-    T = x.shape[0]
+    N = w.shape[0]
     for c in prange((N + ROWS - 1) // ROWS):
-        for n in range(c * ROWS, min(N, (c + 1) * ROWS)):
-            for t in range(T):
-                acc = zero
-                for k in range(K):
-                    acc += x[t, k] * w[n, k]
-                y[t, n] = acc + bias[n] if has_bias else acc
+        gemv_rows(x, w, bias, has_bias, zero, y, c * ROWS, min(N, (c + 1) * ROWS))
     leave(old)
 
 

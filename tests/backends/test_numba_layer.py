@@ -3,6 +3,7 @@ the same backend, over the models and weights it covers, on one and two threads;
 float32 budget of the reference. What it does not cover runs op by op.
 """
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -35,7 +36,25 @@ CASES = {  # name: (tiny_config overrides, qtypes cycled over the layers' four m
 }
 
 
-def _packed(name):
+DENSE_CASES = {  # name: tiny_config overrides, run with float32 and with bfloat16 matrices
+    "llama": dict(num_layers=3),
+    "biases": dict(attention_bias=True, attention_out_bias=True),
+    # rows per product not a multiple of 16 or 4 (bf16.py's work items and row groups), odd K
+    "odd_sizes": dict(hidden_size=70, num_heads=3, num_kv_heads=1, head_dim=10, intermediate_size=38),
+}
+
+
+def _dense(name, kind):
+    """Tiny weights as float32 (rounded at load) or all cast to bfloat16 (matrices kept bfloat16 at load)."""
+    cfg = tiny_config("llama", **DENSE_CASES[name])
+    W = tiny_weights(cfg, seed=7)
+    if kind == "bfloat16":
+        W = {k: np.asarray(v).astype(ml_dtypes.bfloat16) for k, v in W.items()}
+    return cfg, W
+
+
+def _packed(name, mixed=False):
+    """CASES[name], its matrices packed; mixed: some of them float32 or bfloat16 instead, in each layer."""
     over, qtypes = CASES[name]
     cfg = tiny_config("llama", **over)
     W = dict(tiny_weights(cfg, seed=7))
@@ -43,9 +62,14 @@ def _packed(name):
     for L in range(cfg.num_layers):
         for g, parts in enumerate(groups):
             q = qtypes[(L + g) % len(qtypes)]
+            if mixed:  # (the reference multiplies dense gate/up by a dense down only)
+                q = {"f": "float32", "b": "bfloat16", "p": q}[("pfpb", "fbbf", "bppf")[L % 3][g]]
             for part in parts:
                 key = f"layers.{L}.{part}.weight"
                 a = np.asarray(W[key], np.float32)
+                if q in ("float32", "bfloat16"):
+                    W[key] = a.astype(ml_dtypes.bfloat16) if q == "bfloat16" else a
+                    continue
                 if q.endswith("_K"):  # gguf-py cannot quantize K formats: random blocks with finite scales
                     raw = random_packed(np.random.default_rng(L), q, a.shape, scale=0.002)
                 else:
@@ -73,9 +97,14 @@ def _decode(model, ids, steps):
     return np.stack(out)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_one_call_layer_is_the_op_by_op_run_bit_for_bit(case, threads, monkeypatch):
-    cfg, W = _packed(case)
+RUNS = [(c, "packed") for c in sorted(CASES)] + [(c, k) for c in DENSE_CASES for k in ("float32", "bfloat16")] \
+    + [("llama", "mixed"), ("k_quants", "mixed")]  # packed, float32 and bfloat16 matrices in one layer
+
+
+@pytest.mark.parametrize("case, kind", RUNS, ids=[f"{c}-{k}" for c, k in RUNS])
+def test_one_call_layer_is_the_op_by_op_run_bit_for_bit(case, kind, threads, monkeypatch):
+    cfg, W = _packed(case, kind == "mixed") if kind in ("packed", "mixed") else _dense(case, kind)
+    case = f"{case} ({kind})"
     made = []
     real = layer.plan
     monkeypatch.setattr(layer, "plan", lambda *a: made.append(real(*a)) or made[-1])
@@ -86,11 +115,11 @@ def test_one_call_layer_is_the_op_by_op_run_bit_for_bit(case, threads, monkeypat
     diff = np.argwhere(fused.view(np.uint32) != plain.view(np.uint32))
     assert diff.size == 0, (f"{case}: {len(diff)} logits differ from the op-by-op run; first at "
                             f"[step, vocab] = {tuple(diff[0])}: {fused[tuple(diff[0])]!r} vs {plain[tuple(diff[0])]!r}")
-    ref = _decode(Model(cfg, W, dtype="float64"), ids, steps=7)  # the reference, dequantized once, float64
+    ref = _decode(Model(cfg, W, dtype="float64"), ids, steps=7)  # the reference, float64 (dequantized, widened)
     np.testing.assert_allclose(fused, ref, rtol=0, atol=2e-4 * np.abs(ref).max(), err_msg=case)
 
 
-@pytest.mark.parametrize("what", ["bfloat16", "moe", "qk_norm", "dense_weights", "batch", "trace", "naive_kernel"])
+@pytest.mark.parametrize("what", ["bfloat16", "moe", "qk_norm", "fortran_order_weight", "batch", "trace", "naive_kernel"])
 def test_what_it_does_not_cover_runs_op_by_op(what, monkeypatch):
     cfg, W = _packed("llama")
     dtype, backend = "float32", NumbaBackend()
@@ -102,8 +131,8 @@ def test_what_it_does_not_cover_runs_op_by_op(what, monkeypatch):
     elif what == "qk_norm":
         cfg = tiny_config("qwen3")
         W = tiny_weights(cfg)
-    elif what == "dense_weights":
-        W = tiny_weights(cfg)
+    elif what == "fortran_order_weight":  # a float32 matrix in Fortran order: linear multiplies it by BLAS
+        W["layers.1.attn.o.weight"] = np.asfortranarray(tiny_weights(cfg)["layers.1.attn.o.weight"], np.float32)
     elif what == "naive_kernel":
         backend = backend.with_kernel("attention", "naive")
     made = []
