@@ -238,15 +238,21 @@ def _mlp_block(f, h, L):
     p = f"layers.{L}"
     if cfg.num_experts:
         return _moe_block(f, h, L)
+    packed = any(isinstance(W.get(p + n), PackedGGUF) for n in (".mlp.fc.weight", ".mlp.proj.weight",
+                                                                ".mlp.gate.weight", ".mlp.up.weight", ".mlp.down.weight"))
     if cfg.activation in ("gelu_tanh", "gelu_erf"):
         approx = "tanh" if cfg.activation == "gelu_tanh" else "none"
-        m = ops.gelu_mlp(h, W[p + ".mlp.fc.weight"], W.get(p + ".mlp.fc.bias"),
-                         W[p + ".mlp.proj.weight"], W.get(p + ".mlp.proj.bias"), approximate=approx)
+        fc, fc_b, proj, proj_b = (W.get(p + n) for n in (".mlp.fc.weight", ".mlp.fc.bias", ".mlp.proj.weight",
+                                                         ".mlp.proj.bias"))
+        if packed:  # gelu_mlp's two linears, some on packed weights
+            m = _linear(ops, ops.gelu(_linear(ops, h, fc, fc_b), approximate=approx), proj, proj_b)
+        else:
+            m = ops.gelu_mlp(h, fc, fc_b, proj, proj_b, approximate=approx)
     elif p + ".mlp.gate_up.weight" in W:  # gate and up stacked at load (prepare_weights(fuse=True))
         gu = _linear(ops, h, W[p + ".mlp.gate_up.weight"])  # [.., T, 2I]
         i = gu.shape[-1] // 2
         m = _linear(ops, ops.swiglu(gu[..., :i], gu[..., i:]), W[p + ".mlp.down.weight"])
-    elif isinstance(W[p + ".mlp.gate.weight"], PackedGGUF):  # swiglu_mlp's three linears, on packed weights
+    elif packed:  # swiglu_mlp's three linears, some on packed weights (a GGUF file may mix types)
         a = ops.swiglu(_linear(ops, h, W[p + ".mlp.gate.weight"]), _linear(ops, h, W[p + ".mlp.up.weight"]))
         m = _linear(ops, a, W[p + ".mlp.down.weight"])
     else:

@@ -187,3 +187,25 @@ def test_learned_positions_beyond_table_raise():
     m = model("gpt2")
     with pytest.raises(ArgumentError, match="positions"):
         m.logits(np.zeros(m.config.max_position_embeddings + 1, dtype=np.int64))
+
+
+@pytest.mark.parametrize("arch, packed", [("llama", ("gate",)), ("llama", ("up", "down")), ("gpt2", ("fc",)),
+                                          ("gpt2", ("proj",))])
+def test_mlps_with_some_matrices_packed_and_some_dense(arch, packed):
+    """A GGUF file may mix types: an MLP whose matrices are partly packed GGUF runs each product on its
+    own kind, with the values of the same matrices dequantized (gguf's own routine) and dense."""
+    gguf = pytest.importorskip("gguf", reason="the gguf package is not installed (pip install 'refimpl[gguf]')")
+    from refimpl.ops.quant import PackedGGUF
+
+    cfg = tiny_config(arch)
+    w = {k: np.asarray(v) for k, v in tiny_weights(cfg).items()}
+    dense = dict(w)
+    for L in range(cfg.num_layers):
+        for name in packed:
+            key = f"layers.{L}.mlp.{name}.weight"
+            raw = gguf.quants.quantize(w[key].astype(np.float32), gguf.GGMLQuantizationType.Q8_0)
+            w[key] = PackedGGUF(raw, "Q8_0", w[key].shape)
+            dense[key] = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType.Q8_0).reshape(w[key].shape)
+    ids = np.array([3, 1, 4, 1, 5])
+    got, want = Model(cfg, w, dtype="float64").logits(ids), Model(cfg, dense, dtype="float64").logits(ids)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
