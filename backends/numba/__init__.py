@@ -100,13 +100,14 @@ class NumbaBackend(Backend):
         this process may use); see backends/numba/threads.py."""
         super().__init__()
         self.threads = set_threads(default_threads() if threads is None else threads)
+        self._layer_plans = {}  # layer.plan's memo: the last model's one-call layers
 
     def decode_layer(self, config, weights, precision, x, cache):
         """backends/numba/layer.py's one-call layer for the models it covers (bit for bit the op-by-op
         run), while the selected kernels are the ones it fuses; else None."""
         if self._selected:  # another kernel chosen for some op: run the ops
             return None
-        return layer.plan(config, weights, precision, x, cache)
+        return layer.plan(config, weights, precision, x, cache, memo=self._layer_plans)
 
     def unsupported_reason(self, op, *, dtype=None, mask=None, **sizes):
         if op in ("attention", "attention_online") and mask is not None and mask is not False:

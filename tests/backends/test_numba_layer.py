@@ -107,7 +107,7 @@ def test_one_call_layer_is_the_op_by_op_run_bit_for_bit(case, kind, threads, mon
     case = f"{case} ({kind})"
     made = []
     real = layer.plan
-    monkeypatch.setattr(layer, "plan", lambda *a: made.append(real(*a)) or made[-1])
+    monkeypatch.setattr(layer, "plan", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     ids = np.array([3, 14, 15, 9, 2, 6])
     fused = _decode(Model(cfg, W, dtype="float32", backend=threads), ids, steps=7)
     assert made and all(s is not None for s in made), f"{case}: the one-call layer did not run"
@@ -137,7 +137,7 @@ def test_what_it_does_not_cover_runs_op_by_op(what, monkeypatch):
         backend = backend.with_kernel("attention", "naive")
     made = []
     real = layer.plan
-    monkeypatch.setattr(layer, "plan", lambda *a: made.append(real(*a)) or made[-1])
+    monkeypatch.setattr(layer, "plan", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     m = Model(cfg, W, dtype=dtype, backend=backend)
     batch = (1,) if what == "batch" else ()
     cache = m.new_cache(batch)
@@ -161,3 +161,21 @@ def test_stale_cache_entries_are_dropped(tmp_path):
     old.write_text("x")
     layer._drop_stale_cache(tmp_path)  # same sources: kept
     assert old.exists()
+
+
+def test_a_replaced_weight_makes_a_new_plan():
+    """The backend keeps its last plan while every entry it reads is the same object: a weight
+    replaced in the model's dict is read on the next step, as the op-by-op run reads it."""
+    cfg, W = _packed("llama")
+    ids = np.array([3, 14, 15])
+    fused, plain = Model(cfg, W, dtype="float32", backend=NumbaBackend()), Model(cfg, W, dtype="float32",
+                                                                              backend=OpByOp())
+    first = _decode(fused, ids, steps=2)
+    assert np.array_equal(first, _decode(plain, ids, steps=2))
+    for m in (fused, plain):  # the same new matrix in both
+        key = "layers.1.mlp.down.weight"
+        m.weights[key] = PackedGGUF(np.ascontiguousarray(np.asarray(m.weights[key].blocks)[::-1]),
+                                    m.weights[key].qtype, m.weights[key].shape)
+    again = _decode(fused, ids, steps=2)
+    assert not np.array_equal(again, first)
+    assert again.tobytes() == _decode(plain, ids, steps=2).tobytes()
