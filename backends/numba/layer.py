@@ -1,8 +1,8 @@
 """One decoder layer of a one-token decode step in one Numba call: the backend's `decode_layer`
 (spec/backend-interface.md, spec/backends-numba.md).
 
-A decode step of a small model is short of arithmetic, not of bandwidth: SmolLM2-135M runs ~13 ops per
-layer, each a Python call costing 10-50 us around a few us of work. `layer_kernel` runs the same
+In a decode step of a small model the op calls cost as much as the arithmetic: SmolLM2-135M runs ~13
+ops per layer, each a Python call of 10-50 us around a few us of work. `layer_kernel` runs the same
 kernels in the same order inside one call, so every value is bit for bit the op-by-op run's on this
 backend (tests/backends/test_numba_layer.py):
 
@@ -180,17 +180,14 @@ def plan(cfg, weights, precision, x, cache, memo=None):
         return None
     if memo is None:
         return _plan(cfg, weights)
-    keys = memo.get("keys") if memo.get("cfg") is cfg else None
-    if keys is None:
-        keys = [f"layers.{L}.{n}" for L in range(cfg.num_layers) for n in _READS]
+    last = memo.get("last")  # (cfg, keys, reads, step), replaced as a whole
+    same_cfg = last is not None and last[0] is cfg
+    keys = last[1] if same_cfg else [f"layers.{L}.{n}" for L in range(cfg.num_layers) for n in _READS]
     reads = tuple(map(weights.get, keys))
-    old = memo.get("reads")
-    if memo.get("cfg") is cfg and old is not None and all(map(operator.is_, reads, old)):
-        return memo["step"]
+    if same_cfg and all(map(operator.is_, reads, last[2])):
+        return last[3]
     step = _plan(cfg, weights)
-    memo.clear()
-    if step is not None:
-        memo.update(cfg=cfg, keys=keys, reads=reads, step=step)
+    memo["last"] = (cfg, keys, reads, step) if step is not None else None
     return step
 
 
