@@ -11,11 +11,11 @@ backend (tests/backends/test_numba_layer.py):
     h = rms_norm(x1); g, u = linear(h); x2 = x1 + linear(swiglu(g, u))
 
 (each `linear` runs the op path's GEMV work items: `_gemv`). Covered: float32 runs ("float32" precision)
-of pre-norm RMSNorm/RoPE/SwiGLU models (LLaMA, Mistral, Qwen2, SmolLM2) whose q/k/v and gate/up
+of pre-norm RMSNorm/RoPE/SwiGLU models (LLaMA, Mistral, Qwen2/3, SmolLM2) whose q/k/v and gate/up
 matrices were stacked at load, each of the four matrices per layer packed GGUF (Q4_0, Q4_1, Q8_0,
 Q4_K, Q6_K), float32 or bfloat16 kept as stored (C order; kinds may mix: one kernel specialization
 takes all three), with optional q/k/v and output biases, sliding windows and sinks; one sequence.
-Anything else (MoE, q/k norms, another weight dtype or order, "bfloat16" precision, a trace, a prompt
+Qwen3's q/k norms too. Anything else (MoE, another weight dtype or order, "bfloat16" precision, a trace, a prompt
 of several tokens, another attention kernel selected) runs op by op: `plan` returns None.
 """
 
@@ -66,10 +66,11 @@ def _gemv(blocks, wf, wb, qt, nb, tab, x, bias, has_bias, y):
 def layer_kernel(nt, x, attn_norm, mlp_norm, eps,
                  qkv, qkv_f, qkv_h, qkv_qt, qkv_nb, qkv_b, qkv_has_b, o, o_f, o_h, o_qt, o_nb, o_b, o_has_b,
                  gu, gu_f, gu_h, gu_qt, gu_nb, dn, dn_f, dn_h, dn_qt, dn_nb, nob,
-                 tab, cos, sin, interleaved, hq, kbuf, vbuf, pos, window, sinks, scale, out):
+                 qk_norm, q_norm, k_norm, tab, cos, sin, interleaved, hq, kbuf, vbuf, pos, window, sinks, scale, out):
     """out [1, d] = layer(x [1, d]) for the token at position pos, whose k and v it writes to
     kbuf, vbuf [Hkv, capacity, D] at pos (the KVCache's buffers); cos, sin [D/2] float64. Each matrix
-    is (packed blocks, float32, bfloat16 bits, qt, nb), the two unused arrays empty (_gemv)."""
+    is (packed blocks, float32, bfloat16 bits, qt, nb), the two unused arrays empty (_gemv). qk_norm:
+    each q and k head RMS-normalised (weights q_norm, k_norm [D]) before RoPE (Qwen3)."""
     old = enter(nt)
     d = x.shape[1]
     hkv, D = kbuf.shape[0], kbuf.shape[2]
@@ -79,9 +80,15 @@ def layer_kernel(nt, x, attn_norm, mlp_norm, eps,
     _rms_row(x, 0, attn_norm, eps, h)
     y = np.empty((hq + 2 * hkv) * D, np.float32)
     _gemv(qkv, qkv_f, qkv_h, qkv_qt, qkv_nb, tab, h[0], qkv_b, qkv_has_b, y)
+    qk = y[:(hq + hkv) * D].reshape(hq + hkv, D)  # [Hq + Hkv, D]
+    if qk_norm:  # rms_norm's rows, one per head, as the op path normalises q [Hq, D] and k [Hkv, D]
+        normed = np.empty((hq + hkv, D), np.float32)
+        for hh in range(hq + hkv):
+            _rms_row(qk, hh, q_norm if hh < hq else k_norm, eps, normed)
+        qk = normed
     q = np.empty((hq, D), np.float32)
     for hh in range(hq + hkv):
-        src = y[hh * D:(hh + 1) * D]
+        src = qk[hh]
         dst = q[hh] if hh < hq else kbuf[hh - hq, pos]
         for j in range(half):
             a, b = (2 * j, 2 * j + 1) if interleaved else (j, j + half)
@@ -164,7 +171,8 @@ def _vector(a, n):
 
 
 _READS = ("attn.qkv.weight", "attn.o.weight", "mlp.gate_up.weight", "mlp.down.weight", "attn.qkv.bias",
-          "attn.o.bias", "attn_norm.weight", "mlp_norm.weight", "attn.sinks")  # every entry a plan reads
+          "attn.o.bias", "attn_norm.weight", "mlp_norm.weight", "attn.sinks", "attn.q_norm.weight",
+          "attn.k_norm.weight")  # every entry a plan reads
 
 
 def plan(cfg, weights, precision, x, cache, memo=None):
@@ -175,7 +183,7 @@ def plan(cfg, weights, precision, x, cache, memo=None):
     if precision.dtype != "float32" or precision.rounds_each_step or not _accepts(x, cache):
         return None
     c = cfg
-    if (c.norm, c.norm_placement, c.position, c.activation) != ("rms", "pre", "rope", "swiglu") or c.qk_norm \
+    if (c.norm, c.norm_placement, c.position, c.activation) != ("rms", "pre", "rope", "swiglu") \
             or c.num_experts or c.head_dim % 2:
         return None
     if memo is None:
@@ -209,11 +217,14 @@ def _plan(cfg, weights):
         qkv_b, o_b = W.get(p + "attn.qkv.bias"), W.get(p + "attn.o.bias")
         an, mn = W.get(p + "attn_norm.weight"), W.get(p + "mlp_norm.weight")
         sinks = W.get(p + "attn.sinks") if c.attention_sinks else None
+        qn, kn = (W.get(p + "attn.q_norm.weight"), W.get(p + "attn.k_norm.weight")) if c.qk_norm else (None, None)
         if (qkv_b is not None and not _vector(qkv_b, qkv.shape[0])) or (o_b is not None and not _vector(o_b, d)) \
-                or not _vector(an, d) or not _vector(mn, d) or (c.attention_sinks and not _vector(sinks, hq)):
+                or not _vector(an, d) or not _vector(mn, d) or (c.attention_sinks and not _vector(sinks, hq)) \
+                or (c.qk_norm and not (_vector(qn, D) and _vector(kn, D))):
             return None
         args = [*mats[0], qkv_b if qkv_b is not None else _NO_BIAS, qkv_b is not None,
-                *mats[1], o_b if o_b is not None else _NO_BIAS, o_b is not None, *mats[2], *mats[3], _NO_BIAS]
+                *mats[1], o_b if o_b is not None else _NO_BIAS, o_b is not None, *mats[2], *mats[3], _NO_BIAS,
+                bool(c.qk_norm), qn if c.qk_norm else _NO_BIAS, kn if c.qk_norm else _NO_BIAS]
         window = c.layer_window(L)
         sk = sinks if sinks is not None else np.full(hq, -np.inf, np.float32)
         layers.append((an, mn, args, 0 if window is None else int(window), sk))

@@ -31,6 +31,7 @@ CASES = {  # name: (tiny_config overrides, qtypes cycled over the layers' four m
     "window": (dict(sliding_window=3, num_layers=3), ("Q4_0", "Q4_1")),
     "sinks": (dict(attention_sinks=True, num_kv_heads=1), ("Q8_0",)),
     "interleaved_mha": (dict(rope_pairing="interleaved", num_kv_heads=4), ("Q4_1",)),
+    "qk_norm": (dict(qk_norm=True, rope_theta=1e6), ("Q4_1", "Q8_0")),  # Qwen3
     "k_quants": (dict(hidden_size=256, intermediate_size=256, num_heads=4, num_kv_heads=2, head_dim=64),
                  ("Q4_K", "Q6_K")),
 }
@@ -39,6 +40,7 @@ CASES = {  # name: (tiny_config overrides, qtypes cycled over the layers' four m
 DENSE_CASES = {  # name: tiny_config overrides, run with float32 and with bfloat16 matrices
     "llama": dict(num_layers=3),
     "biases": dict(attention_bias=True, attention_out_bias=True),
+    "qk_norm": dict(qk_norm=True, num_kv_heads=1),
     # rows per product not a multiple of 16 or 4 (bf16.py's work items and row groups), odd K
     "odd_sizes": dict(hidden_size=70, num_heads=3, num_kv_heads=1, head_dim=10, intermediate_size=38),
 }
@@ -119,7 +121,7 @@ def test_one_call_layer_is_the_op_by_op_run_bit_for_bit(case, kind, threads, mon
     np.testing.assert_allclose(fused, ref, rtol=0, atol=2e-4 * np.abs(ref).max(), err_msg=case)
 
 
-@pytest.mark.parametrize("what", ["bfloat16", "moe", "qk_norm", "fortran_order_weight", "batch", "trace", "naive_kernel"])
+@pytest.mark.parametrize("what", ["bfloat16", "moe", "fortran_order_weight", "batch", "trace", "naive_kernel"])
 def test_what_it_does_not_cover_runs_op_by_op(what, monkeypatch):
     cfg, W = _packed("llama")
     dtype, backend = "float32", NumbaBackend()
@@ -127,9 +129,6 @@ def test_what_it_does_not_cover_runs_op_by_op(what, monkeypatch):
         dtype = "bfloat16"
     elif what == "moe":
         cfg = tiny_config("mixtral")
-        W = tiny_weights(cfg)
-    elif what == "qk_norm":
-        cfg = tiny_config("qwen3")
         W = tiny_weights(cfg)
     elif what == "fortran_order_weight":  # a float32 matrix in Fortran order: linear multiplies it by BLAS
         W["layers.1.attn.o.weight"] = np.asfortranarray(tiny_weights(cfg)["layers.1.attn.o.weight"], np.float32)
