@@ -42,29 +42,32 @@ def _make_gelu(dt):
     return kernel
 
 
+@njit(**JIT)
+def sigmoid(z, one):
+    """1 / (1 + exp(-z)) from exp(-|z|) (no overflow); one: 1 in z's dtype. Module level, not a
+    factory's closure: a kernel whose closure holds a compiled function misses numba's disk cache
+    and compiles in every process. layer.py fuses it too."""
+    e = np.exp(-abs(z))
+    return one / (one + e) if z >= 0 else e / (one + e)
+
+
 def _make_silu(dt):
     F = dt.type
-
-    @njit(**JIT)
-    def sigmoid(z):
-        one = F(1)
-        e = np.exp(-abs(z))
-        return one / (one + e) if z >= 0 else e / (one + e)
 
     @njit(parallel=True, **JIT)
     def kernel(nt, g, u, has_up, out):  # g, u, out [N]
         old = enter(nt)
+        one = F(1)
         for i in prange(g.shape[0]):
-            y = g[i] * sigmoid(g[i])
+            y = g[i] * sigmoid(g[i], one)
             out[i] = y * u[i] if has_up else y
         leave(old)
 
-    return kernel, sigmoid
+    return kernel
 
 
 def _make_oss(dt):
     F = dt.type
-    sigmoid = silu_kernel(dt)[1]
 
     @njit(parallel=True, **JIT)
     def kernel(nt, h, alpha, limit, has_limit, interleaved, out):  # h [N, 2I]; out [N, I]
@@ -84,7 +87,7 @@ def _make_oss(dt):
                         lin = limit
                     elif lin < -limit:
                         lin = -limit
-                out[r, i] = (g * sigmoid(alpha * g)) * (lin + one)
+                out[r, i] = (g * sigmoid(alpha * g, one)) * (lin + one)
         leave(old)
 
     return kernel
@@ -114,7 +117,7 @@ def silu(x):
     x, dt = _float_in(x)
     xf = _flat(x, dt)
     out = np.empty_like(xf)  # [N]
-    launch(silu_kernel(dt)[0], 16 * xf.size, xf, xf, False, out)
+    launch(silu_kernel(dt), 16 * xf.size, xf, xf, False, out)
     return out.reshape(x.shape)
 
 
@@ -124,7 +127,7 @@ def swiglu(gate, up):
     dt = compute_dtype(g, u)
     gf, uf = _flat(g, dt), _flat(u, dt)
     out = np.empty_like(gf)  # [N]
-    launch(silu_kernel(dt)[0], 16 * gf.size, gf, uf, True, out)
+    launch(silu_kernel(dt), 16 * gf.size, gf, uf, True, out)
     return out.reshape(g.shape)
 
 

@@ -61,81 +61,88 @@ def _nonfinite(v, out):  # v [B, Tk, Hkv, Dv]; out [B, Hkv]: True where some val
             out[b, h] = bad
 
 
-def _make_kernel(dt):
-    F = dt.type
+@njit(inline="always", **JIT)
+def _scores(qi, kt, j0, n, scale, buf, m):
+    """buf[:n] = scale * (qi . keys j0 .. j0+n-1), each dot product summed over d in order; returns
+    the running max of m and those scores."""  # qi [D]; kt [Tk, D] (one kv head; any strides); buf [>= n]
+    F = qi.dtype.type
+    for jj in range(n):
+        kj = kt[j0 + jj]  # [D]
+        acc = F(0)
+        for d in range(qi.shape[0]):
+            acc += qi[d] * kj[d]
+        buf[jj] = acc
+    for jj in range(n):
+        s = buf[jj] * scale
+        buf[jj] = s
+        m = _nanmax(m, s)
+    return m
 
-    @njit(inline="always", **JIT)
-    def scores(qi, kt, j0, n, scale, buf, m):
-        """buf[:n] = scale * (qi . keys j0 .. j0+n-1), each dot product summed over d in order; returns
-        the running max of m and those scores."""  # qi [D]; kt [Tk, D] (one kv head; any strides); buf [>= n]
-        for jj in range(n):
-            kj = kt[j0 + jj]  # [D]
-            acc = F(0)
-            for d in range(qi.shape[0]):
-                acc += qi[d] * kj[d]
-            buf[jj] = acc
-        for jj in range(n):
-            s = buf[jj] * scale
-            buf[jj] = s
-            m = _nanmax(m, s)
-        return m
-
-    @njit(inline="always", **JIT)
-    def online(qi, kt, vt, vbad, snk, lo, hi, scale, block, o):  # kt [Tk, D], vt [Tk, Dv]: one kv head; o [Dv]
-        zero, one, ninf = F(0), F(1), F(-np.inf)
-        Dv = o.shape[0]
-        m = snk
-        l = zero if m == ninf else one
-        buf = np.empty(block, dtype=qi.dtype)  # [block]
-        start = (lo // block) * block
-        for t in range(start, hi + 1, block):
-            j0, j1 = max(t, lo), min(t + block, hi + 1)
-            mt = scores(qi, kt, j0, j1 - j0, scale, buf, m)
-            if mt == ninf:
-                if vbad:
-                    for j in range(j0, j1):
-                        vj = vt[j]
-                        for d in range(Dv):
-                            o[d] += zero * vj[d]
-                continue
-            a = np.exp(m - mt)
-            for d in range(Dv):
-                o[d] = a * o[d]
-            lsum = zero
-            for j in range(j0, j1):
-                pj = np.exp(buf[j - j0] - mt)
-                lsum += pj
-                vj = vt[j]  # [Dv]
-                for d in range(Dv):
-                    o[d] += pj * vj[d]
-            l = a * l + lsum
-            m = mt
-        if l == zero:
-            l = one
+@njit(inline="always", **JIT)
+def online(qi, kt, vt, vbad, snk, lo, hi, scale, block, o):  # kt [Tk, D], vt [Tk, Dv]: one kv head; o [Dv]
+    """The "online" variant for one query and head (layer.py fuses it too); constants in o's dtype.
+    Module level, not a factory's closure: a kernel whose closure holds a compiled function misses
+    numba's disk cache and compiles in every process."""
+    F = o.dtype.type
+    zero, one, ninf = F(0), F(1), F(-np.inf)
+    Dv = o.shape[0]
+    m = snk
+    l = zero if m == ninf else one
+    buf = np.empty(block, dtype=qi.dtype)  # [block]
+    start = (lo // block) * block
+    for t in range(start, hi + 1, block):
+        j0, j1 = max(t, lo), min(t + block, hi + 1)
+        mt = _scores(qi, kt, j0, j1 - j0, scale, buf, m)
+        if mt == ninf:
+            if vbad:
+                for j in range(j0, j1):
+                    vj = vt[j]
+                    for d in range(Dv):
+                        o[d] += zero * vj[d]
+            continue
+        a = np.exp(m - mt)
         for d in range(Dv):
-            o[d] = o[d] / l
-
-    @njit(inline="always", **JIT)
-    def naive(qi, kt, vt, snk, lo, hi, scale, o):  # as online
-        zero, one, ninf = F(0), F(1), F(-np.inf)
-        Dv = o.shape[0]
-        n = max(hi - lo + 1, 0)
-        e = np.empty(n, dtype=qi.dtype)  # [n]
-        m = scores(qi, kt, lo, n, scale, e, snk)
-        if m == ninf:
-            m = zero
-        den = zero
-        for j in range(n):
-            e[j] = np.exp(e[j] - m)
-            den += e[j]
-        den = den + np.exp(snk - m)
-        if den == zero:
-            den = one
-        for j in range(lo, hi + 1):
-            pj = e[j - lo] / den
-            vj = vt[j]
+            o[d] = a * o[d]
+        lsum = zero
+        for j in range(j0, j1):
+            pj = np.exp(buf[j - j0] - mt)
+            lsum += pj
+            vj = vt[j]  # [Dv]
             for d in range(Dv):
                 o[d] += pj * vj[d]
+        l = a * l + lsum
+        m = mt
+    if l == zero:
+        l = one
+    for d in range(Dv):
+        o[d] = o[d] / l
+
+@njit(inline="always", **JIT)
+def naive(qi, kt, vt, snk, lo, hi, scale, o):  # as online
+    F = o.dtype.type
+    zero, one, ninf = F(0), F(1), F(-np.inf)
+    Dv = o.shape[0]
+    n = max(hi - lo + 1, 0)
+    e = np.empty(n, dtype=qi.dtype)  # [n]
+    m = _scores(qi, kt, lo, n, scale, e, snk)
+    if m == ninf:
+        m = zero
+    den = zero
+    for j in range(n):
+        e[j] = np.exp(e[j] - m)
+        den += e[j]
+    den = den + np.exp(snk - m)
+    if den == zero:
+        den = one
+    for j in range(lo, hi + 1):
+        pj = e[j - lo] / den
+        vj = vt[j]
+        for d in range(Dv):
+            o[d] += pj * vj[d]
+
+
+def _make_kernel(dt):
+    F = dt.type
 
     @njit(parallel=True, **JIT)
     def kernel(nt, q, kt, v, sinks, off, window, causal, scale, block, is_naive, vbad, out):
@@ -157,7 +164,6 @@ def _make_kernel(dt):
                 online(q[b, i, h], kt[b, :, hk], v[b, :, hk], vbad[b, hk], sinks[h], lo, hi, scale, block, o)
         leave(old)
 
-    kernel.online = online  # one query and head, for kernels that fuse it (backends/numba/layer.py)
     return kernel
 
 

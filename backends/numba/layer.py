@@ -34,9 +34,7 @@ from ._common import JIT, _threads, enter, leave, serial_twin
 from .rope import rope_pair
 
 _F32 = np.dtype(np.float32)
-_rms_row = norms.rms_kernel(_F32).row
-_online = attention.attention_kernel(_F32).online
-_sigmoid = activations.silu_kernel(_F32)[1]
+_rms_row, _online, _sigmoid = norms.rms_row, attention.online, activations.sigmoid
 _visible, _BLOCK = attention._visible, attention.BLOCK
 _packed_rows, _f32_rows, _bf16_rows = quant.gemv1_rows, linear.gemv_rows, bf16.gemv_rows
 ROWS = quant.ROWS
@@ -131,8 +129,9 @@ def layer_kernel(nt, x, attn_norm, mlp_norm, eps,
     g = np.empty(2 * m, np.float32)
     _gemv(gu, gu_f, gu_h, gu_qt, gu_nb, tab, h[0], nob, False, g)  # nob: no bias
     act = np.empty(m, np.float32)
+    one = np.float32(1)
     for i in range(m):
-        act[i] = (g[i] * _sigmoid(g[i])) * g[m + i]
+        act[i] = (g[i] * _sigmoid(g[i], one)) * g[m + i]
     _gemv(dn, dn_f, dn_h, dn_qt, dn_nb, tab, act, nob, False, y2)
     for i in range(d):
         out[0, i] = x1[0, i] + y2[i]

@@ -26,57 +26,60 @@ def _row_scale(x, r, n, zero):
     return s
 
 
-def _make_rms(dt):
-    F = dt.type
-
-    @njit(inline="always", **JIT)
-    def row(x, r, w, eps, out):
-        """out[r] = rms_norm of x[r] (x, out [N, n]; w [n]), summed sequentially, with the rescue."""
-        n = x.shape[1]
-        nf = F(n)
+@njit(inline="always", **JIT)
+def rms_row(x, r, w, eps, out):
+    """out[r] = rms_norm of x[r] (x, out [N, n]; w [n]), summed sequentially, with the rescue; constants
+    in x's dtype (module level, not a factory's closure: a kernel whose closure holds a compiled
+    function misses numba's disk cache and compiles in every process). layer.py fuses it too."""
+    F = x.dtype.type
+    n = x.shape[1]
+    nf = F(n)
+    acc = F(0)
+    for i in range(n):
+        acc += x[r, i] * x[r, i]
+    s = _row_scale(x, r, n, F(0)) if not np.isfinite(acc) else F(0)
+    if s > F(0):  # a finite row whose mean(x^2) overflowed: the same quantity on u = x / max|x|
         acc = F(0)
         for i in range(n):
-            acc += x[r, i] * x[r, i]
-        s = _row_scale(x, r, n, F(0)) if not np.isfinite(acc) else F(0)
-        if s > F(0):  # a finite row whose mean(x^2) overflowed: the same quantity on u = x / max|x|
-            acc = F(0)
-            for i in range(n):
-                u = x[r, i] / s
-                acc += u * u
-            den = np.sqrt(acc / nf + eps / (s * s))
-            for i in range(n):
-                out[r, i] = x[r, i] / s / den * w[i]
-        else:
-            den = np.sqrt(acc / nf + eps)
-            for i in range(n):
-                out[r, i] = x[r, i] / den * w[i]
+            u = x[r, i] / s
+            acc += u * u
+        den = np.sqrt(acc / nf + eps / (s * s))
+        for i in range(n):
+            out[r, i] = x[r, i] / s / den * w[i]
+    else:
+        den = np.sqrt(acc / nf + eps)
+        for i in range(n):
+            out[r, i] = x[r, i] / den * w[i]
 
+
+def _make_rms(dt):
     @njit(parallel=True, **JIT)
     def kernel(nt, x, w, eps, out):  # x, out [N, n]; w [n]
         old = enter(nt)
         for r in prange(x.shape[0]):
-            row(x, r, w, eps, out)
+            rms_row(x, r, w, eps, out)
         leave(old)
 
-    kernel.row = row  # one row, for kernels that fuse it (backends/numba/layer.py)
     return kernel
+
+
+@njit(inline="always", **JIT)
+def _centred(x, r, n, s, nf):
+    """(mean, sum of squared deviations) of x[r] / s (s = 1: the row itself), in x's dtype."""
+    F = x.dtype.type
+    acc = F(0)
+    for i in range(n):
+        acc += x[r, i] / s
+    mean = acc / nf
+    acc = F(0)
+    for i in range(n):
+        c = x[r, i] / s - mean
+        acc += c * c
+    return mean, acc
 
 
 def _make_layer(dt):
     F = dt.type
-
-    @njit(inline="always", **JIT)
-    def centred(x, r, n, s, nf):
-        """(mean, sum of squared deviations) of x[r] / s (s = 1: the row itself)."""
-        acc = F(0)
-        for i in range(n):
-            acc += x[r, i] / s
-        mean = acc / nf
-        acc = F(0)
-        for i in range(n):
-            c = x[r, i] / s - mean
-            acc += c * c
-        return mean, acc
 
     @njit(parallel=True, **JIT)
     def kernel(nt, x, w, b, has_bias, eps, out):  # x, out [N, n]; w, b [n]
@@ -85,13 +88,13 @@ def _make_layer(dt):
         nf = F(n)
         for r in prange(N):
             s = F(1)
-            mean, acc = centred(x, r, n, s, nf)
+            mean, acc = _centred(x, r, n, s, nf)
             e = eps
             if not np.isfinite(acc):
                 m = _row_scale(x, r, n, F(0))
                 if m > F(0):  # a finite row whose variance overflowed: the same quantity on u = x / max|x|
                     s = m
-                    mean, acc = centred(x, r, n, s, nf)
+                    mean, acc = _centred(x, r, n, s, nf)
                     e = eps / (s * s)
             den = np.sqrt(acc / nf + e)
             for i in range(n):

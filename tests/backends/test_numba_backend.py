@@ -483,3 +483,33 @@ def test_whole_tiny_model_matches_the_reference(arch, mxfp4, mode, tol):
     parts = [forward(m.config, m.weights, ids[:6], cache=cache, dtype=mode, ops=nb_ops)]
     parts += [forward(m.config, m.weights, ids[t:t + 1], cache=cache, dtype=mode, ops=nb_ops) for t in range(6, 13)]
     np.testing.assert_allclose(np.concatenate(parts), ref, rtol=0, atol=tol)
+
+
+def test_no_kernel_closure_holds_a_compiled_function():
+    """numba's disk cache keys a closure's kernel by its pickled cells, and a compiled function
+    (Dispatcher) pickles differently in every process: such a kernel misses the cache and compiles in
+    every process (measured: the first SmolLM2 prompt 5.4 s instead of 0.8 s). Helpers a kernel calls
+    are module-level functions, so that only constants (the dtype's type) sit in closures."""
+    import importlib
+    import pkgutil
+
+    from numba.core.dispatcher import Dispatcher
+
+    import refimpl.backends.numba as pkg
+
+    checked, bad = 0, []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        for name, obj in vars(mod).items():
+            kernels = [obj] if isinstance(obj, Dispatcher) else []
+            if callable(obj) and hasattr(obj, "built"):  # a per_dtype factory: build both dtypes
+                for dt in (np.float32, np.float64):
+                    built = obj(dt)
+                    kernels += [k for k in (built if isinstance(built, tuple) else (built,)) if isinstance(k, Dispatcher)]
+            for k in kernels:
+                checked += 1
+                cells = [c.cell_contents for c in (k.py_func.__closure__ or ())]
+                if any(isinstance(c, Dispatcher) for c in cells):
+                    bad.append(f"{info.name}.{name} ({k.py_func.__qualname__})")
+    assert checked > 20, checked
+    assert not bad, f"kernels whose closure holds a compiled function (never cached on disk): {bad}"
