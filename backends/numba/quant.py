@@ -474,11 +474,8 @@ def gemv1_vec(nt, qt, blocks, x, nb, tab, bias, has_bias, y):
 
 # Fused decode-and-dot for one float64 token (and the portable baseline bench/bench_ops.py compares
 # the vector kernel with): lanes[j] accumulates the products of in-block position j (and j + h) over
-# all blocks, an elementwise loop; the row's sum is then lanes[0] + ... + lanes[h-1] in order.
-
-# Fused decode-and-dot for one token (decode): lanes[j] accumulates the products of in-block
-# position j (and j + h) over all blocks, an elementwise loop that vectorises without
-# reassociation; the row's sum is then lanes[0] + ... + lanes[h-1] in order.
+# all blocks, an elementwise loop that vectorises without reassociation; the row's sum is then
+# lanes[0] + ... + lanes[h-1] in order.
 
 @njit(parallel=True, **JIT)
 def gemv1_q4_0(nt, blocks, x, bias, has_bias, zero, y, h):  # blocks [N, nb, 18]; x [nb, 32]; y [N]

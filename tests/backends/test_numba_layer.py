@@ -178,3 +178,21 @@ def test_a_replaced_weight_makes_a_new_plan():
     again = _decode(fused, ids, steps=2)
     assert not np.array_equal(again, first)
     assert again.tobytes() == _decode(plain, ids, steps=2).tobytes()
+
+
+def test_smollm2_one_call_layers_are_the_op_by_op_run():
+    """The real model's decode steps through backends/numba/layer.py, bit for bit the op-by-op run."""
+    from refimpl.fetch import smollm2_gguf_path
+
+    try:
+        path = smollm2_gguf_path()
+    except Exception as exc:  # no network and no cached file
+        pytest.skip(f"SmolLM2 GGUF not available here and not downloadable ({exc})")
+    from refimpl.api import load
+
+    fused = load(str(path), backend="numba")
+    x = np.zeros((1, fused.config.hidden_size), np.float32)
+    assert fused.backend.decode_layer(fused.config, fused.weights, fused.precision, x, fused.new_cache()) is not None
+    ids = np.array([504, 3575, 282, 4649, 314])  # "The capital of France is"
+    a, b = _decode(fused, ids, steps=4), _decode(load(str(path), backend=OpByOp()), ids, steps=4)
+    assert a.tobytes() == b.tobytes(), f"{int((a != b).sum())} logits differ from the op-by-op run"
