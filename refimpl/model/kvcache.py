@@ -144,6 +144,7 @@ class KVCache:
         decode layer); returns (k_buf, v_buf, old): the buffers [*batch, Hkv, capacity, D] and the index
         of the first new entry. The layer's length becomes old + t_new."""
         layer = _layer_index(layer, self.num_layers)
+        t_new = positive_int(t_new, "t_new")
         old = self._len[layer]
         self._reserve(layer, old, old + t_new)
         self._len[layer] = old + t_new

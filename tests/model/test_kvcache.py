@@ -198,3 +198,7 @@ def test_extend_makes_room_for_entries_the_caller_writes():
     with pytest.raises(ArgumentError, match="at most max_length=20 cached tokens in layer 1"):
         c.extend(1, 21)
     assert c.length(1) == 0  # nothing changed by the refused call
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ArgumentError, match="t_new"):
+            c.extend(1, bad)
+    assert c.length(1) == 0
